@@ -1,0 +1,1 @@
+"""ModelFleet serving image: a TorchServe-compatible gRPC model server."""
