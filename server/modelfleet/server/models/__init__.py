@@ -1,0 +1,1 @@
+"""The server's domain: model sources, loading, registry, workers and batching (no grpc here)."""
