@@ -1,0 +1,130 @@
+"""Server settings: frozen dataclasses grouped by concern, every field typed, defaulted and documented.
+
+Built once from CLI flags and environment in __main__.py and passed down explicitly; nothing
+reads the environment at import time. Defaults are secure: loopback binds, token auth on, the
+model API off, model sources limited to the model store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+StatusMode = Literal["torchserve", "conventional"]
+
+DEFAULT_MAX_MESSAGE_BYTES = 6_553_500
+"""TorchServe's max_request_size; also its gRPC message limit."""
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    inference_address: str = "127.0.0.1:7070"
+    """host:port of the inference service (TorchServe's default port); loopback unless told otherwise."""
+    management_address: str = "127.0.0.1:7071"
+    """host:port of the management service; a separate port so a Service can expose inference only."""
+    health_address: str | None = None
+    """Plaintext host:port serving only grpc.health.v1 (for kubelet probes when TLS is on); None = off."""
+    metrics_address: str | None = None
+    """host:port of the Prometheus /metrics endpoint; None = off."""
+    max_receive_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest request message accepted; bigger ones fail with RESOURCE_EXHAUSTED."""
+    max_send_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest response message sent; bigger ones fail with RESOURCE_EXHAUSTED."""
+    max_connection_age_s: float | None = None
+    """Close connections after this many seconds so clients re-resolve and spread over pods; None = never."""
+    max_connection_age_grace_s: float | None = None
+    """Seconds an aged connection may finish in-flight calls before it is closed."""
+    keepalive_time_s: float | None = 60.0
+    """Seconds between server keepalive pings on idle connections; None = grpc default."""
+    keepalive_timeout_s: float = 20.0
+    """Seconds to wait for a keepalive ack before closing the connection."""
+    reflection: bool = True
+    """Serve grpc.reflection v1 and v1alpha so grpcurl works without .proto files."""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    cert_file: Path | None = None
+    """PEM certificate chain; with key_file, both API ports use TLS."""
+    key_file: Path | None = None
+    """PEM private key for cert_file."""
+    client_ca_file: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    enabled: bool = True
+    """Require `authorization: Bearer <token>` on both APIs (health and reflection never need one)."""
+    management_token_file: Path | None = None
+    """File with one or more management tokens, one per line; re-read when it changes."""
+    inference_token_file: Path | None = None
+    """File with one or more inference tokens, one per line; re-read when it changes."""
+    key_file: Path = Path("key_file.json")
+    """Where generated tokens are written (mode 0600) when no token file is given."""
+    reload_interval_s: float = 1.0
+    """How often token files are checked for rotation."""
+    enable_model_api: bool = False
+    """Allow RegisterModel/UnregisterModel (TorchServe's enable_model_api; off by default)."""
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    model_store: Path = Path("model_store")
+    """Folder whose files and subfolders may be registered by bare name; always allowed."""
+    allowed_source_patterns: tuple[str, ...] = ()
+    """Regexes (full match) for file:// and http(s):// URLs allowed besides the model store; empty = deny."""
+    download_dir: Path | None = None
+    """Where http(s) sources are saved; None = <model_store>/.downloads."""
+    max_download_bytes: int = 2 * 1024**3
+    """Largest http(s) download accepted."""
+    download_timeout_s: float = 60.0
+    """Connect/read timeout of an http(s) download."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    default_workers: int | None = None
+    """Workers per model when a request says 0; None = number of GPUs, else usable CPUs."""
+    job_queue_size: int = 100
+    """Requests a model version may queue before new ones are refused at once (TorchServe's default)."""
+    default_batch_size: int = 1
+    default_max_batch_delay_ms: int = 100
+    default_response_timeout_s: int = 120
+    default_startup_timeout_s: int = 120
+    trusted_handlers: tuple[str, ...] = ()
+    """Importable module names of handler code installed in the image; the only custom code that runs."""
+    adaptive_batching: bool = True
+    """Dispatch at once when a worker is idle instead of waiting out max_batch_delay."""
+    desired_state_file: Path | None = None
+    """JSON file (e.g. a mounted ConfigMap) listing models to load at start."""
+    startup_models: tuple[str, ...] = ()
+    """`name=url` entries (TorchServe's --models) loaded at start."""
+    devices: tuple[str, ...] | None = None
+    """Devices workers are placed on, round-robin; None = every visible CUDA device, else cpu."""
+
+
+@dataclass(frozen=True)
+class ShutdownSettings:
+    drain_delay_s: float = 0.0
+    """Seconds health reports NOT_SERVING before listeners close, so load balancers stop routing first."""
+    grace_s: float = 30.0
+    """Seconds in-flight calls may take to finish after listeners close."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    sources: SourceSettings = field(default_factory=SourceSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    status_mode: StatusMode = "torchserve"
+    """"torchserve": TorchServe 0.12's status codes, quirks included; "conventional": gRPC's usual ones."""
+    log_level: str = "INFO"
