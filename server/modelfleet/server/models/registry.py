@@ -1,0 +1,357 @@
+"""Model registry: name → versions → default; the single source of truth for every RPC.
+
+The servicers call one method each (register, unregister, scale, set_default, describe,
+list_models, predict, stream). Everything runs on the event loop except model loading (a thread)
+and model execution (worker threads, see workers.py). Observers (health) subscribe to changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ErrorKind, ModelFleetError, Reason, model_not_found, version_not_found
+from ..names import check_model_name, check_version
+from ..settings import ModelSettings
+from . import devices as devices_mod
+from .batching import BatchPolicy, JobQueue
+from .contracts import LoadedModel, RegisterSpec, ResolvedSource
+from .describe import describe_version
+from .workers import WorkerPool
+
+if TYPE_CHECKING:
+    from .loading import ModelLoader
+    from .sources import SourceResolver
+
+log = logging.getLogger(__name__)
+
+LIST_DEFAULT_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class VersionKey:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    key: VersionKey
+    workers: int
+
+
+@dataclass
+class ModelVersion:
+    """One loaded version with its settings and worker pool."""
+
+    key: VersionKey
+    spec: RegisterSpec
+    source: ResolvedSource
+    loaded: LoadedModel
+    pool: WorkerPool
+    min_workers: int
+    max_workers: int
+    batch_size: int
+    max_batch_delay_ms: int
+    response_timeout_s: int
+    startup_timeout_s: int
+    loaded_at_startup: bool = False
+
+    @property
+    def serving(self) -> bool:
+        return self.pool.ready_count >= max(1, self.min_workers)
+
+
+@dataclass
+class Model:
+    name: str
+    default: str
+    versions: dict[str, ModelVersion] = field(default_factory=dict)
+
+
+def _positive_or(value: int, default: int) -> int:
+    return value if value > 0 else default
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        settings: ModelSettings,
+        *,
+        resolver: SourceResolver,
+        loader: ModelLoader,
+        devices: Sequence[str],
+        cpus: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.loader = loader
+        self.devices = list(devices) or ["cpu"]
+        self.cpus = cpus or devices_mod.usable_cpus()
+        self.default_workers = settings.default_workers or devices_mod.default_worker_count(self.devices, self.cpus)
+        self._device_cycle = itertools.cycle(self.devices)
+        self._models: dict[str, Model] = {}
+        self._loading: set[VersionKey] = set()
+        self._subscribers: list[Callable[[], None]] = []
+        self._threads_for: int | None = None
+
+    # ---- observers --------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._subscribers.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._subscribers:
+            try:
+                callback()
+            except Exception:
+                log.exception("registry subscriber failed")
+
+    def health_view(self) -> dict[str, bool]:
+        view: dict[str, bool] = {}
+        for model in self._models.values():
+            for version in model.versions.values():
+                view[f"{model.name}/{version.key.version}"] = version.serving
+            view[model.name] = model.versions[model.default].serving
+        return view
+
+    def healthy(self) -> bool:
+        return all(model.versions[model.default].serving for model in self._models.values())
+
+    # ---- lookups ----------------------------------------------------------------------------
+    def _model(self, name: str) -> Model:
+        model = self._models.get(name)
+        if model is None:
+            raise model_not_found(name)
+        return model
+
+    def _version(self, name: str, version: str | None) -> ModelVersion:
+        model = self._model(name)
+        found = model.versions.get(version or model.default)
+        if found is None:
+            raise version_not_found(name, version or "")
+        return found
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        """The registered version (default when version is None/empty); raises NOT_FOUND."""
+        return self._version(name, version)
+
+    # ---- management -------------------------------------------------------------------------
+    async def register(self, spec: RegisterSpec, *, at_startup: bool = False) -> RegisterResult:
+        if not spec.url:
+            raise ModelFleetError(ErrorKind.INVALID_ARGUMENT, Reason.MISSING_FIELD, "url is required")
+        if spec.model_name:
+            check_model_name(spec.model_name)
+        if spec.batch_size < 0 or spec.max_batch_delay_ms < 0 or spec.initial_workers < 0:
+            raise ModelFleetError(
+                ErrorKind.INVALID_ARGUMENT,
+                Reason.BAD_INPUT,
+                "batch_size, max_batch_delay and initial_workers must not be negative",
+            )
+        source = await self.resolver.resolve(spec.url)
+        identity = await asyncio.to_thread(self.loader.identify, source, spec)
+        key = VersionKey(check_model_name(identity.name), check_version(identity.version))
+        self._refuse_duplicate(key)
+        startup_timeout = _positive_or(spec.startup_timeout_s, self.settings.default_startup_timeout_s)
+        self._loading.add(key)
+        try:
+            try:
+                loaded = await asyncio.wait_for(
+                    asyncio.to_thread(self.loader.load, source, spec, identity), startup_timeout
+                )
+            except asyncio.TimeoutError:
+                raise ModelFleetError(
+                    ErrorKind.DEADLINE_EXCEEDED,
+                    Reason.LOAD_TIMEOUT,
+                    f"Loading {key.name} version {key.version} took longer than {startup_timeout}s",
+                ) from None
+            workers = _positive_or(spec.initial_workers, self.default_workers)
+            version = self._new_version(key, spec, source, loaded, workers=workers, at_startup=at_startup)
+            model = self._models.get(key.name)
+            if model is None:
+                model = self._models[key.name] = Model(key.name, default=key.version)
+            model.versions[key.version] = version
+        finally:
+            self._loading.discard(key)
+        version.pool.scale(workers)
+        self._retune_threads()
+        log.info("registered %s version %s with %d workers", key.name, key.version, workers)
+        if spec.synchronous:
+            await version.pool.wait_ready(workers, startup_timeout)
+        return RegisterResult(key, workers)
+
+    def _refuse_duplicate(self, key: VersionKey) -> None:
+        model = self._models.get(key.name)
+        if key in self._loading or (model is not None and key.version in model.versions):
+            raise ModelFleetError(
+                ErrorKind.ALREADY_EXISTS,
+                Reason.ALREADY_EXISTS,
+                f"Model version {key.version} is already registered for model {key.name}",
+                metadata={"model": key.name, "version": key.version},
+            )
+
+    def _new_version(
+        self,
+        key: VersionKey,
+        spec: RegisterSpec,
+        source: ResolvedSource,
+        loaded: LoadedModel,
+        *,
+        workers: int,
+        at_startup: bool,
+    ) -> ModelVersion:
+        settings = self.settings
+        batch_size = _positive_or(spec.batch_size, settings.default_batch_size)
+        delay_ms = spec.max_batch_delay_ms if spec.max_batch_delay_ms > 0 else settings.default_max_batch_delay_ms
+        timeout_s = _positive_or(spec.response_timeout_s, settings.default_response_timeout_s)
+        queue = JobQueue(
+            capacity=settings.job_queue_size,
+            policy=BatchPolicy(batch_size, delay_ms / 1000.0, settings.adaptive_batching),
+        )
+        pool = WorkerPool(
+            name=f"{key.name}/{key.version}",
+            loaded=loaded,
+            queue=queue,
+            response_timeout_s=timeout_s,
+            loop=asyncio.get_running_loop(),
+            on_change=self._changed,
+            next_device=lambda: next(self._device_cycle),
+        )
+        return ModelVersion(
+            key=key,
+            spec=spec,
+            source=source,
+            loaded=loaded,
+            pool=pool,
+            min_workers=workers,
+            max_workers=workers,
+            batch_size=batch_size,
+            max_batch_delay_ms=delay_ms,
+            response_timeout_s=timeout_s,
+            startup_timeout_s=_positive_or(spec.startup_timeout_s, settings.default_startup_timeout_s),
+            loaded_at_startup=at_startup,
+        )
+
+    async def unregister(self, name: str, version: str | None) -> VersionKey:
+        model = self._model(name)
+        target = self._version(name, version)
+        if target.key.version == model.default and len(model.versions) > 1:
+            raise ModelFleetError(
+                ErrorKind.FAILED_PRECONDITION,
+                Reason.DEFAULT_VERSION_IN_USE,
+                f"Cannot remove default version {model.default} for model {name}; "
+                "set another default version first",
+                metadata={"model": name, "version": model.default},
+            )
+        del model.versions[target.key.version]
+        if not model.versions:
+            del self._models[name]
+        target.pool.close(version_not_found(name, target.key.version))
+        self._retune_threads()
+        log.info("unregistered %s version %s", name, target.key.version)
+        return target.key
+
+    async def scale(
+        self,
+        name: str,
+        version: str | None,
+        *,
+        min_workers: int,
+        max_workers: int,
+        synchronous: bool,
+        timeout_s: float | None,
+    ) -> VersionKey:
+        target = self._version(name, version)
+        low = _positive_or(min_workers, 1)
+        high = _positive_or(max_workers, low)
+        if high < low:
+            raise ModelFleetError(
+                ErrorKind.INVALID_ARGUMENT, Reason.BAD_INPUT, "max_worker cannot be less than min_worker."
+            )
+        target.min_workers, target.max_workers = low, high
+        target.pool.scale(low)
+        self._retune_threads()
+        if synchronous:
+            await target.pool.wait_ready(low, timeout_s if timeout_s and timeout_s > 0 else target.startup_timeout_s)
+        return target.key
+
+    def set_default(self, name: str, version: str) -> None:
+        model = self._model(name)
+        if version not in model.versions:
+            raise version_not_found(name, version)
+        if model.default != version:
+            model.default = version
+            self._changed()
+
+    def _retune_threads(self) -> None:
+        """Size torch's intra-op pool so all workers together use about the CPUs we may use."""
+        total = sum(len(v.pool.workers) for m in self._models.values() for v in m.versions.values())
+        threads = devices_mod.intra_op_threads(self.cpus, total)
+        if threads != self._threads_for:
+            import torch
+
+            torch.set_num_threads(threads)
+            self._threads_for = threads
+
+    # ---- queries ----------------------------------------------------------------------------
+    def describe(self, name: str, version: str | None) -> list[dict[str, Any]]:
+        model = self._model(name)
+        if version == "all":
+            chosen = [model.versions[v] for v in sorted(model.versions)]
+        else:
+            chosen = [self._version(name, version)]
+        return [describe_version(v, job_queue_size=self.settings.job_queue_size) for v in chosen]
+
+    def list_models(self, *, limit: int, offset: int) -> dict[str, Any]:
+        """TorchServe's page shape; an unset (0) limit gives the documented 100, not an empty page."""
+        if limit <= 0 or limit > LIST_DEFAULT_LIMIT:
+            limit = LIST_DEFAULT_LIMIT
+        offset = max(0, offset)
+        names = sorted(self._models)
+        page = names[offset : offset + limit]
+        result: dict[str, Any] = {}
+        if offset + limit < len(names):
+            result["nextPageToken"] = str(offset + limit)
+        result["models"] = [
+            {"modelName": name, "modelUrl": self._models[name].versions[self._models[name].default].source.url}
+            for name in page
+        ]
+        return result
+
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+    # ---- inference --------------------------------------------------------------------------
+    async def predict(
+        self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None
+    ) -> bytes:
+        model = self._models.get(name)
+        if model is None:
+            raise model_not_found(name)
+        found = model.versions.get(version or model.default)
+        if found is None:
+            raise version_not_found(name, version or "")
+        return await found.pool.submit(inputs, deadline)
+
+    async def stream(
+        self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None
+    ) -> AsyncIterator[bytes]:
+        """Responses of one streaming request; a handler without steps yields its one result."""
+        target = self._version(name, version)
+        streamer = target.loaded.extra.get("streamer")
+        if streamer is None:
+            yield await target.pool.submit(inputs, deadline)
+            return
+        async for chunk in streamer(target, inputs, deadline):
+            yield chunk
+
+    async def close(self) -> None:
+        for model in list(self._models.values()):
+            for version in model.versions.values():
+                version.pool.close(
+                    ModelFleetError(ErrorKind.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down")
+                )
+        self._models.clear()

@@ -1,0 +1,300 @@
+"""Worker pool of one model version: threads that run batches off the event loop.
+
+Why threads, not processes: torch releases the GIL inside operators, so a worker thread runs the
+forward pass while the event loop keeps serving gRPC I/O, and workers share one CPU copy of the
+weights. The registry owns one pool per version; the RPC layer only sees `submit()`.
+Results go back to the loop with one call_soon_threadsafe per batch, not per request.
+A watchdog on the loop enforces response_timeout: the stuck batch fails with DEADLINE_EXCEEDED
+and a fresh worker replaces the stuck one (a Python thread cannot be killed; it is abandoned
+and exits when its call returns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import ErrorKind, ModelFleetError, Reason
+from .batching import Job, JobQueue
+from .contracts import LoadedModel, ModelRunner
+
+log = logging.getLogger(__name__)
+
+_worker_ids = itertools.count(9000)  # TorchServe numbers its workers from 9000
+
+
+def _deadline_passed() -> ModelFleetError:
+    return ModelFleetError(
+        ErrorKind.DEADLINE_EXCEEDED, Reason.DEADLINE_PASSED, "Client deadline passed before the request ran"
+    )
+
+
+def _unexpected(exc: BaseException) -> ModelFleetError:
+    return ModelFleetError(ErrorKind.INTERNAL, Reason.INTERNAL, "Internal server error")
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker as DescribeModel reports it."""
+
+    id: str
+    start_time: str
+    status: str
+    device: str
+    pid: int
+
+
+class Worker:
+    """One thread that takes batches from the version's queue and runs them on its device."""
+
+    def __init__(self, pool: WorkerPool, device: str) -> None:
+        self.pool = pool
+        self.device = device
+        self.id = str(next(_worker_ids))
+        self.started_at = datetime.now(timezone.utc)
+        self.status = "STARTING"
+        self.busy_since: float | None = None
+        self.current: list[Job] = []
+        self.abandoned = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=f"worker-{pool.name}-{self.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def should_stop(self) -> bool:
+        return self._stop or self.abandoned
+
+    def info(self) -> WorkerInfo:
+        stamp = self.started_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.started_at.microsecond // 1000:03d}Z"
+        return WorkerInfo(self.id, stamp, self.status, self.device, os.getpid())
+
+    def _run(self) -> None:
+        pool = self.pool
+        try:
+            runner = pool.loaded.make_runner(self.device)
+        except Exception:
+            log.exception("worker %s of %s failed to start on %s", self.id, pool.name, self.device)
+            self.status = "FAILED"
+            pool.post(pool.worker_exited, self)
+            return
+        self.status = "READY"
+        pool.post(pool.worker_changed)
+        queue = pool.queue
+        clock = time.monotonic
+        while True:
+            batch = queue.take(self.should_stop)
+            if batch is None:
+                break
+            self._run_batch(runner, batch, clock())
+            if self.abandoned:
+                return  # the watchdog replaced this worker and failed its batch
+        self.status = "STOPPED"
+        pool.post(pool.worker_exited, self)
+
+    def _run_batch(self, runner: ModelRunner, batch: list[Job], now: float) -> None:
+        live: list[Job] = []
+        dropped: list[Job] = []
+        for job in batch:
+            # Reading done() from this thread is a plain attribute read; a stale answer only
+            # means we run a request whose caller just left, which is harmless.
+            if job.future.done():
+                continue
+            if job.deadline is not None and job.deadline <= now:
+                dropped.append(job)
+            else:
+                live.append(job)
+        if dropped:
+            self.pool.post(self.pool.deliver, dropped, [_deadline_passed()] * len(dropped))
+        if not live:
+            return
+        self.current = live
+        self.busy_since = time.monotonic()
+        results: Sequence[bytes | ModelFleetError]
+        try:
+            results = runner.run_batch([job.inputs for job in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"runner returned {len(results)} results for {len(live)} inputs")
+        except ModelFleetError as exc:
+            results = [exc] * len(live)
+        except Exception as exc:
+            log.exception("model %s failed on a batch of %d", self.pool.name, len(live))
+            results = [_unexpected(exc)] * len(live)
+        self.busy_since = None
+        self.current = []
+        if not self.abandoned:
+            self.pool.post(self.pool.deliver, live, results)
+            self.pool.count_batch(len(live))
+
+
+class WorkerPool:
+    """The workers and queue of one model version. Methods without a thread note run on the event loop."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        loaded: LoadedModel,
+        queue: JobQueue,
+        response_timeout_s: float,
+        loop: asyncio.AbstractEventLoop,
+        on_change: Callable[[], None],
+        next_device: Callable[[], str],
+    ) -> None:
+        self.name = name
+        self.loaded = loaded
+        self.queue = queue
+        self.response_timeout_s = response_timeout_s
+        self.loop = loop
+        self._on_change = on_change
+        self._next_device = next_device
+        self.workers: list[Worker] = []
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._ready_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.batches = 0
+        self.batched_requests = 0
+        self.closed = False
+
+    # ---- request path -------------------------------------------------------------------
+    def submit(self, inputs: Mapping[str, bytes], deadline: float | None) -> asyncio.Future[bytes]:
+        """Queue one request; the returned future resolves with its bytes or a ModelFleetError."""
+        if not self.workers:
+            raise ModelFleetError(
+                ErrorKind.UNAVAILABLE, Reason.NO_WORKERS, f"Model {self.name} has no workers; scale it up"
+            )
+        future: asyncio.Future[bytes] = self.loop.create_future()
+        self.queue.put(Job(inputs, future, deadline))
+        return future
+
+    def post(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run callback on the event loop (worker threads only)."""
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    @staticmethod
+    def deliver(jobs: Sequence[Job], results: Sequence[bytes | BaseException]) -> None:
+        for job, result in zip(jobs, results):
+            future = job.future
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def count_batch(self, size: int) -> None:
+        """Statistics for tests and metrics (worker threads; a racy += on ints is acceptable here)."""
+        self.batches += 1
+        self.batched_requests += size
+
+    # ---- workers --------------------------------------------------------------------------
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for worker in self.workers if worker.status == "READY")
+
+    def scale(self, target: int) -> None:
+        """Start or stop workers until `target` run; stopped ones finish their current batch first."""
+        while len(self.workers) < target:
+            worker = Worker(self, self._next_device())
+            self.workers.append(worker)
+            worker.start()
+        while len(self.workers) > target:
+            worker = self.workers.pop()
+            worker.stop()
+        self.queue.wake_all()
+        self._arm_watchdog()
+        self._on_change()
+
+    async def wait_ready(self, count: int, timeout_s: float | None) -> None:
+        """Wait until at least `count` workers are READY (ScaleWorker/RegisterModel synchronous)."""
+        if self.ready_count >= count:
+            return
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._ready_waiters.append((count, future))
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except asyncio.TimeoutError:
+            raise ModelFleetError(
+                ErrorKind.DEADLINE_EXCEEDED,
+                Reason.LOAD_TIMEOUT,
+                f"Workers of {self.name} not ready within {timeout_s:g}s",
+            ) from None
+        finally:
+            self._ready_waiters = [(n, f) for n, f in self._ready_waiters if f is not future]
+
+    def worker_changed(self) -> None:
+        ready = self.ready_count
+        for count, future in self._ready_waiters:
+            if ready >= count and not future.done():
+                future.set_result(None)
+        self._on_change()
+
+    def worker_exited(self, worker: Worker) -> None:
+        if worker in self.workers:  # died by itself (failed start): keep the count honest
+            self.workers.remove(worker)
+        self.worker_changed()
+
+    # ---- response timeout ----------------------------------------------------------------
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is None and self.workers and not self.closed:
+            period = min(1.0, max(0.05, self.response_timeout_s / 10))
+            self._watchdog = self.loop.call_later(period, self._check_stuck)
+
+    def _check_stuck(self) -> None:
+        self._watchdog = None
+        now = time.monotonic()
+        for worker in list(self.workers):
+            since = worker.busy_since
+            if since is None or now - since <= self.response_timeout_s:
+                continue
+            log.error(
+                "worker %s of %s exceeded response timeout %gs; replacing it",
+                worker.id, self.name, self.response_timeout_s,
+            )
+            worker.abandoned = True
+            jobs = worker.current
+            error = ModelFleetError(
+                ErrorKind.DEADLINE_EXCEEDED,
+                Reason.RESPONSE_TIMEOUT,
+                f"Model {self.name} did not respond within {self.response_timeout_s:g}s",
+            )
+            self.deliver(jobs, [error] * len(jobs))
+            index = self.workers.index(worker)
+            replacement = Worker(self, worker.device)
+            self.workers[index] = replacement
+            replacement.start()
+            self._on_change()
+        self._arm_watchdog()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def close(self, error: ModelFleetError) -> None:
+        """Stop all workers and fail every queued job with `error` (unregister, shutdown)."""
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+        left = self.queue.close()
+        self.deliver(left, [error] * len(left))
+        for _, future in self._ready_waiters:
+            if not future.done():
+                future.set_exception(error)
+        self._on_change()
+
+    def describe_workers(self) -> list[WorkerInfo]:
+        return [worker.info() for worker in self.workers]
