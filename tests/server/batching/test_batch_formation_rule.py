@@ -1,0 +1,82 @@
+"""The rule that turns queued jobs into batches, checked with an injected clock (no timing)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from modelfleet.server.errors import Reason, ModelFleetError
+from modelfleet.server.models.batching import BatchPolicy, Job, JobQueue
+
+
+def job(enqueued: float) -> Job:
+    return Job(inputs={}, future=None, deadline=None, enqueued=enqueued)
+
+
+def test_adaptive_policy_dispatches_a_lone_request_at_once() -> None:
+    policy = BatchPolicy(batch_size=32, max_delay_s=0.005, adaptive=True)
+    assert policy.decide(pending=1, oldest_enqueued=10.0, now=10.0) == 0.0
+
+
+def test_fixed_policy_waits_out_the_delay_for_a_partial_batch() -> None:
+    policy = BatchPolicy(batch_size=32, max_delay_s=0.005, adaptive=False)
+    assert policy.decide(pending=3, oldest_enqueued=10.0, now=10.002) == pytest.approx(0.003)
+    assert policy.decide(pending=3, oldest_enqueued=10.0, now=10.005) == 0.0
+    assert policy.decide(pending=3, oldest_enqueued=10.0, now=11.0) == 0.0
+
+
+def test_a_full_batch_goes_at_once_in_both_modes() -> None:
+    for adaptive in (True, False):
+        policy = BatchPolicy(batch_size=4, max_delay_s=10.0, adaptive=adaptive)
+        assert policy.decide(pending=4, oldest_enqueued=0.0, now=0.0) == 0.0
+
+
+def test_an_empty_queue_waits_for_a_put() -> None:
+    policy = BatchPolicy(batch_size=4, max_delay_s=0.005, adaptive=True)
+    assert policy.decide(pending=0, oldest_enqueued=0.0, now=0.0) == -1.0
+
+
+def test_queue_hands_out_at_most_batch_size_jobs_in_arrival_order() -> None:
+    queue = JobQueue(capacity=100, policy=BatchPolicy(batch_size=3, max_delay_s=0.0, adaptive=True))
+    jobs = [job(float(i)) for i in range(5)]
+    for item in jobs:
+        queue.put(item)
+    assert queue.try_take(now=10.0) == jobs[:3]
+    assert queue.try_take(now=10.0) == jobs[3:]
+    assert queue.try_take(now=10.0) == -1.0
+
+
+def test_fixed_queue_releases_the_partial_batch_exactly_when_the_oldest_job_is_due() -> None:
+    queue = JobQueue(capacity=100, policy=BatchPolicy(batch_size=8, max_delay_s=0.1, adaptive=False))
+    first, second = job(5.0), job(5.05)
+    queue.put(first)
+    queue.put(second)
+    assert queue.try_take(now=5.04) == pytest.approx(0.06)
+    assert queue.try_take(now=5.0999) == pytest.approx(0.0001)
+    assert queue.try_take(now=5.1) == [first, second]
+
+
+def test_a_full_queue_refuses_at_once_with_queue_full() -> None:
+    queue = JobQueue(capacity=2, policy=BatchPolicy(batch_size=1, max_delay_s=0.0, adaptive=True))
+    queue.put(job(0.0))
+    queue.put(job(0.0))
+    with pytest.raises(ModelFleetError) as caught:
+        queue.put(job(0.0))
+    assert caught.value.reason is Reason.QUEUE_FULL
+    assert len(queue) == 2
+
+
+def test_closing_returns_the_waiting_jobs_and_releases_blocked_workers() -> None:
+    queue = JobQueue(capacity=10, policy=BatchPolicy(batch_size=1, max_delay_s=0.0, adaptive=True))
+    results: list[object] = []
+    worker = threading.Thread(target=lambda: results.append(queue.take(lambda: False)))
+    worker.start()
+    left_behind = job(0.0)
+    # the worker is blocked on an empty queue; a put wakes it, then close releases the next take
+    queue.put(left_behind)
+    worker.join(timeout=10)
+    assert results == [[left_behind]]
+    queue.put(job(1.0))
+    assert len(queue.close()) == 1
+    assert queue.take(lambda: False) is None
