@@ -12,13 +12,14 @@ and exits when its call returns).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,6 +40,44 @@ def _deadline_passed() -> ModelFleetError:
 
 def _unexpected(exc: BaseException) -> ModelFleetError:
     return ModelFleetError(ErrorKind.INTERNAL, Reason.INTERNAL, "Internal server error")
+
+
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass
+class WorkerStats:
+    """Counters one worker thread updates per batch; only that thread writes them, so no lock.
+
+    Metrics are summed over workers at scrape time, so the request path pays nothing for them.
+    """
+
+    requests: int = 0
+    errors: int = 0
+    batches: int = 0
+    inference_us: float = 0.0
+    queue_us: float = 0.0
+    batch_size_counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_SIZE_BUCKETS) + 1))
+    batch_size_sum: int = 0
+
+    def record(self, size: int, errors: int, *, queue_us: float, inference_us: float) -> None:
+        self.requests += size
+        self.errors += errors
+        self.batches += 1
+        self.batch_size_sum += size
+        self.queue_us += queue_us
+        self.inference_us += inference_us
+        self.batch_size_counts[bisect.bisect_left(BATCH_SIZE_BUCKETS, size)] += 1
+
+    def add(self, other: WorkerStats) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.batches += other.batches
+        self.batch_size_sum += other.batch_size_sum
+        self.queue_us += other.queue_us
+        self.inference_us += other.inference_us
+        for index, count in enumerate(other.batch_size_counts):
+            self.batch_size_counts[index] += count
 
 
 @dataclass(frozen=True)
@@ -64,6 +103,7 @@ class Worker:
         self.busy_since: float | None = None
         self.current: list[Job] = []
         self.abandoned = False
+        self.stats = WorkerStats()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"worker-{pool.name}-{self.id}", daemon=True)
 
@@ -120,7 +160,7 @@ class Worker:
         if not live:
             return
         self.current = live
-        self.busy_since = time.monotonic()
+        started = self.busy_since = time.monotonic()
         results: Sequence[bytes | ModelFleetError]
         try:
             results = runner.run_batch([job.inputs for job in live])
@@ -131,11 +171,17 @@ class Worker:
         except Exception as exc:
             log.exception("model %s failed on a batch of %d", self.pool.name, len(live))
             results = [_unexpected(exc)] * len(live)
+        finished = time.monotonic()
         self.busy_since = None
         self.current = []
         if not self.abandoned:
             self.pool.post(self.pool.deliver, live, results)
-            self.pool.count_batch(len(live))
+            self.stats.record(
+                len(live),
+                sum(1 for result in results if isinstance(result, BaseException)),
+                queue_us=sum(started - job.enqueued for job in live) * 1e6,
+                inference_us=sum(finished - job.enqueued for job in live) * 1e6,
+            )
 
 
 class WorkerPool:
@@ -162,8 +208,8 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self._watchdog: asyncio.TimerHandle | None = None
         self._ready_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self.batches = 0
-        self.batched_requests = 0
+        self._retired = WorkerStats()
+        self.rejected = 0
         self.closed = False
 
     # ---- request path -------------------------------------------------------------------
@@ -174,7 +220,11 @@ class WorkerPool:
                 ErrorKind.UNAVAILABLE, Reason.NO_WORKERS, f"Model {self.name} has no workers; scale it up"
             )
         future: asyncio.Future[bytes] = self.loop.create_future()
-        self.queue.put(Job(inputs, future, deadline))
+        try:
+            self.queue.put(Job(inputs, future, deadline))
+        except ModelFleetError:
+            self.rejected += 1
+            raise
         return future
 
     def post(self, callback: Callable[..., Any], *args: Any) -> None:
@@ -195,10 +245,13 @@ class WorkerPool:
             else:
                 future.set_result(result)
 
-    def count_batch(self, size: int) -> None:
-        """Statistics for tests and metrics (worker threads; a racy += on ints is acceptable here)."""
-        self.batches += 1
-        self.batched_requests += size
+    def stats(self) -> WorkerStats:
+        """Totals over current and retired workers (read at scrape time; slightly stale is fine)."""
+        total = WorkerStats()
+        total.add(self._retired)
+        for worker in self.workers:
+            total.add(worker.stats)
+        return total
 
     # ---- workers --------------------------------------------------------------------------
     @property
@@ -213,7 +266,7 @@ class WorkerPool:
             worker.start()
         while len(self.workers) > target:
             worker = self.workers.pop()
-            worker.stop()
+            worker.stop()  # its stats join _retired when its thread exits (worker_exited)
         self.queue.wake_all()
         self._arm_watchdog()
         self._on_change()
@@ -243,6 +296,7 @@ class WorkerPool:
         self._on_change()
 
     def worker_exited(self, worker: Worker) -> None:
+        self._retired.add(worker.stats)
         if worker in self.workers:  # died by itself (failed start): keep the count honest
             self.workers.remove(worker)
         self.worker_changed()
@@ -272,6 +326,7 @@ class WorkerPool:
                 f"Model {self.name} did not respond within {self.response_timeout_s:g}s",
             )
             self.deliver(jobs, [error] * len(jobs))
+            self._retired.add(worker.stats)
             index = self.workers.index(worker)
             replacement = Worker(self, worker.device)
             self.workers[index] = replacement
