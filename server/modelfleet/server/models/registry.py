@@ -324,6 +324,10 @@ class ModelRegistry:
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
+    def versions(self) -> list[ModelVersion]:
+        """Every registered version (metrics read them at scrape time)."""
+        return [v for m in self._models.values() for v in m.versions.values()]
+
     # ---- inference --------------------------------------------------------------------------
     async def predict(
         self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None
