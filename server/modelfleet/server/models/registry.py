@@ -250,6 +250,7 @@ class ModelRegistry:
         if not model.versions:
             del self._models[name]
         target.pool.close(version_not_found(name, target.key.version))
+        _release(target.loaded)
         self._retune_threads()
         log.info("unregistered %s version %s", name, target.key.version)
         return target.key
@@ -358,4 +359,15 @@ class ModelRegistry:
                 version.pool.close(
                     ModelFleetError(ErrorKind.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down")
                 )
+                _release(version.loaded)
         self._models.clear()
+
+
+def _release(loaded: LoadedModel) -> None:
+    """Run the loaded model's optional close hook (e.g. stop a generation decode loop)."""
+    close = loaded.extra.get("close")
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing %s version %s failed", loaded.name, loaded.version)
