@@ -1,0 +1,286 @@
+"""Command line and environment → Settings for `python -m modelfleet.server` / `modelfleet-server`.
+
+Every flag can also come from `MODELFLEET_<FLAG_IN_UPPER_SNAKE>` (e.g. MODELFLEET_INFERENCE_ADDRESS);
+a flag on the command line wins over its variable. List variables (MODELFLEET_MODELS,
+MODELFLEET_ALLOWED_SOURCES, MODELFLEET_TRUSTED_HANDLERS) hold whitespace-separated items; switches
+take true/false/1/0/yes/no/on/off; an empty variable counts as unset. Bad values end with argparse's usage error (exit 2) naming the
+flag or variable. Called only from __main__.py; reads the environment it is given, never os.environ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelfleet.server.errors import ModelFleetError
+from modelfleet.server.models.desired_state import parse_startup_models
+from modelfleet.server.settings import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    AuthSettings,
+    ModelSettings,
+    NetworkSettings,
+    Settings,
+    ShutdownSettings,
+    SourceSettings,
+    TlsSettings,
+)
+
+ENV_PREFIX = "MODELFLEET_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+# ---- value parsers (raise ValueError/argparse.ArgumentTypeError with a readable message) ----------
+def address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (port 0-65535), got {text!r}")
+    if host.startswith("[") != host.endswith("]"):
+        raise argparse.ArgumentTypeError(f"unbalanced brackets in IPv6 host of {text!r}")
+    return text
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _seconds(text: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"must be {'>= 0' if allow_zero else '> 0'} seconds, got {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    return _seconds(text, allow_zero=True)
+
+
+def positive_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=False)
+
+
+def regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"invalid regular expression {text!r}: {exc}") from None
+    return text
+
+
+def module_name(text: str) -> str:
+    if not _MODULE.match(text):
+        raise argparse.ArgumentTypeError(f"not a Python module name: {text!r}")
+    return text
+
+
+def model_entry(text: str) -> str:
+    try:
+        parse_startup_models([text])
+    except ModelFleetError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
+
+
+def log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return level
+
+
+def status_codes(text: str) -> str:
+    if text not in ("torchserve", "conventional"):
+        raise argparse.ArgumentTypeError(f"expected torchserve or conventional, got {text!r}")
+    return text
+
+
+# ---- the flag table ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    """Long option without dashes, e.g. "inference-address"."""
+    help: str
+    parse: Callable[[str], Any] | None = None
+    """Value parser; None for a switch."""
+    default: Any = None
+    many: bool = False
+    """Takes several values: `--models a=x b=y` or repeated `--allowed-sources R`."""
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+_NET = NetworkSettings()
+FLAGS: tuple[Flag, ...] = (
+    Flag("inference-address", "inference API HOST:PORT", address, _NET.inference_address, metavar="HOST:PORT"),
+    Flag("management-address", "management API HOST:PORT", address, _NET.management_address, metavar="HOST:PORT"),
+    Flag("health-address", "plaintext grpc.health.v1-only HOST:PORT (kubelet probes with TLS on); default off",
+         address, metavar="HOST:PORT"),
+    Flag("metrics-address", "Prometheus /metrics HOST:PORT; default off", address, metavar="HOST:PORT"),
+    Flag("model-store", "folder of models registrable by bare name", Path, SourceSettings().model_store,
+         metavar="DIR"),
+    Flag("models", "NAME=URL (or URL) models to load at start, TorchServe style", model_entry, (), many=True,
+         metavar="NAME=URL"),
+    Flag("desired-state", "JSON desired-state file (the operator's ConfigMap) loaded at start", existing_file,
+         metavar="FILE"),
+    Flag("enable-model-api", "allow RegisterModel/UnregisterModel"),
+    Flag("disable-token-auth", "serve both APIs without tokens"),
+    Flag("management-token-file", "management tokens, one per line; re-read on change", existing_file,
+         metavar="FILE"),
+    Flag("inference-token-file", "inference tokens, one per line; re-read on change", existing_file,
+         metavar="FILE"),
+    Flag("key-file", "where generated tokens are written (0600)", Path, AuthSettings().key_file, metavar="FILE"),
+    Flag("allowed-sources", "full-match regex for allowed file:// and http(s):// URLs; repeatable", regex, (),
+         many=True, metavar="REGEX"),
+    Flag("trusted-handlers", "importable handler module installed in the image; repeatable", module_name, (),
+         many=True, metavar="MODULE"),
+    Flag("tls-cert", "PEM certificate chain (TLS on both API ports)", existing_file, metavar="FILE"),
+    Flag("tls-key", "PEM private key of --tls-cert", existing_file, metavar="FILE"),
+    Flag("tls-client-ca", "PEM CA bundle; clients must present a certificate it signed (mTLS)", existing_file,
+         metavar="FILE"),
+    Flag("status-codes", "torchserve (TorchServe 0.12's codes, quirks included) or conventional", status_codes,
+         "torchserve", metavar="MODE"),
+    Flag("no-reflection", "do not serve gRPC server reflection"),
+    Flag("max-request-size", "largest request message in bytes", positive_int, DEFAULT_MAX_MESSAGE_BYTES,
+         metavar="BYTES"),
+    Flag("max-response-size", "largest response message in bytes", positive_int, DEFAULT_MAX_MESSAGE_BYTES,
+         metavar="BYTES"),
+    Flag("job-queue-size", "requests a model version may queue", positive_int, ModelSettings().job_queue_size,
+         metavar="N"),
+    Flag("default-workers", "workers per model when a request says 0 (default: GPUs, else usable CPUs)",
+         positive_int, metavar="N"),
+    Flag("max-connection-age", "seconds before a connection gets GOAWAY (spreads clients over pods)",
+         positive_seconds, metavar="S"),
+    Flag("max-connection-age-grace", "seconds an aged connection may finish its calls", seconds, metavar="S"),
+    Flag("keepalive-time", "seconds between keepalive pings on idle connections", positive_seconds,
+         _NET.keepalive_time_s, metavar="S"),
+    Flag("drain-delay", "seconds health is NOT_SERVING before listeners close on SIGTERM", seconds,
+         ShutdownSettings().drain_delay_s, metavar="S"),
+    Flag("grace", "seconds in-flight calls may take to finish on SIGTERM", seconds, ShutdownSettings().grace_s,
+         metavar="S"),
+    Flag("log-level", f"one of {', '.join(LOG_LEVELS)}", log_level, "INFO", metavar="LEVEL"),
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelfleet-server",
+        description="TorchServe-compatible gRPC model server. Every flag may also be set with "
+        "MODELFLEET_<FLAG_IN_UPPER_SNAKE>; the command line wins.",
+    )
+    for flag in FLAGS:
+        # SUPPRESS: an absent flag leaves no attribute, so the environment can fill it afterwards.
+        common: dict[str, Any] = {"dest": flag.dest, "default": argparse.SUPPRESS}
+        help_text = f"{flag.help} [env {flag.env}]"
+        if flag.parse is None:
+            parser.add_argument(f"--{flag.name}", action="store_true", help=help_text, **common)
+        elif flag.many:
+            parser.add_argument(
+                f"--{flag.name}", type=flag.parse, nargs="+", action="extend", metavar=flag.metavar,
+                help=help_text, **common,
+            )  # fmt: skip
+        else:
+            parser.add_argument(f"--{flag.name}", type=flag.parse, metavar=flag.metavar, help=help_text, **common)
+    return parser
+
+
+def _from_env(parser: argparse.ArgumentParser, flag: Flag, raw: str) -> Any:
+    if flag.parse is None:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        parser.error(f"{flag.env}: expected true or false, got {raw!r}")
+    parse = flag.parse
+    try:
+        if flag.many:
+            return [parse(item) for item in raw.split()]
+        return parse(raw)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        parser.error(f"{flag.env}: {exc}")
+
+
+def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from the command line, then the environment, then the defaults; exits 2 on bad values."""
+    parser = build_parser()
+    given = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    for flag in FLAGS:
+        if flag.dest in given:
+            values[flag.dest] = given[flag.dest]
+        elif environ.get(flag.env, "") != "" or (flag.parse is None and flag.env in environ):
+            values[flag.dest] = _from_env(parser, flag, environ[flag.env])
+        else:
+            values[flag.dest] = False if flag.parse is None else flag.default
+    return _settings(parser, values)
+
+
+def _settings(parser: argparse.ArgumentParser, v: Mapping[str, Any]) -> Settings:
+    if (v["tls_cert"] is None) != (v["tls_key"] is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if v["tls_client_ca"] is not None and v["tls_cert"] is None:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    if v["max_connection_age_grace"] is not None and v["max_connection_age"] is None:
+        parser.error("--max-connection-age-grace needs --max-connection-age")
+    return Settings(
+        network=NetworkSettings(
+            inference_address=v["inference_address"],
+            management_address=v["management_address"],
+            health_address=v["health_address"],
+            metrics_address=v["metrics_address"],
+            max_receive_message_bytes=v["max_request_size"],
+            max_send_message_bytes=v["max_response_size"],
+            max_connection_age_s=v["max_connection_age"],
+            max_connection_age_grace_s=v["max_connection_age_grace"],
+            keepalive_time_s=v["keepalive_time"],
+            reflection=not v["no_reflection"],
+        ),
+        tls=TlsSettings(cert_file=v["tls_cert"], key_file=v["tls_key"], client_ca_file=v["tls_client_ca"]),
+        auth=AuthSettings(
+            enabled=not v["disable_token_auth"],
+            management_token_file=v["management_token_file"],
+            inference_token_file=v["inference_token_file"],
+            key_file=v["key_file"],
+            enable_model_api=v["enable_model_api"],
+        ),
+        sources=SourceSettings(model_store=v["model_store"], allowed_source_patterns=tuple(v["allowed_sources"])),
+        models=ModelSettings(
+            default_workers=v["default_workers"],
+            job_queue_size=v["job_queue_size"],
+            trusted_handlers=tuple(v["trusted_handlers"]),
+            desired_state_file=v["desired_state"],
+            startup_models=tuple(v["models"]),
+        ),
+        shutdown=ShutdownSettings(drain_delay_s=v["drain_delay"], grace_s=v["grace"]),
+        status_mode=v["status_codes"],
+        log_level=v["log_level"],
+    )
