@@ -105,6 +105,8 @@ class ModelSettings:
     """JSON file (e.g. a mounted ConfigMap) listing models to load at start."""
     startup_models: tuple[str, ...] = ()
     """`name=url` entries (TorchServe's --models) loaded at start."""
+    max_new_tokens: int = 64
+    """Most tokens the built-in `generation` handler produces per request (a request may ask fewer)."""
     devices: tuple[str, ...] | None = None
     """Devices workers are placed on, round-robin; None = every visible CUDA device, else cpu."""
 

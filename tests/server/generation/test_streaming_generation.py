@@ -82,3 +82,25 @@ def test_predictions_path_generates_whole_sequences_batched() -> None:
     assert isinstance(results[1], ModelFleetError) and results[1].reason is Reason.BAD_INPUT
     assert json.loads(results[2])["tokens"][:3] == [6, 7, 8]
     loaded.extra["close"]()
+
+
+async def test_the_loader_builds_a_streaming_model_for_the_generation_handler(tmp_path: Any) -> None:
+    from modelfleet.server.models.contracts import RegisterSpec, ResolvedSource
+    from modelfleet.server.models.loading import ModelLoader
+    from modelfleet.server.settings import ModelSettings
+
+    path = tmp_path / "counter.pt"
+    torch.jit.script(CountingUp()).save(str(path))
+    loader = ModelLoader(ModelSettings(max_new_tokens=4))
+    source = ResolvedSource(url="counter.pt", path=path)
+    spec = RegisterSpec(url="counter.pt", handler="generation")
+    loaded = loader.load(source, spec, loader.identify(source, spec))
+    assert loaded.handler_name == "generation"
+
+    class Target:
+        class pool:
+            workers: list[Any] = []
+
+    chunks = [json.loads(c)["token"] async for c in loaded.extra["streamer"](Target, {"data": b"[1]"}, None)]
+    assert chunks == [2, 3, 4, 5]
+    loaded.extra["close"]()

@@ -6,7 +6,7 @@ these shapes. Nothing here touches torch at import time or does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,9 +58,6 @@ class ModelRunner(Protocol):
         """
         ...
 
-    def stream(self, inputs: Mapping[str, bytes]) -> Iterator[bytes]:
-        """Yield responses for one streaming request (default: one item, run_batch's result)."""
-        ...
 
 
 @dataclass

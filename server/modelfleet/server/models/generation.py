@@ -262,6 +262,10 @@ def generation_model(
 
     engines: dict[str, GenerationEngine] = {}
 
+    def close() -> None:
+        for engine in engines.values():
+            engine.close()
+
     def engine_for(device: str) -> GenerationEngine:
         if device not in engines:
             engines[device] = GenerationEngine(
@@ -285,6 +289,6 @@ def generation_model(
             "streamer": streamer,
             "engines": engines,
             "engine": "Torch",
-            "close": lambda: [engine.close() for engine in engines.values()],
+            "close": close,
         },
     )

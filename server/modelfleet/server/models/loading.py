@@ -27,6 +27,7 @@ from ..settings import ModelSettings
 from . import archive, handlers
 from .contracts import LoadedModel, ModelRunner, RegisterSpec, ResolvedSource
 from .export_safety import check_export_archive
+from .generation import generation_model
 
 TORCHSCRIPT = "torchscript"
 EXPORT = "export"
@@ -166,6 +167,19 @@ class ModelLoader:
             module, sample_ndim = _load_module(model_path, identity, handler, origin=source.path.name)
         state = handlers.ModelState(sample_ndim=sample_ndim)
         placement = DevicePlacement(module, shared_devices=self._shared_devices)
+
+        if handler.name == handlers.GENERATION:
+            # Streams share one decode loop per device, so this handler needs more than a runner.
+            loaded: LoadedModel = generation_model(
+                module,
+                name=identity.name,
+                version=identity.version,
+                serialized_format=identity.serialized_format,
+                max_new_tokens=self._settings.max_new_tokens,
+                move=lambda _module, device: placement.module_for(device),
+            )
+            loaded.extra.update(runtime=identity.runtime, handlerKind=handler.kind, layout=identity.layout)
+            return loaded
 
         def runner_factory(device: str) -> ModelRunner:
             return handler.make_runner(placement.module_for(device), device=device, state=state, hooks=handler.hooks)
