@@ -184,3 +184,39 @@ async def api(start_api: Callable[..., Any], mode: str) -> AsyncIterator[Api]:
     """A running app in each status-code mode, model API on, auth off."""
     async with start_api(status_mode=mode) as running:
         yield running
+
+
+GATE_HANDLER = '''"""Test handler: each request waits at a gate the test opens (in-process only)."""
+import json
+import threading
+
+import torch
+
+ENTERED = threading.Event()
+RELEASE = threading.Event()
+
+
+def preprocess(inputs):
+    ENTERED.set()
+    if not RELEASE.wait(60):
+        raise ValueError("the test never opened the gate")
+    return torch.tensor([json.loads(inputs["data"])], dtype=torch.float32)
+'''
+
+
+@pytest.fixture
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A trusted handler module `mf_gate_handler` whose requests block until `gate.RELEASE.set()`."""
+    import importlib
+    import sys
+    import threading
+
+    folder = tmp_path / "handlers"
+    folder.mkdir()
+    (folder / "mf_gate_handler.py").write_text(GATE_HANDLER)
+    monkeypatch.syspath_prepend(str(folder))
+    module = sys.modules.get("mf_gate_handler") or importlib.import_module("mf_gate_handler")
+    module.ENTERED = threading.Event()
+    module.RELEASE = threading.Event()
+    yield module
+    module.RELEASE.set()  # frees worker threads a test left waiting
