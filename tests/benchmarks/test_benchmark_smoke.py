@@ -1,0 +1,97 @@
+"""Smoke of the serving benchmark (benchmarks/serving.py): the one command runs and prints its table.
+
+A tiny duration on ModelFleet and the bare echo server only: TorchServe is left out here because
+its JVM start and warm-up take longer than a test should (run it by hand, see benchmarks/README.md).
+Also checks that the load generator really checks replies: wrong answers are counted as errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(address: str, *, timeout_s: float) -> None:
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_one_command_prints_the_side_by_side_table_with_no_errors(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "serving.py"), "--runs", "1", "--duration", "0.3", "--warmup", "0.2",
+         "--start-warmup", "0.2", "--systems", "modelfleet,echo", "--concurrency", "1,8",
+         "--workdir", str(tmp_path / "work"), "--json-out", str(results)],
+        capture_output=True, text=True, timeout=110, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("model "))
+    assert "req/s" in header and "p99 ms" in header and "srv CPU ms/req" in header and "srv RSS MB" in header
+    rows = [line.split() for line in lines if line.split()[:1] in (["tiny"], ["mlp"])]
+    # One row per (model, c, system): 2 models x 2 concurrencies x 2 systems.
+    assert len(rows) == 8, done.stdout
+    for row in rows:
+        assert "failed" not in row and "unavailable" not in row, row
+    assert "Targets (issue 6)" in done.stdout and "Lifecycle" in done.stdout
+    data = json.loads(results.read_text())
+    assert {p["system"] for p in data["points"]} == {"modelfleet", "echo"}
+    for point in data["points"]:
+        assert point["errors"] == 0 and point["ok"] > 0, point
+        assert point["server_cpu_ms_per_req"] > 0 and point["server_rss_bytes"] > 0, point
+    modelfleet = next(r for r in data["lifecycle"] if r["system"] == "modelfleet")
+    assert set(modelfleet["register_s"]) == {"tiny", "mlp"} and modelfleet["scale_up_s"] > 0
+
+
+def test_load_generator_counts_wrong_replies_as_errors(tmp_path: Path) -> None:
+    # The echo server answers zeros; checked against the real model's outputs, every reply is wrong.
+    sys.path.insert(0, str(BENCH))
+    try:
+        import payloads
+    finally:
+        sys.path.remove(str(BENCH))
+    model = payloads.write_models(tmp_path)["tiny"]
+    pool = payloads.write_pool(model, "tiny", tmp_path / "pool.json", size=8)
+    address = f"127.0.0.1:{free_port()}"
+    server = subprocess.Popen([sys.executable, str(BENCH / "echo_server.py"), "--address", address,
+                               "--reply", "tiny=4"], start_new_session=True)
+    try:
+        wait_listening(address, timeout_s=30)
+        done = subprocess.run(
+            [sys.executable, str(BENCH / "loadgen.py"), "--target", address, "--model", "tiny",
+             "--pool", str(pool), "--concurrency", "2", "--warmup", "0", "--duration", "0.2", "--check", "exact"],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["calls"] > 0 and result["errors"] == result["calls"] and result["ok"] == 0
+    assert "differs from the expected" in result["error_samples"][0]
