@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -155,8 +156,13 @@ def run_system(system: systems.System, run: int, args: argparse.Namespace, data:
         system.stop()
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelfleet-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {

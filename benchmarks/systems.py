@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ class ModelFleet(System):
         self.process = processes.spawn(
             [sys.executable, "-m", "modelfleet.server",
              "--inference-address", inference, "--management-address", management,
-             "--model-store", str(self.fixture.models["tiny"].parent), "--enable-model-api",
+             "--model-store", str(next(iter(self.fixture.models.values())).parent), "--enable-model-api",
              "--inference-token-file", str(tokens["inference"][1]),
              "--management-token-file", str(tokens["management"][1]),
              "--key-file", str(workdir / "key_file.json"), "--log-level", "WARNING"],
@@ -211,6 +212,8 @@ class TorchServe(System):
     def unavailable(self) -> str | None:
         if not (Path(sys.executable).parent / "torchserve").exists():
             return "torchserve not installed: pip install -r benchmarks/requirements.txt"
+        if shutil.which("java") is None:
+            return "java not found (TorchServe 0.12 needs Java 11+; 17 was used here)"
         return None
 
     def _launch(self, workdir: Path) -> None:
