@@ -1,0 +1,83 @@
+"""`kubectl apply -f manifests/` installs ModelFleet, and the examples then apply, against the local
+in-memory Kubernetes API (modelfleet.local.apiserver; real HTTP, real kubectl 1.37).
+
+The local API serves no OpenAPI, so kubectl runs with --validate=false; the API itself validates
+custom resources against the CRD's schema, which is what makes a bad ModelDeployment fail here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def kubectl(kubectl_binary: str, tmp_path: Path) -> Iterator[Kubectl]:
+    from modelfleet.local.apiserver import apiserver_thread
+
+    with apiserver_thread() as api:
+        (tmp_path / "kubeconfig").write_text(api.kubeconfig())
+        env = {**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig"), "HOME": str(tmp_path)}
+
+        def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+            result = subprocess.run(
+                [kubectl_binary, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+            )
+            if check:
+                assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+            return result
+
+        yield run
+
+
+def _get(kubectl: Kubectl, *args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def test_kubectl_apply_of_the_manifests_creates_every_object(kubectl: Kubectl) -> None:
+    kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests"))
+    expected = [
+        (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])
+        for path in sorted((ROOT / "manifests").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    assert len(expected) >= 10
+    for kind, namespace, name in expected:
+        args = [kind.lower(), name, *(["-n", namespace] if namespace else [])]
+        assert _get(kubectl, *args)["metadata"]["name"] == name
+    operator = _get(kubectl, "deployment", "modelfleet-operator", "-n", "modelfleet-system")
+    assert operator["spec"]["template"]["spec"]["serviceAccountName"] == "modelfleet-operator"
+    # A second apply of unchanged files is a no-op, as an upgrade with nothing new must be.
+    again = kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests")).stdout
+    assert "configured" not in again and "created" not in again, again
+
+
+def test_examples_apply_and_get_the_crd_defaults(kubectl: Kubectl) -> None:
+    kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
+    kubectl("apply", "--validate=false", "-f", str(ROOT / "examples"))
+    names = {doc["metadata"]["name"] for doc in (yaml.safe_load(p.read_text()) for p in (ROOT / "examples").glob("*.yaml"))}
+    listed = _get(kubectl, "modeldeployments")
+    assert {item["metadata"]["name"] for item in listed["items"]} == names
+    cpu = _get(kubectl, "mdep", "cpu-tiny")  # the short name works
+    model = cpu["spec"]["models"][0]
+    assert model["responseTimeoutS"] == 120 and cpu["spec"]["modelLoadTimeoutSeconds"] == 600  # CRD defaults
+
+
+def test_a_broken_modeldeployment_is_refused_by_the_api(kubectl: Kubectl) -> None:
+    kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
+    broken = yaml.safe_load((ROOT / "examples" / "cpu.yaml").read_text())
+    broken["spec"]["replicas"] = -1
+    result = kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(broken), check=False)
+    assert result.returncode != 0
+    assert "replicas" in result.stderr
