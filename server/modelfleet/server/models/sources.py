@@ -1,0 +1,273 @@
+"""Model sources: turn RegisterModel.url into a local, allow-listed file or folder (ResolvedSource).
+
+Called by the registry before loading. A bare name is a file or folder in the model store (always
+allowed); `file://` paths outside the store and every `http(s)://` URL must full-match one of the
+`--allowed-sources` regexes (default deny); downloads are in download.py. Never loads or opens a
+model beyond hashing it for a `#sha256=` check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .. import names
+from ..errors import ErrorKind, ModelFleetError, Reason
+from ..settings import SourceSettings
+from .contracts import ResolvedSource
+from .download import checksum_mismatch, download, download_target, sha256_of
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_FRAGMENT_KEYS = frozenset({"version", "sha256"})
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """The `#version=<v>&sha256=<hex>` part of a source URL."""
+
+    version: str | None = None
+    sha256: str | None = None
+    """Lower-case hex."""
+
+
+def bad_input(message: str) -> ModelFleetError:
+    return ModelFleetError(ErrorKind.INVALID_ARGUMENT, Reason.BAD_INPUT, message)
+
+
+def path_escape(url: str, why: str) -> ModelFleetError:
+    return ModelFleetError(
+        ErrorKind.INVALID_ARGUMENT, Reason.PATH_ESCAPE, f"model source {url!r} refused: {why}", metadata={"url": url}
+    )
+
+
+def not_allowed(url: str) -> ModelFleetError:
+    return ModelFleetError(
+        ErrorKind.PERMISSION_DENIED,
+        Reason.SOURCE_NOT_ALLOWED,
+        f"model source {url!r} is not allowed: only the model store is allowed unless the URL full-matches "
+        "a pattern given with --allowed-sources (e.g. --allowed-sources 'https://models\\.example\\.com/.*')",
+        metadata={"url": url},
+    )
+
+
+def parse_fragment(url: str) -> tuple[str, Fragment]:
+    """Split `url` into (url without fragment, parsed fragment); unknown or repeated keys are BAD_INPUT.
+
+    Strict on purpose: a typo such as `#sha265=` must not silently skip the checksum.
+    """
+    base, _, raw = url.partition("#")
+    values: dict[str, str] = {}
+    for item in filter(None, raw.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in _FRAGMENT_KEYS or key in values:
+            raise bad_input(
+                f"model source {url!r}: bad fragment item {item!r}; expected #version=<v>&sha256=<64 hex digits>"
+            )
+        values[key] = value
+    version = values.get("version")
+    if version is not None:
+        names.check_version(version)
+    sha = values.get("sha256")
+    if sha is not None and not _SHA256.match(sha):
+        raise bad_input(f"model source {url!r}: sha256 must be 64 hexadecimal digits")
+    return base, Fragment(version=version, sha256=sha.lower() if sha else None)
+
+
+def has_dot_dot(path: str) -> bool:
+    """True when any component is `..`, also after (repeated) percent-decoding and with `\\` as separator."""
+    seen = path
+    for _ in range(4):  # bounded: %252e%252e needs two rounds; more is an attack, still caught below
+        if ".." in re.split(r"[/\\]", seen):
+            return True
+        decoded = unquote(seen)
+        if decoded == seen:
+            return False
+        seen = decoded
+    return True  # still decoding after four rounds: refuse rather than guess
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or os.path.commonpath([path, root]) == root
+
+
+class SourceResolver:
+    """Resolves source URLs against the model store, the allow-list and the download cache.
+
+    Rules (errors as kind/reason):
+    - bare name: relative path in the model store; absolute → INVALID_ARGUMENT/PATH_ESCAPE; the
+      part after the first `#` is always the fragment, so `#` cannot appear in file names.
+    - `file://` (empty host or localhost, no query): inside the store by default, elsewhere only when
+      the URL without fragment full-matches a pattern, else PERMISSION_DENIED/SOURCE_NOT_ALLOWED.
+    - `http(s)://`: only when a pattern matches; every redirect hop is checked the same way.
+    - other schemes → INVALID_ARGUMENT/UNSUPPORTED_FORMAT (kept apart from SOURCE_NOT_ALLOWED, which
+      a pattern could fix; no pattern makes s3:// work).
+    - `..` anywhere (also %2e%2e, %252e%252e, `\\`) → INVALID_ARGUMENT/PATH_ESCAPE, checked before the
+      allow-list so a broad pattern never lets it through.
+    - symlinks: the real path must be inside the store's real path, or be the very path an allowed
+      file:// URL named, or itself full-match a pattern as `file://<realpath>` (the operator allowed
+      that location anyway); otherwise PATH_ESCAPE. Not allowed is decided before not found, so
+      the server does not reveal which files exist outside allowed locations.
+    Contents of a model folder (its own symlinks) are the loader's check (archive.folder_member).
+    """
+
+    def __init__(self, settings: SourceSettings) -> None:
+        self.settings = settings
+        # Compiled once; a bad pattern is a configuration error at start, not a per-request error.
+        try:
+            self._patterns = [re.compile(pattern) for pattern in settings.allowed_source_patterns]
+        except re.error as error:
+            raise ValueError(f"invalid --allowed-sources pattern: {error}") from None
+        self._store = os.path.abspath(settings.model_store)
+        self._download_dir = Path(os.path.abspath(settings.download_dir or Path(self._store) / ".downloads"))
+
+    def allowed(self, url_without_fragment: str) -> bool:
+        return any(pattern.fullmatch(url_without_fragment) for pattern in self._patterns)
+
+    async def resolve(self, url: str) -> ResolvedSource:
+        if not url:
+            raise ModelFleetError(ErrorKind.INVALID_ARGUMENT, Reason.MISSING_FIELD, "url is required")
+        if "\x00" in url or "%00" in url:
+            raise bad_input("model source URL must not contain NUL bytes")
+        base, fragment = parse_fragment(url)
+        match = _SCHEME.match(base)
+        scheme = match.group(1).lower() if match else ""
+        if scheme in ("http", "https"):
+            self.check_http(base, shown=url)
+            path = await download(
+                base,
+                download_target(self._download_dir, base),
+                max_bytes=self.settings.max_download_bytes,
+                timeout_s=self.settings.download_timeout_s,
+                sha256=fragment.sha256,
+                check_redirect=self._check_redirect,
+            )
+            path = Path(os.path.realpath(path))
+        elif scheme == "file":
+            local = self._file_path(url, base)
+            path = await asyncio.to_thread(
+                self._local, url, local, sha256=fragment.sha256, allowed_by_pattern=self.allowed(base)
+            )
+        elif scheme:
+            raise ModelFleetError(
+                ErrorKind.INVALID_ARGUMENT,
+                Reason.UNSUPPORTED_FORMAT,
+                f"model source {url!r}: unsupported scheme {scheme!r}; use a model store name, a file:// path "
+                "or an http(s):// URL",
+                metadata={"url": url},
+            )
+        else:
+            local = self._store_path(url, base)
+            path = await asyncio.to_thread(self._local, url, local, sha256=fragment.sha256, allowed_by_pattern=False)
+        return ResolvedSource(url=url, path=path, version_hint=fragment.version)
+
+    # ---- http(s) ----------------------------------------------------------------------------
+    def check_http(self, base: str, *, shown: str) -> None:
+        """Refuse an http(s) URL (fragment already removed) that is malformed, escapes or is not allowed."""
+        parts = urlsplit(base)
+        try:
+            _ = parts.port  # raises ValueError for a bad port
+        except ValueError:
+            raise bad_input(f"model source {shown!r}: invalid port") from None
+        if not parts.hostname:
+            raise bad_input(f"model source {shown!r}: an http(s) URL needs a host")
+        # Credentials in the URL would be reported back as modelUrl and logged; refuse them.
+        if parts.username is not None or parts.password is not None:
+            raise bad_input(f"model source {shown!r}: credentials in the URL are not supported")
+        if has_dot_dot(parts.path):
+            raise path_escape(shown, "'..' is not allowed in URL paths")
+        if not self.allowed(base):
+            raise not_allowed(shown)
+
+    def _check_redirect(self, new_url: str) -> None:
+        """Every redirect hop must pass the same checks as the URL the client gave."""
+        base = new_url.partition("#")[0]
+        scheme = _SCHEME.match(base)
+        try:
+            if scheme is None or scheme.group(1).lower() not in ("http", "https"):
+                raise not_allowed(new_url)
+            self.check_http(base, shown=new_url)
+        except ModelFleetError as error:
+            metadata = {**error.metadata, "redirect": "true"}
+            message = f"redirect refused: {error.message}"
+            raise ModelFleetError(error.kind, error.reason, message, metadata=metadata) from None
+
+    # ---- local paths ------------------------------------------------------------------------
+    def _store_path(self, url: str, name: str) -> str:
+        if has_dot_dot(name):
+            raise path_escape(url, "'..' is not allowed in model store names")
+        if name.startswith("/"):
+            raise path_escape(url, "a model store name must be relative; use file:// for an absolute path")
+        joined = os.path.normpath(os.path.join(self._store, name))
+        if joined == self._store:
+            raise bad_input(f"model source {url!r} names the model store itself, not a model in it")
+        return joined
+
+    def _file_path(self, url: str, base: str) -> str:
+        parts = urlsplit(base)
+        if parts.netloc not in ("", "localhost"):
+            raise ModelFleetError(
+                ErrorKind.INVALID_ARGUMENT,
+                Reason.UNSUPPORTED_FORMAT,
+                f"model source {url!r}: file:// URLs must name a local path (file:///path), not host "
+                f"{parts.netloc!r}",
+                metadata={"url": url},
+            )
+        # A query would let a pattern such as file://.*\.pt match file:///etc/passwd?.pt.
+        if parts.query or "?" in base:
+            raise bad_input(f"model source {url!r}: a file:// URL must not have a query")
+        if has_dot_dot(parts.path):
+            raise path_escape(url, "'..' is not allowed in file:// paths")
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise bad_input(f"model source {url!r}: a file:// URL must hold an absolute path (file:///path)")
+        return os.path.normpath(path)
+
+    def _local(self, url: str, path: str, *, sha256: str | None, allowed_by_pattern: bool) -> Path:
+        """Check a local path (lexically normalised, no `..`) and return its realpath."""
+        store_real = os.path.realpath(self._store)
+        if not (allowed_by_pattern or _inside(path, self._store) or _inside(path, store_real)):
+            raise not_allowed(url)
+        real = os.path.realpath(path)
+        # Where the bytes really are must be allowed too: inside the store, the very path the URL
+        # named (no symlink involved), or a location a pattern allows in its own right.
+        if not (
+            _inside(real, store_real) or (allowed_by_pattern and real == path) or self.allowed(Path(real).as_uri())
+        ):
+            raise path_escape(url, "it resolves (through a symlink) outside the model store and allowed locations")
+        try:
+            mode = os.stat(real).st_mode
+        except FileNotFoundError:
+            where = "in the model store" if not _SCHEME.match(url) else "on the server"
+            raise ModelFleetError(
+                ErrorKind.NOT_FOUND,
+                Reason.SOURCE_NOT_FOUND,
+                f"model source {url!r} not found {where}",
+                metadata={"url": url},
+            ) from None
+        except OSError as error:  # e.g. a component that is a file, or permission denied
+            raise ModelFleetError(
+                ErrorKind.NOT_FOUND,
+                Reason.SOURCE_NOT_FOUND,
+                f"model source {url!r} cannot be read: {error.strerror}",
+                metadata={"url": url},
+            ) from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise ModelFleetError(
+                ErrorKind.INVALID_ARGUMENT,
+                Reason.UNSUPPORTED_FORMAT,
+                f"model source {url!r} is neither a regular file nor a folder",
+                metadata={"url": url},
+            )
+        if sha256 is not None:
+            if stat.S_ISDIR(mode):
+                raise bad_input(f"model source {url!r}: #sha256= applies to files, not folders")
+            actual = sha256_of(Path(real))
+            if actual != sha256:
+                raise checksum_mismatch(url, expected=sha256, actual=actual)
+        return Path(real)
