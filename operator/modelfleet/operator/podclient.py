@@ -1,0 +1,351 @@
+"""Management gRPC client for one server pod: token, deadlines, retries, and ErrorInfo decisions.
+
+reconcile.py holds one PodClient per pod address and calls observe() and the four write calls.
+Every call sends `authorization: Bearer <management token>` and a deadline; transient failures are
+retried with exponential backoff; the outcome is decided on the server's google.rpc.ErrorInfo
+reason (the `grpc-status-details-bin` trailer), never on the status code alone. No Kubernetes I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from modelfleet.protos import management_pb2, management_pb2_grpc
+
+from .observed import ObservedModel, ObservedPod, ObservedVersion, PodRef
+from .settings import PodClientSettings
+from .spec import ModelSpec, ModelVersionSpec
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "modelfleet.io"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+# Reasons are the server's errors.Reason values (the wire contract; the operator never imports the
+# server). PERMANENT: retrying the same request cannot help, so it is reported and not retried
+# until the spec (or the pod) changes. TRANSIENT: retried here with backoff, then by the next pass.
+PERMANENT_REASONS = frozenset(
+    {
+        "SOURCE_NOT_ALLOWED",
+        "SOURCE_NOT_FOUND",
+        "CHECKSUM_MISMATCH",
+        "PATH_ESCAPE",
+        "UNSUPPORTED_FORMAT",
+        "HANDLER_NOT_ALLOWED",
+        "LOAD_FAILED",
+        "VERSION_MISMATCH",
+        "MESSAGE_TOO_LARGE",
+        "BAD_INPUT",
+        "INVALID_NAME",
+        "MISSING_FIELD",
+        "MODEL_API_DISABLED",
+    }
+)
+TRANSIENT_REASONS = frozenset(
+    {
+        "SOURCE_FETCH_FAILED",
+        "LOAD_TIMEOUT",
+        "QUEUE_FULL",
+        "NO_WORKERS",
+        "RESPONSE_TIMEOUT",
+        "DEADLINE_PASSED",
+        "SHUTTING_DOWN",
+        "INTERNAL",
+    }
+)
+# The pod's state moved under us (restarted, or another writer): observe again, do not report.
+STALE_REASONS = frozenset({"MODEL_NOT_FOUND", "VERSION_NOT_FOUND", "DEFAULT_VERSION_IN_USE", "ALREADY_EXISTS"})
+# Without an ErrorInfo (the connection itself failed, a proxy answered) only these codes are retried.
+_TRANSIENT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+T = TypeVar("T")
+
+
+class PodCallError(Exception):
+    """A management call failed; `reason` is the server's ErrorInfo reason when it sent one."""
+
+    def __init__(self, method: str, code: grpc.StatusCode, message: str, reason: str | None) -> None:
+        self.method = method
+        self.code = code
+        self.message = message
+        self.reason = reason
+        super().__init__(f"{method}: {reason or code.name}: {message}")
+
+    @property
+    def permanent(self) -> bool:
+        return self.reason in PERMANENT_REASONS or (self.reason is None and self.code in _PERMANENT_CODES)
+
+    @property
+    def transient(self) -> bool:
+        if self.reason is not None:
+            return self.reason in TRANSIENT_REASONS or self.reason == "TOKEN_INVALID"
+        return self.code in _TRANSIENT_CODES
+
+    @property
+    def stale(self) -> bool:
+        return self.reason in STALE_REASONS
+
+
+_PERMANENT_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED})
+
+
+def error_reason(error: aio.AioRpcError) -> tuple[str | None, str]:
+    """The ErrorInfo reason (domain modelfleet.io) and the status message of a failed call."""
+    message = error.details() or ""
+    for key, value in error.trailing_metadata() or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except Exception:  # a malformed trailer must not hide the call's own error
+            return None, message
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                if info.domain in ("", DOMAIN):
+                    return info.reason or None, status.message or message
+    return None, message
+
+
+def backoff_delays(settings: PodClientSettings) -> list[float]:
+    """Sleeps between attempts: exponential from backoff_initial_s, capped, with ±20 % jitter."""
+    delays = []
+    delay = settings.backoff_initial_s
+    for _ in range(max(0, settings.attempts - 1)):
+        delays.append(min(delay, settings.backoff_max_s) * random.uniform(0.8, 1.2))
+        delay *= 2
+    return delays
+
+
+@dataclass(frozen=True)
+class Health:
+    SERVING = "SERVING"
+    NOT_SERVING = "NOT_SERVING"
+    UNKNOWN = "UNKNOWN"
+
+
+class PodClient:
+    """Talks to one pod's management port; create it and close() it on the running loop."""
+
+    def __init__(self, address: str, token: str, *, settings: PodClientSettings) -> None:
+        self.address = address
+        self.token = token
+        self._settings = settings
+        options = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.keepalive_time_ms", 30_000),
+            # Reconnect quickly to a restarted pod instead of waiting out grpc's default 20 s backoff.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
+        ]
+        self._channel = aio.insecure_channel(address, options=options)
+        self._stub = management_pb2_grpc.ManagementAPIsServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    @property
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+    async def _call(self, method: str, request: Any, *, timeout_s: float, retry: bool = True) -> str:
+        call: Callable[..., Awaitable[management_pb2.ManagementResponse]] = getattr(self._stub, method)
+        delays = backoff_delays(self._settings) if retry else []
+        attempt = 0
+        while True:
+            try:
+                response = await call(request, timeout=timeout_s, metadata=self._metadata, wait_for_ready=False)
+                return str(response.msg)
+            except aio.AioRpcError as exc:
+                reason, message = error_reason(exc)
+                error = PodCallError(method, exc.code(), message, reason)
+            if not error.transient or attempt >= len(delays):
+                raise error
+            log.debug("%s on %s failed (%s); retrying in %.2f s", method, self.address, error, delays[attempt])
+            await asyncio.sleep(delays[attempt])
+            attempt += 1
+
+    # Reads -----------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[str]:
+        names: list[str] = []
+        token = 0
+        for _ in range(1000):  # bounded: 100 per page
+            text = await self._call(
+                "ListModels",
+                management_pb2.ListModelsRequest(limit=100, next_page_token=token),
+                timeout_s=self._settings.call_timeout_s,
+            )
+            page = _json(text, "ListModels")
+            names.extend(str(m["modelName"]) for m in page.get("models", []) if "modelName" in m)
+            next_token = str(page.get("nextPageToken") or "")
+            if not next_token.isdigit() or int(next_token) <= token:
+                return names
+            token = int(next_token)
+        return names
+
+    async def describe(self, model: str, version: str = "all") -> list[dict[str, Any]]:
+        text = await self._call(
+            "DescribeModel",
+            management_pb2.DescribeModelRequest(model_name=model, model_version=version),
+            timeout_s=self._settings.call_timeout_s,
+        )
+        document = _json(text, "DescribeModel")
+        if not isinstance(document, list):
+            raise PodCallError("DescribeModel", grpc.StatusCode.INTERNAL, "answer is not a JSON array", None)
+        return [entry for entry in document if isinstance(entry, dict)]
+
+    async def health(self, service: str) -> str:
+        """SERVING / NOT_SERVING / UNKNOWN (NOT_FOUND: the server does not know the name)."""
+        try:
+            answer = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=self._settings.call_timeout_s
+            )
+        except aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return Health.UNKNOWN
+            reason, message = error_reason(exc)
+            raise PodCallError("Health/Check", exc.code(), message, reason) from None
+        return Health.SERVING if answer.status == health_pb2.HealthCheckResponse.SERVING else Health.NOT_SERVING
+
+    async def observe(self, pod: PodRef) -> ObservedPod:
+        """Every model with its versions, workers, default and per-version health; errors → unreachable."""
+        try:
+            models: dict[str, ObservedModel] = {}
+            for name in await self.list_models():
+                observed = await self._observe_model(name)
+                if observed is not None:
+                    models[name] = observed
+            return ObservedPod(pod=pod, models=models)
+        except PodCallError as exc:
+            return ObservedPod(pod=pod, models=None, error=str(exc))
+
+    async def _observe_model(self, name: str) -> ObservedModel | None:
+        try:
+            every = await self.describe(name, "all")
+            default = await self.describe(name, "")
+        except PodCallError as exc:
+            if exc.stale:  # unregistered between ListModels and DescribeModel
+                return None
+            raise
+        versions: dict[str, ObservedVersion] = {}
+        for entry in every:
+            version = str(entry.get("modelVersion", ""))
+            workers = [w for w in entry.get("workers", []) if isinstance(w, dict)]
+            serving = await self.health(f"{name}/{version}") == Health.SERVING
+            versions[version] = ObservedVersion(
+                version=version,
+                url=str(entry.get("modelUrl", "")),
+                min_workers=_int(entry.get("minWorkers")),
+                max_workers=_int(entry.get("maxWorkers")),
+                workers=len(workers),
+                ready_workers=sum(1 for w in workers if w.get("status") == "READY"),
+                serving=serving,
+            )
+        default_version = str(default[0].get("modelVersion", "")) if default else ""
+        return ObservedModel(name=name, default_version=default_version, versions=versions)
+
+    # Writes ----------------------------------------------------------------------------------
+
+    async def register(self, model: ModelSpec, version: ModelVersionSpec, *, load_timeout_s: int) -> None:
+        """Load a version and wait for its workers (synchronous); ALREADY_EXISTS counts as done."""
+        request = management_pb2.RegisterModelRequest(
+            url=version.url,
+            model_name=model.name,
+            handler=model.handler,
+            batch_size=model.batch_size,
+            max_batch_delay=model.max_batch_delay_ms,
+            response_timeout=model.response_timeout_s,
+            initial_workers=model.min_workers,
+            startup_timeout=load_timeout_s,
+            synchronous=True,
+        )
+        try:
+            # The deadline covers the server's own load budget plus the call's usual allowance.
+            await self._call(
+                "RegisterModel", request, timeout_s=load_timeout_s + self._settings.call_timeout_s, retry=True
+            )
+        except PodCallError as exc:
+            if exc.reason != "ALREADY_EXISTS":
+                raise
+
+    async def scale(self, model: str, version: str, *, min_workers: int, max_workers: int, timeout_s: float) -> None:
+        await self._call(
+            "ScaleWorker",
+            management_pb2.ScaleWorkerRequest(
+                model_name=model,
+                model_version=version,
+                min_worker=min_workers,
+                max_worker=max_workers,
+                synchronous=True,
+            ),
+            timeout_s=timeout_s,
+        )
+
+    async def set_default(self, model: str, version: str) -> None:
+        await self._call(
+            "SetDefault",
+            management_pb2.SetDefaultRequest(model_name=model, model_version=version),
+            timeout_s=self._settings.call_timeout_s,
+        )
+
+    async def unregister(self, model: str, version: str) -> None:
+        try:
+            await self._call(
+                "UnregisterModel",
+                management_pb2.UnregisterModelRequest(model_name=model, model_version=version),
+                timeout_s=self._settings.call_timeout_s,
+            )
+        except PodCallError as exc:
+            if exc.reason not in ("MODEL_NOT_FOUND", "VERSION_NOT_FOUND"):  # already gone: done
+                raise
+
+
+def _json(text: str, method: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise PodCallError(method, grpc.StatusCode.INTERNAL, "answer is not JSON", None) from None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class PodClients:
+    """The PodClient of each pod address, reused across passes; closes those of vanished pods."""
+
+    def __init__(self, settings: PodClientSettings) -> None:
+        self._settings = settings
+        self._clients: dict[str, PodClient] = {}
+
+    def get(self, address: str, token: str) -> PodClient:
+        client = self._clients.get(address)
+        if client is None or client.token != token:
+            if client is not None:
+                # The token changed (rotated Secret): a fresh client; the old channel closes later.
+                asyncio.get_running_loop().create_task(client.close())
+            client = self._clients[address] = PodClient(address, token, settings=self._settings)
+        return client
+
+    async def retain(self, addresses: Mapping[str, object] | set[str]) -> None:
+        for address in [a for a in self._clients if a not in addresses]:
+            await self._clients.pop(address).close()
+
+    async def close(self) -> None:
+        await self.retain(set())

@@ -1,0 +1,428 @@
+"""One reconcile pass for one ModelDeployment: observe → plan → apply; returns when to come back.
+
+The work queue (runtime.py) calls Reconciler.reconcile(key) for CR events, pod events and resyncs.
+A pass reads the object, its children and every live pod's models, plans with plan.py, writes the
+children and the status only where they differ (an idle pass writes nothing), then makes the
+planned management calls. It never waits for a state: it returns a requeue delay instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import children, status
+from .conditions import Condition, Flip, merge
+from .kube import Kube, KubeError
+from .observed import ObservedPod, PodRef
+from .patches import child_patch, status_changed
+from .plan import Action, Failure, FailureKey, Plan, make_plan
+from .podclient import PodCallError, PodClients
+from .settings import OperatorSettings
+from .spec import DeploymentSpec, InvalidSpec, parse_spec
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Json = dict[str, Any]
+
+
+@dataclass
+class Memory:
+    """What the operator remembers about one object between passes (lost on restart, by design:
+    everything that matters is re-observed; only retry pacing starts over)."""
+
+    uid: str
+    clients: PodClients
+    failures: dict[FailureKey, Failure] = field(default_factory=dict)
+    action_errors: list[str] = field(default_factory=list)
+    last_actions: tuple[tuple[str, str, str, str], ...] = ()
+    repeats: int = 0
+
+
+@dataclass
+class PassResult:
+    """What one pass did (tests and the benchmark read it)."""
+
+    writes: int = 0
+    actions: int = 0
+    requeue_after: float | None = None
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_ref(pod: Mapping[str, Any]) -> PodRef:
+    meta, st = pod.get("metadata", {}), pod.get("status", {})
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    restarts = sum(int(c.get("restartCount") or 0) for c in st.get("containerStatuses") or [])
+    return PodRef(name=str(meta.get("name")), uid=str(meta.get("uid")), ip=str(st.get("podIP") or ""), ready=ready, restarts=restarts)
+
+
+def _started(pod: Mapping[str, Any]) -> bool:
+    """The server container passed its startupProbe (its desired-state file is loaded)."""
+    st = pod.get("status", {})
+    for c in st.get("containerStatuses") or []:
+        if c.get("name") == "server":
+            return bool(c.get("started")) and "running" in (c.get("state") or {})
+    return pod_ref(pod).ready
+
+
+def _live(pod: Mapping[str, Any]) -> bool:
+    return not pod.get("metadata", {}).get("deletionTimestamp") and pod.get("status", {}).get("phase") not in (
+        "Succeeded",
+        "Failed",
+    )
+
+
+def management_address(ip: str) -> str:
+    return f"[{ip}]:{children.MANAGEMENT_PORT}" if ":" in ip else f"{ip}:{children.MANAGEMENT_PORT}"
+
+
+class Reconciler:
+    def __init__(
+        self, kube: Kube, settings: OperatorSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self._clock = clock
+        self._memory: dict[Key, Memory] = {}
+        self.last: dict[Key, PassResult] = {}
+
+    async def close(self) -> None:
+        for memory in self._memory.values():
+            await memory.clients.close()
+        self._memory.clear()
+
+    async def forget(self, key: Key) -> None:
+        memory = self._memory.pop(key, None)
+        if memory is not None:
+            await memory.clients.close()
+
+    async def reconcile(self, key: Key) -> float | None:
+        result = PassResult()
+        try:
+            result.requeue_after = await self._reconcile(key, result)
+        finally:
+            self.last[key] = result
+        return result.requeue_after
+
+    async def _reconcile(self, key: Key, result: PassResult) -> float | None:
+        namespace, name = key
+        body = await self.kube.get("ModelDeployment", namespace, name)
+        if body is None:
+            await self.forget(key)
+            self.last.pop(key, None)
+            return None
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            await self.forget(key)
+            return None  # children go by owner reference (garbage collection)
+        uid = str(body["metadata"].get("uid"))
+        memory = self._memory.get(key)
+        if memory is None or memory.uid != uid:
+            if memory is not None:
+                await memory.clients.close()
+            memory = self._memory[key] = Memory(uid=uid, clients=PodClients(self.settings.pods))
+
+        try:
+            spec = parse_spec(body)
+        except InvalidSpec as exc:
+            message = "; ".join(exc.problems)
+            generation = int(body["metadata"].get("generation") or 0)
+            await self._write_status(body, {"observedGeneration": generation}, status.invalid_spec_conditions(message), result)
+            return None
+
+        token, token_error = await self._management_token(body, spec, result)
+        pods = [p for p in await self.kube.list_objects("Pod", namespace, label_selector=children.label_selector(spec)) if _live(p)]
+        refs = sorted((pod_ref(p) for p in pods), key=lambda r: r.name)
+        running = [p for p in pods if p.get("status", {}).get("phase") == "Running" and p.get("status", {}).get("podIP")]
+        observed = await self._observe(memory, running, token) if token else []
+        drivable = {str(p["metadata"]["name"]) for p in running if _started(p)} if token else set()
+
+        live_uids = {r.uid for r in refs}
+        for failure_key in [k for k in memory.failures if k[0] not in live_uids]:
+            del memory.failures[failure_key]
+
+        configmap_name = children.names(name)["configmap"]
+        current_cm = await self.kube.get("ConfigMap", namespace, configmap_name)
+        previous_document = _document(current_cm)
+        now = self._clock()
+        plan = make_plan(
+            spec, observed, failures=memory.failures, previous_document=previous_document, now=now, drivable=drivable
+        )
+        child_error = await self._write_children(body, spec, plan, current_cm, result) or token_error
+        seen = status.Observation(
+            live_pods=refs,
+            observed=observed,
+            failures=dict(memory.failures),
+            child_error=child_error,
+            action_errors=tuple(memory.action_errors) if plan.actions else (),
+        )
+        body = await self._write_status(
+            body,
+            status.build(spec, plan, seen, selector=children.label_selector(spec), pod_cap=self.settings.reconcile.status_pod_cap),
+            status.decide(spec, plan, seen),
+            result,
+        )
+        self._cutover_events(body, previous_document, plan.document)
+
+        if not plan.actions:
+            memory.action_errors.clear()
+            memory.last_actions, memory.repeats = (), 0
+            return self._idle_requeue(plan, memory, now)
+
+        signature = tuple((a.kind, a.pod.uid, a.model, a.version) for a in plan.actions)
+        memory.repeats = memory.repeats + 1 if signature == memory.last_actions else 0
+        memory.last_actions = signature
+        result.actions = len(plan.actions)
+        await self._act(body, spec, plan, memory, token or "")
+        # The next pass observes what these calls did; a plan that keeps repeating backs off.
+        delay = self.settings.reconcile.requeue_after_action_s * (2 ** min(memory.repeats, 10))
+        return float(min(delay, 30.0))
+
+    # Observation ------------------------------------------------------------------------------
+
+    async def _observe(self, memory: Memory, running: Sequence[Mapping[str, Any]], token: str) -> list[ObservedPod]:
+        limit = asyncio.Semaphore(self.settings.reconcile.pod_call_concurrency)
+        addresses = {management_address(str(p["status"]["podIP"])): p for p in running}
+        await memory.clients.retain(set(addresses))
+
+        async def one(address: str, pod: Mapping[str, Any]) -> ObservedPod:
+            async with limit:
+                return await memory.clients.get(address, token).observe(pod_ref(pod))
+
+        results = await asyncio.gather(*(one(a, p) for a, p in addresses.items()))
+        return sorted(results, key=lambda o: o.pod.name)
+
+    async def _management_token(
+        self, body: Mapping[str, Any], spec: DeploymentSpec, result: PassResult
+    ) -> tuple[str | None, str | None]:
+        """The management token from the token Secret (created first when the operator owns it)."""
+        secret = await self.kube.get("Secret", spec.namespace, spec.token.secret_name)
+        if secret is None and spec.token.generated:
+            desired = children.token_secret(
+                spec, management_token=secrets.token_urlsafe(32), inference_token=secrets.token_urlsafe(32)
+            )
+            try:
+                secret = await self.kube.create(desired)
+                result.writes += 1
+            except KubeError as exc:
+                if exc.status != 409:
+                    return None, f"cannot create Secret {spec.token.secret_name}: {exc.message}"
+                secret = await self.kube.get("Secret", spec.namespace, spec.token.secret_name)
+        if secret is None:
+            return None, f"token Secret {spec.token.secret_name} not found"
+        if spec.token.generated:
+            ops = child_patch({"kind": "Secret", "metadata": children.token_secret(spec, management_token="", inference_token="")["metadata"]}, secret)
+            if ops:
+                await self.kube.patch_json("Secret", spec.namespace, spec.token.secret_name, ops)
+                result.writes += 1
+        raw = (secret.get("data") or {}).get(spec.token.management_key)
+        if not raw:
+            return None, f"token Secret {spec.token.secret_name} has no key {spec.token.management_key!r}"
+        try:
+            lines = [line.strip() for line in base64.b64decode(raw).decode().splitlines() if line.strip()]
+        except (ValueError, UnicodeDecodeError):
+            lines = []
+        if not lines:
+            return None, f"token Secret {spec.token.secret_name} key {spec.token.management_key!r} holds no token"
+        return lines[0], None
+
+    # Children and status ----------------------------------------------------------------------
+
+    async def _write_children(
+        self, body: Mapping[str, Any], spec: DeploymentSpec, plan: Plan, current_cm: Json | None, result: PassResult
+    ) -> str | None:
+        desired = [
+            children.deployment(spec),
+            children.service(spec),
+            children.headless_service(spec),
+            children.configmap(spec, plan.document),
+            children.pod_disruption_budget(spec),
+        ]
+        if spec.network_policy_enabled:
+            desired.append(children.network_policy(spec, self.settings.fleet))
+        errors: list[str] = []
+        for child in desired:
+            kind, child_name = str(child["kind"]), str(child["metadata"]["name"])
+            try:
+                current = current_cm if kind == "ConfigMap" else await self.kube.get(kind, spec.namespace, child_name)
+                if current is None:
+                    await self.kube.create(child)
+                    result.writes += 1
+                    continue
+                ops = child_patch(child, current)
+                if ops:
+                    await self.kube.patch_json(kind, spec.namespace, child_name, ops)
+                    result.writes += 1
+            except KubeError as exc:
+                log.warning("Writing %s %s/%s failed: %s", kind, spec.namespace, child_name, exc)
+                errors.append(f"{kind} {child_name}: {exc.message or exc.reason}")
+        if not spec.network_policy_enabled:
+            await self._delete_owned("NetworkPolicy", spec, children.names(spec.name)["networkpolicy"], result)
+        if errors:
+            await self.kube.event(body, type="Warning", reason="ChildWriteFailed", message="; ".join(errors))
+        return "; ".join(errors) or None
+
+    async def _delete_owned(self, kind: str, spec: DeploymentSpec, name: str, result: PassResult) -> None:
+        current = await self.kube.get(kind, spec.namespace, name)
+        refs = (current or {}).get("metadata", {}).get("ownerReferences") or []
+        if current is not None and any(r.get("uid") == spec.uid for r in refs):
+            await self.kube.delete(kind, spec.namespace, name)
+            result.writes += 1
+
+    async def _write_status(
+        self, body: Json, desired: dict[str, Any], decided: list[Condition], result: PassResult
+    ) -> Json:
+        meta = body["metadata"]
+        current = body.get("status") or {}
+        conditions, flips = merge(
+            current.get("conditions"), decided, generation=int(meta.get("generation") or 0), now=_now_iso()
+        )
+        desired = {**desired, "conditions": conditions}
+        if not status_changed(current, desired):
+            return body
+        try:
+            body = await self.kube.patch_merge("ModelDeployment", meta["namespace"], meta["name"], {"status": desired}, subresource="status")
+            result.writes += 1
+        except KubeError as exc:
+            if exc.status == 404:
+                return body
+            raise
+        for flip in flips:
+            await self._flip_event(body, flip)
+        return body
+
+    async def _flip_event(self, body: Json, flip: Flip) -> None:
+        if flip.old is None and flip.new == "False" and flip.type != "Ready":
+            return  # a fresh object's Degraded=False / Progressing=False is not news
+        warning = (flip.type == "Degraded" and flip.new == "True") or flip.reason in ("BlockedByFailedLoad", "InvalidSpec")
+        message = flip.message or f"{flip.type} is now {flip.new}"
+        await self.kube.event(body, type="Warning" if warning else "Normal", reason=flip.reason, message=message)
+
+    def _cutover_events(self, body: Json, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:
+        old = {m["name"]: m.get("defaultVersion") for m in (before or {}).get("models", []) if isinstance(m, dict)}
+        for model in after.get("models", []):
+            was = old.get(model["name"])
+            if was is not None and was != model["defaultVersion"]:
+                asyncio.get_running_loop().create_task(
+                    self.kube.event(
+                        body,
+                        type="Normal",
+                        reason="DefaultVersionChanged",
+                        message=f"{model['name']}: every pod now serves {model['defaultVersion']} by default (was {was})",
+                    )
+                )
+
+    # Acting -----------------------------------------------------------------------------------
+
+    async def _act(self, body: Json, spec: DeploymentSpec, plan: Plan, memory: Memory, token: str) -> None:
+        by_pod: dict[str, list[Action]] = {}
+        for action in plan.actions:
+            by_pod.setdefault(action.pod.name, []).append(action)
+        limit = asyncio.Semaphore(self.settings.reconcile.pod_call_concurrency)
+        errors: list[str] = []
+        new_failures: list[Failure] = []
+
+        async def run_pod(actions: list[Action]) -> None:
+            async with limit:
+                for action in actions:
+                    error = await self._call(spec, action, memory, token)
+                    if error is None:
+                        memory.failures.pop((action.pod.uid, action.model, action.version), None)
+                        continue
+                    if action.kind == "register" and not error.stale:
+                        new_failures.append(self._record_failure(spec, action, error, memory))
+                    elif not error.stale:
+                        errors.append(f"{action.describe()}: {error.reason or error.code.name}: {error.message}")
+                    if action.kind in ("register", "set_default"):
+                        break  # later calls for this pod depend on this one
+
+        await asyncio.gather(*(run_pod(a) for a in by_pod.values()))
+        memory.action_errors = errors
+        for failure in new_failures:
+            if failure.attempts == 1 or failure.permanent:
+                await self.kube.event(
+                    body,
+                    type="Warning",
+                    reason="ModelLoadFailed",
+                    message=f"{failure.model}/{failure.version} failed to load ({failure.reason}): {failure.message}",
+                )
+
+    async def _call(self, spec: DeploymentSpec, action: Action, memory: Memory, token: str) -> PodCallError | None:
+        client = memory.clients.get(management_address(action.pod.ip), token)
+        model = spec.model(action.model)
+        try:
+            if action.kind == "register" and model is not None:
+                version = model.version(action.version)
+                if version is not None:
+                    log.info("Registering %s/%s on %s", action.model, action.version, action.pod.name)
+                    await client.register(model, version, load_timeout_s=spec.model_load_timeout_s)
+            elif action.kind == "scale" and model is not None:
+                await client.scale(
+                    action.model,
+                    action.version,
+                    min_workers=model.min_workers,
+                    max_workers=model.max_workers,
+                    timeout_s=spec.model_load_timeout_s,
+                )
+            elif action.kind == "set_default":
+                log.info("Setting default %s/%s on %s", action.model, action.version, action.pod.name)
+                await client.set_default(action.model, action.version)
+            elif action.kind == "unregister":
+                log.info("Unregistering %s/%s on %s", action.model, action.version, action.pod.name)
+                await client.unregister(action.model, action.version)
+        except PodCallError as exc:
+            log.warning("%s failed: %s", action.describe(), exc)
+            return exc
+        return None
+
+    def _record_failure(self, spec: DeploymentSpec, action: Action, error: PodCallError, memory: Memory) -> Failure:
+        key = (action.pod.uid, action.model, action.version)
+        before = memory.failures.get(key)
+        model = spec.model(action.model)
+        entry = model.version(action.version) if model else None
+        attempts = (before.attempts + 1) if before is not None else 1
+        cfg = self.settings.reconcile
+        delay = min(cfg.failure_backoff_max_s, cfg.failure_backoff_initial_s * 2 ** (attempts - 1))
+        failure = Failure(
+            pod_uid=action.pod.uid,
+            model=action.model,
+            version=action.version,
+            url=entry.url if entry else "",
+            reason=error.reason or error.code.name,
+            message=error.message,
+            permanent=error.permanent,
+            generation=spec.generation,
+            attempts=attempts,
+            retry_at=math.inf if error.permanent else self._clock() + delay,
+        )
+        memory.failures[key] = failure
+        return failure
+
+    def _idle_requeue(self, plan: Plan, memory: Memory, now: float) -> float | None:
+        delays = [f.retry_at - now for f in memory.failures.values() if not f.permanent and math.isfinite(f.retry_at)]
+        if plan.waiting:
+            delays.append(self.settings.reconcile.requeue_waiting_s)
+        return max(0.0, min(delays)) if delays else None
+
+
+def _document(configmap: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    text = ((configmap or {}).get("data") or {}).get(children.DESIRED_STATE_KEY)
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
