@@ -63,10 +63,9 @@ def points_table(data: dict[str, Any]) -> list[str]:
                 points = [p for p in data["points"] if (p["system"], p["model"], p["c"]) == (system, model, c)]
                 good = [p for p in points if "failed" not in p]
                 label = labels.get(system, system)
-                if not good:
-                    why = data.get("unavailable", {}).get(system) or next((p["failed"] for p in points), "not run")
-                    rows.append([model, str(c), label, "unavailable" if system in data.get("unavailable", {}) else "failed",
-                                 *["-"] * 10, why.splitlines()[0][:60]])
+                if not good:  # why is listed under the lifecycle table
+                    state = "unavailable" if system in data.get("unavailable", {}) else "failed"
+                    rows.append([model, str(c), label, state, *["-"] * 11])
                     continue
                 errors = sum(p["errors"] for p in points if "errors" in p) + (len(points) - len(good))
                 noisy = max(other_cores(p) for p in good)
@@ -231,9 +230,11 @@ def targets_section(data: dict[str, Any]) -> tuple[list[str], int]:
 
 def render(data: dict[str, Any]) -> tuple[str, int]:
     """The whole report, and the number of targets missed."""
+    ts_note = (f" (and {data.get('ts_warmup', 0):g} s per model after TorchServe starts)"
+               if any(key in data["systems"] for key in TS_KEYS) else "")
     head = (f"Serving benchmark: gRPC Predictions over loopback, JSON input, c calls in flight on one channel; "
             f"{data['runs']} run(s), median shown; window {data['duration']:g} s after {data['warmup']:g} s warm-up "
-            f"per point ({data.get('ts_warmup', 0):g} s extra for TorchServe after start); "
+            f"per point{ts_note}; "
             f"{data.get('cpus', '?')} CPUs. 'other cores' = busy − server − client (max over runs; ! = noisy).")
     lines = [head, ""]
     lines += points_table(data)

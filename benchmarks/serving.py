@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
@@ -144,7 +146,10 @@ def run_system(system: systems.System, run: int, args: argparse.Namespace, data:
             record["scale_up_s"], record["scale_down_s"] = system.scale_probe(args.models[0])
             log(f"  {system.label}: ScaleWorker +1 {record['scale_up_s']:.2f}s, -1 {record['scale_down_s']:.2f}s")
     except Exception as exc:  # report and go on with the next system; never retry
-        record["failed"] = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, grpc.RpcError):
+            record["failed"] = f"{exc.code().name}: {exc.details()}"
+        else:
+            record["failed"] = f"{type(exc).__name__}: {exc}"
         log(f"  {system.label}: FAILED {record['failed']}")
         for model in args.models:
             for c in args.concurrency:
