@@ -178,7 +178,11 @@ class App:
         # A model that fails is logged and `""` stays NOT_SERVING: a pod missing one of its
         # models must take no traffic. Liveness stays SERVING, so the kubelet does not restart a
         # pod whose failure a restart would not fix (a bad URL); the log and health say why.
-        self.desired_failures = await apply_desired_state(self.registry, desired)
+        try:
+            self.desired_failures = await apply_desired_state(self.registry, desired)
+        except Exception:  # a bug, not a bad model: keep serving what loaded, stay not ready
+            log.exception("Loading the desired state failed unexpectedly")
+            self.desired_failures = ["unexpected error while loading the desired state (see the log)"]
         if self.desired_failures:
             log.error(
                 "Desired state incomplete; %s stays NOT_SERVING: %s",
