@@ -23,6 +23,7 @@ from modelfleet.server.metrics import MetricsServer
 from modelfleet.server.models.desired_state import (
     DesiredState,
     apply_desired_state,
+    missing_models,
     parse_startup_models,
     read_desired_state,
 )
@@ -67,6 +68,8 @@ class App:
         self._metrics: MetricsServer | None = None
         self._loading: asyncio.Task[None] | None = None
         self._desired_loaded = False
+        self._desired = DesiredState()
+        self._retrying: asyncio.Task[None] | None = None
         self._health_names: set[str] = set()
         self._stopped = False
 
@@ -173,27 +176,48 @@ class App:
 
     async def _load(self, desired: DesiredState) -> None:
         assert self.registry is not None
+        self._desired = desired
         if desired.models:
             log.info("Loading %d model(s) of the desired state", len(desired.models))
         # A model that fails is logged and `""` stays NOT_SERVING: a pod missing one of its
         # models must take no traffic. Liveness stays SERVING, so the kubelet does not restart a
         # pod whose failure a restart would not fix (a bad URL); the log and health say why.
+        # What failed is retried with backoff (a model server or volume may come up later), and
+        # `""` turns SERVING as soon as the registry holds everything, whoever registered it.
         try:
             self.desired_failures = await apply_desired_state(self.registry, desired)
         except Exception:  # a bug, not a bad model: keep serving what loaded, stay not ready
             log.exception("Loading the desired state failed unexpectedly")
             self.desired_failures = ["unexpected error while loading the desired state (see the log)"]
+        self._desired_loaded = True
         if self.desired_failures:
             log.error(
-                "Desired state incomplete; %s stays NOT_SERVING: %s",
+                "Desired state incomplete; %s stays NOT_SERVING until it loads: %s",
                 repr(OVERALL_SERVICE),
                 "; ".join(self.desired_failures),
             )
-            return
-        self._desired_loaded = True
-        if desired.models:
+            self._retrying = asyncio.get_running_loop().create_task(self._retry_missing(), name="desired-retry")
+        elif desired.models:
             log.info("Desired state loaded")
         self._sync_health()
+
+    async def _retry_missing(self) -> None:
+        """Retry what is still missing, backing off from 1 s to 5 min; stops once all is there."""
+        assert self.registry is not None
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            missing = missing_models(self.registry, self._desired)
+            if not missing.models:
+                self.desired_failures = []
+                self._sync_health()
+                return
+            self.desired_failures = await apply_desired_state(self.registry, missing)
+            self._sync_health()
+            if not self.desired_failures:
+                log.info("Desired state loaded after retry")
+                return
+            delay = min(delay * 2, 300.0)
 
     async def wait_loaded(self) -> list[str]:
         """Wait until the desired state has been applied; returns the failure messages."""
@@ -213,7 +237,8 @@ class App:
         for name, serving in view.items():
             self.health.set(name, serving)
         self._health_names = set(view)
-        self.health.set(OVERALL_SERVICE, self._desired_loaded and registry.healthy())
+        complete = self._desired_loaded and not missing_models(registry, self._desired).models
+        self.health.set(OVERALL_SERVICE, complete and registry.healthy())
 
     # ---- stop -------------------------------------------------------------------------------
     async def stop(self) -> None:
@@ -231,10 +256,11 @@ class App:
         log.info("Stopped")
 
     async def _close_resources(self, *, grace_s: float) -> None:
-        if self._loading is not None and not self._loading.done():
-            self._loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loading
+        for task in (self._loading, self._retrying):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.health.close()  # open Watch streams end now instead of holding the grace period
         await asyncio.gather(*(server.stop(grace_s) for server in self._servers))
         if self._metrics is not None:

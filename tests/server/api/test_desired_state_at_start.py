@@ -123,3 +123,29 @@ async def test_a_model_that_fails_to_load_keeps_overall_health_not_serving(
         # Changes to the registry later do not make a pod with a missing model ready.
         await api.register("good.pt", model_name="other")
         assert await api.check("") == R.NOT_SERVING
+
+        # The missing file appears (a volume mounted late, a copy finished): the retry loads it
+        # and the pod becomes ready by itself.
+        make_model("missing.pt", seed=5)
+
+        async def overall_serving() -> bool:
+            return await api.check("") == R.SERVING
+
+        await api.wait_for(overall_serving, what="the retry to load the late model")
+        assert len(await api.predict("bad")) == 4
+
+
+async def test_registering_the_missing_model_by_hand_makes_the_pod_ready(
+    start_api: Callable[..., Any], make_model: Callable[..., Any], model_store: Path
+) -> None:
+    models = ModelSettings(default_workers=1, startup_models=("late=late.pt",))
+    async with start_api(models=models) as api:
+        assert len(await api.app.wait_loaded()) == 1
+        assert await api.check("") == R.NOT_SERVING
+        make_model("elsewhere.pt", seed=2)
+        await api.register("elsewhere.pt", model_name="late")  # e.g. the operator converging the pod
+
+        async def overall_serving() -> bool:
+            return await api.check("") == R.SERVING
+
+        await api.wait_for(overall_serving, what='"" to follow the registry')

@@ -138,7 +138,10 @@ def parse_startup_models(entries: Sequence[str]) -> DesiredState:
 
 
 async def apply_desired_state(registry: ModelRegistry, state: DesiredState) -> list[str]:
-    """Load every model; return one message per failure (the pod then stays not ready)."""
+    """Load every model; return one message per failure (the pod then stays not ready).
+
+    Idempotent: versions already registered count as loaded, so a retry only does what is missing.
+    """
     failures: list[str] = []
     for model in state.models:
         try:
@@ -149,33 +152,54 @@ async def apply_desired_state(registry: ModelRegistry, state: DesiredState) -> l
     return failures
 
 
+def missing_models(registry: ModelRegistry, state: DesiredState) -> DesiredState:
+    """The part of the desired state the registry does not hold (by name, version and default)."""
+    missing = []
+    for model in state.models:
+        if model.name is None:
+            continue  # a bare --models url: its name is only known once loaded
+        try:
+            loaded = {v.key.version for v in registry.versions() if v.key.name == model.name}
+            default = registry.get(model.name).key.version
+        except ModelFleetError:
+            missing.append(model)
+            continue
+        wanted = {v.version for v in model.versions if v.version is not None}
+        if not wanted <= loaded or (model.default_version and default != model.default_version):
+            missing.append(model)
+    return DesiredState(tuple(missing))
+
+
 async def _apply_model(registry: ModelRegistry, model: DesiredModel) -> None:
     loaded: list[str] = []
     for version in model.versions:
-        result = await registry.register(
-            RegisterSpec(
-                url=version.url,
-                model_name=model.name or "",
-                handler=model.handler,
-                batch_size=model.batch_size,
-                max_batch_delay_ms=model.max_batch_delay_ms,
-                initial_workers=model.min_workers,
-                response_timeout_s=model.response_timeout_s,
-                synchronous=True,
-                expected_version=version.version,
-            ),
-            at_startup=True,
+        spec = RegisterSpec(
+            url=version.url,
+            model_name=model.name or "",
+            handler=model.handler,
+            batch_size=model.batch_size,
+            max_batch_delay_ms=model.max_batch_delay_ms,
+            initial_workers=model.min_workers,
+            response_timeout_s=model.response_timeout_s,
+            synchronous=True,
+            expected_version=version.version,
         )
+        try:
+            result = await registry.register(spec, at_startup=True)
+        except ModelFleetError as exc:
+            if exc.reason is not Reason.ALREADY_EXISTS:
+                raise
+            loaded.append(exc.metadata.get("version", version.version or ""))
+            continue
         loaded.append(result.key.version)
-        name = result.key.name
         if model.max_workers > model.min_workers > 0:
             await registry.scale(
-                name,
+                result.key.name,
                 result.key.version,
                 min_workers=model.min_workers,
                 max_workers=model.max_workers,
                 synchronous=True,
                 timeout_s=None,
             )
-    if model.default_version and loaded:
-        registry.set_default(model.name or "", model.default_version)
+    if model.default_version and loaded and model.name:
+        registry.set_default(model.name, model.default_version)
