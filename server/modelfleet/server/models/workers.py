@@ -175,13 +175,15 @@ class Worker:
         self.busy_since = None
         self.current = []
         if not self.abandoned:
-            self.pool.post(self.pool.deliver, live, results)
+            # Counted before the answers go back: a client that got its answer and then scrapes
+            # /metrics must find its request counted.
             self.stats.record(
                 len(live),
                 sum(1 for result in results if isinstance(result, BaseException)),
                 queue_us=sum(started - job.enqueued for job in live) * 1e6,
                 inference_us=sum(finished - job.enqueued for job in live) * 1e6,
             )
+            self.pool.post(self.pool.deliver, live, results)
 
 
 class WorkerPool:
@@ -208,7 +210,10 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self._watchdog: asyncio.TimerHandle | None = None
         self._ready_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._retired = WorkerStats()
+        self._counted: tuple[WorkerStats, ...] = (WorkerStats(),)
+        """[0]: totals of retired workers; then the stats of every worker not yet retired (stopping ones
+        included). Replaced as a whole on the loop, so a scrape from another thread always sums a
+        consistent snapshot and the Prometheus counters never dip (a dip reads as a counter reset)."""
         self.rejected = 0
         self.closed = False
 
@@ -246,12 +251,23 @@ class WorkerPool:
                 future.set_result(result)
 
     def stats(self) -> WorkerStats:
-        """Totals over current and retired workers (read at scrape time; slightly stale is fine)."""
+        """Totals over current, stopping and retired workers (read at scrape time; slightly stale is fine)."""
         total = WorkerStats()
-        total.add(self._retired)
-        for worker in self.workers:
-            total.add(worker.stats)
+        for stats in self._counted:
+            total.add(stats)
         return total
+
+    def _count(self, worker: Worker) -> None:
+        self._counted = (*self._counted, worker.stats)
+
+    def _retire(self, worker: Worker) -> None:
+        """Fold a finished worker's counters into the retired totals (its thread no longer writes them)."""
+        if not any(stats is worker.stats for stats in self._counted[1:]):
+            return
+        folded = WorkerStats()
+        folded.add(self._counted[0])
+        folded.add(worker.stats)
+        self._counted = (folded, *(stats for stats in self._counted[1:] if stats is not worker.stats))
 
     # ---- workers --------------------------------------------------------------------------
     @property
@@ -263,10 +279,11 @@ class WorkerPool:
         while len(self.workers) < target:
             worker = Worker(self, self._next_device())
             self.workers.append(worker)
+            self._count(worker)
             worker.start()
         while len(self.workers) > target:
             worker = self.workers.pop()
-            worker.stop()  # its stats join _retired when its thread exits (worker_exited)
+            worker.stop()  # still counted; its stats are folded in when its thread exits (worker_exited)
         self.queue.wake_all()
         self._arm_watchdog()
         self._on_change()
@@ -296,7 +313,7 @@ class WorkerPool:
         self._on_change()
 
     def worker_exited(self, worker: Worker) -> None:
-        self._retired.add(worker.stats)
+        self._retire(worker)
         if worker in self.workers:  # died by itself (failed start): keep the count honest
             self.workers.remove(worker)
         self.worker_changed()
@@ -326,10 +343,11 @@ class WorkerPool:
                 f"Model {self.name} did not respond within {self.response_timeout_s:g}s",
             )
             self.deliver(jobs, [error] * len(jobs))
-            self._retired.add(worker.stats)
+            self._retire(worker)
             index = self.workers.index(worker)
             replacement = Worker(self, worker.device)
             self.workers[index] = replacement
+            self._count(replacement)
             replacement.start()
             self._on_change()
         self._arm_watchdog()
