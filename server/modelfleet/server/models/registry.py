@@ -180,7 +180,15 @@ class ModelRegistry:
         self._retune_threads()
         log.info("registered %s version %s with %d workers", key.name, key.version, workers)
         if spec.synchronous:
-            await version.pool.wait_ready(workers, startup_timeout)
+            try:
+                await version.pool.wait_ready(workers, startup_timeout)
+            except ModelFleetError:
+                # As TorchServe does: a synchronous register whose workers do not start is undone, so
+                # the caller's error means "not registered" and a retry is not ALREADY_EXISTS.
+                owner = self._models.get(key.name)
+                if owner is not None and owner.versions.get(key.version) is version:  # not unregistered meanwhile
+                    self._remove(version)
+                raise
         return RegisterResult(key, workers)
 
     def _refuse_duplicate(self, key: VersionKey) -> None:
@@ -246,14 +254,22 @@ class ModelRegistry:
                 "set another default version first",
                 metadata={"model": name, "version": model.default},
             )
+        self._remove(target)
+        log.info("unregistered %s version %s", name, target.key.version)
+        return target.key
+
+    def _remove(self, target: ModelVersion) -> None:
+        """Drop a version, fail its queued requests and free it (unregister, or an undone register)."""
+        name = target.key.name
+        model = self._models[name]
         del model.versions[target.key.version]
         if not model.versions:
             del self._models[name]
+        elif model.default == target.key.version:  # only when undoing a register raced by another
+            model.default = next(iter(model.versions))
         target.pool.close(version_not_found(name, target.key.version))
         _release(target.loaded)
         self._retune_threads()
-        log.info("unregistered %s version %s", name, target.key.version)
-        return target.key
 
     async def scale(
         self,

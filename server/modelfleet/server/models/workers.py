@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import ErrorKind, ModelFleetError, Reason
+from ..errors import ErrorKind, ModelFleetError, Reason, load_failed
 from .batching import Job, JobQueue
 from .contracts import LoadedModel, ModelRunner
 
@@ -292,6 +292,8 @@ class WorkerPool:
         """Wait until at least `count` workers are READY (ScaleWorker/RegisterModel synchronous)."""
         if self.ready_count >= count:
             return
+        if count > len(self.workers):  # some already failed to start; they are not restarted
+            raise load_failed(f"Only {len(self.workers)} of {count} workers of {self.name} started; see the server log")
         future: asyncio.Future[None] = self.loop.create_future()
         self._ready_waiters.append((count, future))
         try:
@@ -316,6 +318,12 @@ class WorkerPool:
         self._retire(worker)
         if worker in self.workers:  # died by itself (failed start): keep the count honest
             self.workers.remove(worker)
+            # Failed workers are not restarted, so a wait for more workers than are left can never
+            # end: fail it now (TorchServe: "Failed to start workers") instead of at the timeout.
+            error = load_failed(f"A worker of {self.name} failed to start on {worker.device}; see the server log")
+            for count, future in self._ready_waiters:
+                if count > len(self.workers) and not future.done():
+                    future.set_exception(error)
         self.worker_changed()
 
     # ---- response timeout ----------------------------------------------------------------
