@@ -18,6 +18,7 @@ CONTRACT_FLAGS = [
     "key-file", "allowed-sources", "trusted-handlers", "tls-cert", "tls-key", "tls-client-ca", "status-codes",
     "no-reflection", "max-request-size", "max-response-size", "job-queue-size", "default-workers",
     "max-connection-age", "max-connection-age-grace", "keepalive-time", "drain-delay", "grace", "log-level",
+    "download-dir", "max-download-size", "download-timeout", "fixed-batching", "max-new-tokens",
 ]  # fmt: skip
 
 
@@ -63,6 +64,10 @@ def cases(files: dict[str, str]) -> list[tuple[str, list[str], str, Any]]:
         ("drain-delay", ["4"], "shutdown.drain_delay_s", 4.0),
         ("grace", ["0"], "shutdown.grace_s", 0.0),
         ("log-level", ["debug"], "log_level", "DEBUG"),
+        ("download-dir", ["/var/cache/models"], "sources.download_dir", Path("/var/cache/models")),
+        ("max-download-size", ["1048576"], "sources.max_download_bytes", 1048576),
+        ("download-timeout", ["7.5"], "sources.download_timeout_s", 7.5),
+        ("max-new-tokens", ["12"], "models.max_new_tokens", 12),
     ]  # fmt: skip
 
 
@@ -70,6 +75,7 @@ SWITCHES = [
     ("enable-model-api", "auth.enable_model_api", True),
     ("disable-token-auth", "auth.enabled", False),
     ("no-reflection", "network.reflection", False),
+    ("fixed-batching", "models.adaptive_batching", False),
 ]
 
 
