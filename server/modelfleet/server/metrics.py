@@ -34,16 +34,21 @@ class RegistryCollector:
         return []  # unchecked collector: samples vary with registered models
 
     def collect(self) -> Iterator[Metric]:
-        requests = Metric("ts_inference_requests_total", "Total inference requests answered.", "counter")
+        # Family names: prometheus_client writes a counter family `x` as samples `x_total` with
+        # `# TYPE x_total counter` (text) or `# TYPE x counter` (OpenMetrics, which Prometheus asks
+        # for first), so a counter's family is named without `_total`. TorchServe's two latency
+        # totals have no `_total` to end in, which OpenMetrics requires of counters: they are
+        # typed unknown ("untyped" in text), keeping their exact names; rate() works on them alike.
+        requests = Metric("ts_inference_requests", "Total inference requests answered.", "counter")
         latency = Metric(
-            "ts_inference_latency_microseconds", "Cumulative inference duration in microseconds.", "counter"
+            "ts_inference_latency_microseconds", "Cumulative inference duration in microseconds.", "unknown"
         )
         queue_latency = Metric(
-            "ts_queue_latency_microseconds", "Cumulative queue duration in microseconds.", "counter"
+            "ts_queue_latency_microseconds", "Cumulative queue duration in microseconds.", "unknown"
         )
-        errors = Metric("modelfleet_inference_errors_total", "Requests answered with an error.", "counter")
+        errors = Metric("modelfleet_inference_errors", "Requests answered with an error.", "counter")
         rejected = Metric(
-            "modelfleet_rejected_requests_total", "Requests refused because the job queue was full.", "counter"
+            "modelfleet_rejected_requests", "Requests refused because the job queue was full.", "counter"
         )
         depth = Metric("modelfleet_queue_depth", "Requests waiting for a worker.", "gauge")
         capacity = Metric("modelfleet_queue_capacity", "Job queue size of the version.", "gauge")
@@ -73,7 +78,8 @@ class RegistryCollector:
             cumulative, buckets = 0, []
             for bound, count in zip((*BATCH_SIZE_BUCKETS, float("inf")), stats.batch_size_counts):
                 cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+                # "4.0" and "+Inf": how prometheus_client's own Histogram writes le (one series per bucket)
+                buckets.append(("+Inf" if bound == float("inf") else str(float(bound)), cumulative))
             batch.add_metric([name, number], buckets, stats.batch_size_sum)
         yield from (requests, latency, queue_latency, errors, rejected, depth, capacity, workers, min_workers, batch)
 
