@@ -1,0 +1,155 @@
+"""One reconcile function against the real HTTP in-memory API (no pods: replicas 0 or pods not yet
+scheduled): children are written once, valid and owned; an idle pass writes nothing; a bad spec
+leaves running children alone; deleting the resource garbage-collects them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from modelfleet.operator.kube import Kube
+from modelfleet.operator.reconcile import Reconciler
+from modelfleet.operator.settings import OperatorSettings
+
+CHILDREN = [("Deployment", "demo"), ("Service", "demo"), ("Service", "demo-headless"), ("ConfigMap", "demo-models"),
+            ("Secret", "demo-tokens"), ("NetworkPolicy", "demo"), ("PodDisruptionBudget", "demo")]
+KEY = ("default", "demo")
+
+
+@pytest.fixture
+async def reconciler(kube: Kube) -> AsyncIterator[Reconciler]:
+    r = Reconciler(kube, OperatorSettings())
+    yield r
+    await r.close()
+
+
+async def _create(kube: Kube, body: dict[str, Any]) -> dict[str, Any]:
+    body = dict(body, metadata={k: v for k, v in body["metadata"].items() if k not in ("uid", "generation")})
+    return await kube.create(body)
+
+
+def _operator_writes(api: Any) -> list[Any]:
+    return [r for r in api.audit.writes(user_agent="modelfleet-operator")]
+
+
+async def test_children_are_created_valid_and_owned_and_an_idle_pass_writes_nothing(
+    api: Any, kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]], k8s_versions: tuple[str, str]
+) -> None:
+    created = await _create(kube, make_md(replicas=0, resources={"limits": {"nvidia.com/gpu": 1}}))
+    await reconciler.reconcile(KEY)
+    for kind, name in CHILDREN:
+        obj = await kube.get(kind, "default", name)
+        assert obj is not None, (kind, name)
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+        for version in k8s_versions:  # what the operator actually wrote, as the API stored it
+            kubernetes_validate.validate(obj, version, strict=True)
+    body = await kube.get("ModelDeployment", "default", "demo")
+    conditions = {c["type"]: c for c in body["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "True" and conditions["Ready"]["reason"] == "ScaledToZero"
+    assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+    assert body["status"]["selector"] == "app.kubernetes.io/name=modelfleet-server,modelfleet.io/deployment=demo"
+
+    before = len(_operator_writes(api))
+    assert before >= len(CHILDREN) + 1  # the children and the status were written by this client
+    for _ in range(3):
+        assert await reconciler.reconcile(KEY) is None
+    assert len(_operator_writes(api)) == before
+    assert reconciler.last[KEY].writes == 0
+
+
+async def test_a_model_change_rewrites_the_configmap_only(
+    api: Any, kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    await _create(kube, make_md(replicas=0))
+    await reconciler.reconcile(KEY)
+    deployment_rv = (await kube.get("Deployment", "default", "demo"))["metadata"]["resourceVersion"]
+    models = [{"name": "tiny", "versions": [{"version": "1.0", "url": "tiny.pt"}, {"version": "2.0", "url": "tiny2.pt"}],
+               "defaultVersion": "2.0"}]
+    await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"models": models}})
+    api.audit.reset()
+    await reconciler.reconcile(KEY)
+    written = {(r.resource, r.subresource) for r in _operator_writes(api)}
+    assert written == {("configmaps", None), ("modeldeployments", "status")}
+    assert (await kube.get("Deployment", "default", "demo"))["metadata"]["resourceVersion"] == deployment_rv
+    configmap = await kube.get("ConfigMap", "default", "demo-models")
+    assert '"defaultVersion": "2.0"' in configmap["data"]["models.json"]  # no pods: nothing to cut over
+
+
+async def test_an_invalid_spec_is_reported_and_running_children_are_untouched(
+    api: Any, kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    await _create(kube, make_md(replicas=0))
+    await reconciler.reconcile(KEY)
+    versions = {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN}
+    # The in-memory API has no CEL admission, so this reaches the operator (as with an old CRD).
+    await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"models": [
+        {"name": "tiny", "versions": [{"version": "1.0", "url": "a"}], "defaultVersion": "9.9"}]}})
+    await reconciler.reconcile(KEY)
+    body = await kube.get("ModelDeployment", "default", "demo")
+    conditions = {c["type"]: c for c in body["status"]["conditions"]}
+    assert conditions["Ready"]["reason"] == "InvalidSpec" and conditions["Degraded"]["status"] == "True"
+    assert "defaultVersion" in conditions["Degraded"]["message"]
+    assert body["status"]["observedGeneration"] == body["metadata"]["generation"] == 2
+    assert {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN} == versions
+    events = await kube.list_objects("Event", "default")
+    assert any(e["type"] == "Warning" and e["reason"] == "InvalidSpec" for e in events)
+
+
+async def test_scaling_the_resource_scales_the_deployment(
+    kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    await _create(kube, make_md(replicas=1))
+    await reconciler.reconcile(KEY)
+    # What `kubectl scale mdep/demo --replicas=3` and an HPA do: the scale subresource.
+    await kube.request("PATCH", Kube.path("ModelDeployment", "default", "demo", "scale"),
+                       body={"spec": {"replicas": 3}}, content_type="application/merge-patch+json")
+    await reconciler.reconcile(KEY)
+    assert (await kube.get("Deployment", "default", "demo"))["spec"]["replicas"] == 3
+    scale = await kube.request("GET", Kube.path("ModelDeployment", "default", "demo", "scale"))
+    assert scale["status"]["selector"] == "app.kubernetes.io/name=modelfleet-server,modelfleet.io/deployment=demo"
+
+
+async def test_deleting_the_resource_removes_every_child_by_owner_reference(
+    kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]], poll: Callable[..., Any]
+) -> None:
+    await _create(kube, make_md(replicas=0))
+    await reconciler.reconcile(KEY)
+    await kube.delete("ModelDeployment", "default", "demo")
+
+    async def all_gone() -> bool:
+        return all([await kube.get(kind, "default", name) is None for kind, name in CHILDREN])
+
+    await poll(all_gone)
+    assert await reconciler.reconcile(KEY) is None
+
+
+async def test_a_user_token_secret_is_used_and_never_written(
+    api: Any, kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    await _create(kube, make_md(replicas=0, tokenSecretRef={"name": "mine"}))
+    await reconciler.reconcile(KEY)
+    body = await kube.get("ModelDeployment", "default", "demo")
+    degraded = next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and "mine" in degraded["message"]
+    assert await kube.get("Secret", "default", "demo-tokens") is None
+    await kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mine", "namespace": "default"},
+                       "data": {"management": "bWdtdAo=", "inference": "aW5mCg=="}})
+    api.audit.reset()
+    await reconciler.reconcile(KEY)
+    assert not [r for r in _operator_writes(api) if r.resource == "secrets"]
+    body = await kube.get("ModelDeployment", "default", "demo")
+    assert next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")["status"] == "False"
+
+
+async def test_disabling_the_network_policy_removes_it(
+    kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    await _create(kube, make_md(replicas=0))
+    await reconciler.reconcile(KEY)
+    assert await kube.get("NetworkPolicy", "default", "demo") is not None
+    await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"networkPolicy": {"enabled": False}}})
+    await reconciler.reconcile(KEY)
+    assert await kube.get("NetworkPolicy", "default", "demo") is None
