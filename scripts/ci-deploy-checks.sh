@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static packaging checks for CI (.ci/run calls this after scripts/setup.sh): hadolint on the
 # Dockerfile, helm lint --strict, `helm template | kubernetes-validate --strict` for the oldest and
-# newest supported Kubernetes versions (1.30 and 1.37) with default and with customised values, the
+# newest supported Kubernetes versions (1.31 and 1.37) with default and with customised values, the
 # plain manifests likewise, and the freshness of every derived file. About 10 s; needs no root,
 # no buildah and no images. The pytest suite (tests/deploy) checks the same and more (examples
 # against the CRD, values schema); this script gives CI readable, tool-level failures.
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 if [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
 export PATH="$PWD/.tools/bin:$PATH"
 export HOME="${HOME:-/tmp}"
-VERSIONS=(1.30.0 1.37.0)
+VERSIONS=(1.31.0 1.37.0)
 CHART=charts/modelfleet
 
 step() { printf '\n== %s\n' "$*"; }

@@ -23,7 +23,7 @@ CRD_SOURCE = ROOT / "operator" / "crds" / "modeldeployments.modelfleet.io.yaml"
 EXAMPLES = ROOT / "examples"
 MANIFESTS = ROOT / "manifests"
 # Oldest and newest Kubernetes versions we support (README, Chart.yaml kubeVersion, CI).
-K8S_VERSIONS = ("1.30.0", "1.37.0")
+K8S_VERSIONS = ("1.31.0", "1.37.0")
 
 
 def tool(name: str) -> str:
