@@ -134,3 +134,20 @@ async def test_unknown_models_and_versions_are_not_found_on_every_call(
         assert (caught.value.kind, caught.value.reason) == (ErrorKind.NOT_FOUND, reason)
         assert caught.value.metadata["model"] == name
     assert [d["modelVersion"] for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
+
+
+async def test_requests_racing_an_unregister_are_each_answered(registries: Any, tiny_model: Any) -> None:
+    registry: ModelRegistry = registries.new()
+    await registry.register(RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=1))
+    rows = h.seeded_rows(1, seed=6)
+    # submitted in the same loop iteration as the unregister that follows them
+    calls = [asyncio.ensure_future(registry.predict("tiny", None, {"data": h.rows_json(rows)}, deadline=None))
+             for _ in range(5)]
+    removal = asyncio.ensure_future(registry.unregister("tiny", None))
+    outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), h.WAIT_S)
+    await removal
+    for outcome in outcomes:  # answered by the model, or told the version is gone: never left hanging
+        if isinstance(outcome, ModelFleetError):
+            assert outcome.reason is Reason.VERSION_NOT_FOUND
+        else:
+            assert torch.allclose(h.as_tensor(outcome), h.eager()(rows), atol=1e-6)
