@@ -25,7 +25,7 @@ helm lint --strict "$CHART"
 # Values that switch on every optional branch of the templates.
 CUSTOM=(--set operator.replicas=2 --set 'operator.watchNamespaces={team-a,team-b}'
         --set operator.nodeSelector.pool=system --set createNamespace=true
-        --set 'networkPolicy.healthFrom[0].matchLabels.team=monitoring')
+        --set 'operator.tolerations[0].operator=Exists' --set operator.image.digest=sha256:$(printf 'a%.0s' {1..64}))
 for version in "${VERSIONS[@]}"; do
   step "helm template | kubernetes-validate --strict -k $version (defaults, customised), manifests/"
   helm template modelfleet "$CHART" --namespace modelfleet-system \

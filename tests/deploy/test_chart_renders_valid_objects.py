@@ -34,7 +34,7 @@ CUSTOMISED = [
     "--set-string", "operator.podAnnotations.prometheus\\.io/scrape=false",
     "--set", "operator.imagePullSecrets[0].name=regcred",
     "--set", "operator.resources.limits.cpu=1",
-    "--set", "networkPolicy.healthFrom[0].matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+    "--set", "networkPolicy.apiServer.cidrs={10.0.0.1/32}",
     "--set", "serviceAccount.annotations.team=ml",
     "--set", "createNamespace=true",
 ]  # fmt: skip
@@ -74,7 +74,34 @@ def test_operator_deployment_carries_the_platform_values(render: Callable[..., l
     assert container["resources"]["limits"]["cpu"] == 1
     assert "--log-level=DEBUG" in container["args"]
     assert [a for a in container["args"] if a.startswith("--namespace=")] == ["--namespace=team-a", "--namespace=team-b"]
-    assert "--all-namespaces" not in container["args"]
+
+
+def test_operator_flags_parse_with_the_operators_own_parser(render: Callable[..., list[dict[str, Any]]]) -> None:
+    """The chart passes only flags the operator knows, meaning what the values say."""
+    from modelfleet.operator.__main__ import parse_settings
+
+    environ = {"POD_NAMESPACE": "modelfleet-system", "POD_NAME": "modelfleet-operator-abc"}
+    (deployment,) = find(render(*CUSTOMISED), "Deployment")
+    settings = parse_settings(deployment["spec"]["template"]["spec"]["containers"][0]["args"], environ)
+    assert settings.kube.namespaces == ("team-a", "team-b")
+    assert settings.log_level == "DEBUG"
+    assert settings.leader.enabled and settings.leader.lease_namespace == "modelfleet-system"
+    assert settings.leader.lease_name == "modelfleet-operator" and settings.leader.identity == "modelfleet-operator-abc"
+    assert settings.fleet.operator_namespace == "modelfleet-system"
+
+    (default,) = find(render("--set", "operator.leaderElection.enabled=false"), "Deployment")
+    settings = parse_settings(default["spec"]["template"]["spec"]["containers"][0]["args"], environ)
+    assert settings.kube.namespaces == () and not settings.leader.enabled
+
+
+def test_operator_pods_carry_the_labels_its_fleets_admit_to_the_management_port(
+    render: Callable[..., list[dict[str, Any]]],
+) -> None:
+    from modelfleet.operator.settings import FleetSettings
+
+    (deployment,) = find(render(), "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert dict(FleetSettings().operator_pod_labels).items() <= pod_labels.items()
 
 
 def test_operator_pod_runs_unprivileged_with_a_read_only_root(render: Callable[..., list[dict[str, Any]]]) -> None:
@@ -93,11 +120,11 @@ def test_several_operator_replicas_roll_safely_only_with_leader_election(
 ) -> None:
     (elected,) = find(render("--set", "operator.replicas=2"), "Deployment")
     assert elected["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    assert "--leader-election" in elected["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-leader-election" not in elected["spec"]["template"]["spec"]["containers"][0]["args"]
 
     (single,) = find(render("--set", "operator.leaderElection.enabled=false"), "Deployment")
     assert single["spec"]["strategy"] == {"type": "Recreate"}, "two operators without a lease must never overlap"
-    assert "--leader-election" not in single["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-leader-election" in single["spec"]["template"]["spec"]["containers"][0]["args"]
 
     refused = helm("template", "m", str(CHART), "--set", "operator.replicas=2", "--set", "operator.leaderElection.enabled=false")
     assert refused.returncode != 0

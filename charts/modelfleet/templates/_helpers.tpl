@@ -31,12 +31,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: modelfleet
 {{- end -}}
 
-{{/* Labels that select the operator pods (Deployment selector, NetworkPolicy, the operator's own
-     NetworkPolicies for server pods). Never change them in an upgrade: selectors are immutable. */}}
+{{/* Labels that select the operator pods: the Deployment selector, this chart's NetworkPolicy, and
+     the NetworkPolicy the operator writes for each fleet, which opens the servers' management port
+     to pods labelled app.kubernetes.io/name=modelfleet-operator in the operator's namespace
+     (operator FleetSettings.operator_pod_labels). Never change them in an upgrade: selectors are
+     immutable. */}}
 {{- define "modelfleet.operatorSelectorLabels" -}}
-app.kubernetes.io/name: {{ include "modelfleet.name" . }}
+app.kubernetes.io/name: modelfleet-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "modelfleet.serviceAccountName" -}}
