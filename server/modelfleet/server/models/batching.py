@@ -85,6 +85,16 @@ class JobQueue:
             if self._waiting_workers:
                 self._cond.notify()
 
+    def put_many(self, jobs: list[Job]) -> None:
+        """Queue jobs the caller already counted against the capacity; wake as few workers as needed."""
+        if not jobs:
+            return
+        with self._cond:
+            self._jobs.extend(jobs)
+            if self._waiting_workers:
+                # One worker per batch's worth of jobs; a woken worker wakes another if work is left.
+                self._cond.notify(min(self._waiting_workers, -(-len(self._jobs) // self.policy.batch_size)))
+
     def try_take(self, now: float) -> list[Job] | float:
         """A batch if the policy says so now, else how long to wait (-1.0: until a put)."""
         with self._cond:
