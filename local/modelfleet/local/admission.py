@@ -14,6 +14,7 @@ import copy
 import ipaddress
 import itertools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -30,7 +31,13 @@ _DNS1035_KINDS = frozenset({("", "services")})
 _cluster_ips = (f"10.96.{n // 250}.{n % 250 + 2}" for n in itertools.count(1))
 
 
-def admit(rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
+def default_cluster_ip() -> str:
+    """The next address from 10.96.0.0/12-style space (a real cluster's service range)."""
+    return next(_cluster_ips)
+
+
+def admit(rtype: ResourceType, obj: JSON, old: JSON | None, *,
+          allocate_ip: Callable[[], str] = default_cluster_ip) -> None:
     """Validate and default `obj` in place; raise ApiError 422 (Invalid) listing every cause."""
     causes: list[str] = []
     meta = obj.get("metadata") or {}
@@ -40,6 +47,8 @@ def admit(rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
     for field in ("labels", "annotations"):
         if meta.get(field) is not None and not isinstance(meta.get(field), dict):
             causes.append(f"metadata.{field}: Invalid value: must be a map of strings")
+    if rtype.key == ("", "services"):
+        _service(obj, old, causes, allocate_ip)
     defaulter = _DEFAULTERS.get(rtype.key)
     if defaulter is not None:
         defaulter(obj, old, causes)
@@ -159,7 +168,7 @@ def _pod(obj: JSON, old: JSON | None, causes: list[str]) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
 
 
-def _service(obj: JSON, old: JSON | None, causes: list[str]) -> None:
+def _service(obj: JSON, old: JSON | None, causes: list[str], allocate_ip: Callable[[], str]) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
@@ -170,7 +179,7 @@ def _service(obj: JSON, old: JSON | None, causes: list[str]) -> None:
     if old_ip:
         spec["clusterIP"] = old_ip
     elif not spec.get("clusterIP"):
-        spec["clusterIP"] = next(_cluster_ips)
+        spec["clusterIP"] = allocate_ip()
     elif spec["clusterIP"] != "None":
         try:
             ipaddress.ip_address(spec["clusterIP"])
@@ -210,7 +219,6 @@ _DEFAULTERS = {
     ("", "namespaces"): _namespace,
     ("apps", "deployments"): _deployment,
     ("", "pods"): _pod,
-    ("", "services"): _service,
     ("", "secrets"): _secret,
 }
 

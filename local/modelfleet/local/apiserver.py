@@ -21,8 +21,9 @@ import json
 import queue
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -98,6 +99,8 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
     # The longest a watch stays open without ?timeoutSeconds (clients re-watch from their version).
     max_watch_seconds: float = 1800.0
     _kmock_resources: dict[tuple[str, str], Any] = attrs.field(factory=dict, init=False)
+    # Set by the local kubelet: (namespace, pod, container or None) -> the container's log file.
+    pod_logs: Callable[[str, str, str | None], Path | None] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -222,6 +225,10 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             if verb == "watch":
                 self.audit.add(record)
                 return await self._serve_watch_stream(raw_request, rtype, route)
+            if route.subresource == "log" and rtype.key == ("", "pods") and verb == "get":
+                text = self._pod_log(route, raw_request.query)
+                self.audit.add(record)
+                return aiohttp.web.Response(text=text, content_type="text/plain")
             body = await _read_body(raw_request)
             code, payload = self._dispatch(raw_request, rtype, route, verb, body)
             if verb in ("get", "list") and "as=Table" in raw_request.headers.get("Accept", ""):
@@ -231,6 +238,19 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
         self.audit.add(attrs_evolve(record, code=code))
         return aiohttp.web.Response(body=json.dumps(payload).encode(), status=code,
                                     content_type="application/json")
+
+    def _pod_log(self, route: Route, query: Any) -> str:
+        """`kubectl logs`: the container's output as the local kubelet captured it."""
+        pod = self.store.get(self.store.type_of("", "pods"), route.namespace, route.name or "")
+        path = None if self.pod_logs is None else self.pod_logs(pod["metadata"]["namespace"],
+                                                                pod["metadata"]["name"], query.get("container"))
+        if path is None or not path.exists():
+            raise ApiError(400, "BadRequest", f'container in pod "{route.name}" is waiting to start')
+        text = path.read_text(errors="replace")
+        tail = _int_param(query.get("tailLines"))
+        if tail is not None:
+            text = "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
+        return text
 
     def _dispatch(self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, route: Route, verb: str,
                   body: Any) -> tuple[int, JSON]:

@@ -70,6 +70,10 @@ class Store:
         self._counter = itertools.count(1)
         self.resource_version = 0
         self.listeners: list[Listener] = []
+        # Service cluster IPs: a real cluster's range by default; the local fleet hands out loopback
+        # addresses it can listen on (and takes them back when the Service goes).
+        self.allocate_cluster_ip: Callable[[], str] = admission.default_cluster_ip
+        self.release_cluster_ip: Callable[[str], None] = lambda address: None
 
     # ---- types -------------------------------------------------------------------------------
     def register(self, rtype: ResourceType) -> None:
@@ -190,7 +194,7 @@ class Store:
         meta["generation"] = 1
         if rtype.has_status:
             obj.pop("status", None)  # the status subresource is written only through /status
-        admission.admit(rtype, obj, None)
+        admission.admit(rtype, obj, None, allocate_ip=self.allocate_cluster_ip)
         if dry_run:
             return obj
         meta["resourceVersion"] = self._next_rv()
@@ -288,7 +292,7 @@ class Store:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({subresource})")
         new_meta = _meta(new)
         new_meta["resourceVersion"] = old_meta["resourceVersion"]
-        admission.admit(rtype, new, old)
+        admission.admit(rtype, new, old, allocate_ip=self.allocate_cluster_ip)
         if _without(new, "metadata", "status") != _without(old, "metadata", "status"):
             new_meta["generation"] = int(old_meta.get("generation", 1)) + 1
         if new == old or dry_run:
@@ -363,6 +367,9 @@ class Store:
         self._uids.pop(meta["uid"], None)
         for applied_key in [k for k in self._applied if k[0] == rtype.key and k[1] == key]:
             del self._applied[applied_key]
+        cluster_ip = (obj.get("spec") or {}).get("clusterIP") if rtype.key == ("", "services") else None
+        if cluster_ip and cluster_ip != "None":
+            self.release_cluster_ip(cluster_ip)
         gone = dict(obj, metadata=dict(meta, resourceVersion=self._next_rv()))
         self._emit(rtype, "DELETED", gone, obj)
         self._collect(meta["uid"])

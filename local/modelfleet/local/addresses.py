@@ -1,0 +1,48 @@
+"""Loopback addresses for pods and Services: each gets its own 127.x.y.z, as each pod gets an IP.
+
+The kubelet (pods) and the service proxy (Services) allocate from separate pools; an address is
+reused only after release (pod deleted). All of 127.0.0.0/8 reaches the loopback interface on Linux,
+so binding needs no setup. Must not bind anything itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+class AddressPool:
+    """Allocate addresses from `first` upward within `network`, lowest free first."""
+
+    def __init__(self, network: str, *, first: str) -> None:
+        self._network = ipaddress.ip_network(network)
+        self._first = int(ipaddress.ip_address(first))
+        self._last = int(self._network.broadcast_address) - 1
+        self._used: set[int] = set()
+
+    def allocate(self) -> str:
+        for candidate in range(self._first, self._last + 1):
+            # Skip x.y.z.0 and x.y.z.255: valid on loopback, but they confuse people reading logs.
+            if candidate not in self._used and candidate % 256 not in (0, 255):
+                self._used.add(candidate)
+                return str(ipaddress.ip_address(candidate))
+        raise RuntimeError(f"no free address left in {self._network}")
+
+    def claim(self, address: str) -> None:
+        """Mark an address (e.g. one an earlier run stored in a pod's status) as taken."""
+        self._used.add(int(ipaddress.ip_address(address)))
+
+    def release(self, address: str) -> None:
+        self._used.discard(int(ipaddress.ip_address(address)))
+
+    def __contains__(self, address: str) -> bool:
+        return int(ipaddress.ip_address(address)) in self._used
+
+
+def pod_pool() -> AddressPool:
+    """127.0.0.2, 127.0.0.3, ... (127.0.0.1 is the API server's and the host's)."""
+    return AddressPool("127.0.0.0/16", first="127.0.0.2")
+
+
+def service_pool() -> AddressPool:
+    """127.100.0.1, ...: Service cluster IPs, visibly apart from pods' (65,000 of them)."""
+    return AddressPool("127.100.0.0/16", first="127.100.0.1")
