@@ -11,18 +11,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import kopf
 
 from .handlers import build_registry
 from .kube import Kube
-from .leader import LeaseElector
+from .leader import LeaseElector, default_identity
 from .runtime import Runtime
 from .settings import (
     FleetSettings,
@@ -99,37 +99,39 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> OperatorS
 
 
 async def run(settings: OperatorSettings) -> int:
-    kube = Kube.from_settings(settings.kube)
+    identity = settings.leader.identity or default_identity()
+    kube = Kube.from_settings(settings.kube, identity=identity)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    elector = LeaseElector(kube, settings.leader) if settings.leader.enabled else None
+    leader = dataclasses.replace(settings.leader, identity=identity)
+    elector = LeaseElector(kube, leader) if settings.leader.enabled else None
     try:
         if elector is not None and not await elector.acquire(stop):
             return 0
         runtime = Runtime(kube, settings)
         kopf_stop = asyncio.Event()
-        operator = asyncio.create_task(
-            kopf.operator(
-                registry=build_registry(runtime, kube.connection()),
-                settings=kopf.OperatorSettings(),
-                clusterwide=not settings.kube.namespaces,
-                namespaces=list(settings.kube.namespaces),
-                standalone=True,
-                stop_flag=kopf_stop,
-            ),
-            name="kopf",
+        holding = asyncio.create_task(elector.hold(), name="lease") if elector is not None else None
+        existing = asyncio.all_tasks()  # kopf treats tasks created after this as its own
+        tasks = await kopf.spawn_tasks(
+            registry=build_registry(runtime, kube.connection()),
+            settings=kopf.OperatorSettings(),
+            clusterwide=not settings.kube.namespaces,
+            namespaces=list(settings.kube.namespaces),
+            standalone=True,
+            stop_flag=kopf_stop,
         )
-        # kopf installs its own SIGINT/SIGTERM handlers (which stop it); ours cover the wait above.
-        watchers: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait(), name="signal")]
-        if elector is not None:
-            watchers.append(asyncio.create_task(elector.hold(), name="lease"))
-        done, _ = await asyncio.wait([operator, *watchers], return_when=asyncio.FIRST_COMPLETED)
-        lost = elector is not None and watchers[-1] in done and not stop.is_set()
+        # spawn_tasks installed kopf's own signal handlers; take them back so that a signal stops
+        # kopf through its stop flag (kopf otherwise waits 5 s for that flag's waiter at exit).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, kopf_stop.set)
+        operator = asyncio.create_task(kopf.run_tasks(tasks, ignored=existing), name="kopf")
+        done, _ = await asyncio.wait([t for t in (operator, holding) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        lost = holding is not None and holding in done and not kopf_stop.is_set()
         kopf_stop.set()
-        for task in watchers:
-            task.cancel()
+        if holding is not None:
+            holding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await operator
         if lost:

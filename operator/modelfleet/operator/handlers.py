@@ -47,7 +47,7 @@ def build_registry(runtime: Runtime, connection: Connection) -> kopf.OperatorReg
     async def cleanup(**_: Any) -> None:
         await runtime.stop()
 
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, PLURAL, id="modeldeployment_keys", registry=registry)
     async def modeldeployment_keys(*, namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], None]:
         return {(namespace or "", name): None}
 

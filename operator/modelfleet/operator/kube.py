@@ -94,15 +94,16 @@ def load_configuration(settings: KubeSettings) -> kubernetes.client.Configuratio
 class Kube:
     """Async facade over one ApiClient; create it on any thread, call it from the event loop."""
 
-    def __init__(self, config: kubernetes.client.Configuration, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, config: kubernetes.client.Configuration, *, timeout_s: float = 30.0, identity: str = "") -> None:
         self._config = config
         self._client = kubernetes.client.ApiClient(config)
-        self._client.user_agent = USER_AGENT  # tells the operator's requests apart in audit logs
+        # Tells the reconciler's requests (and which replica made them) apart in audit logs.
+        self._client.user_agent = f"{USER_AGENT} {identity}".strip()
         self._timeout_s = timeout_s
 
     @classmethod
-    def from_settings(cls, settings: KubeSettings) -> Kube:
-        return cls(load_configuration(settings), timeout_s=settings.request_timeout_s)
+    def from_settings(cls, settings: KubeSettings, *, identity: str = "") -> Kube:
+        return cls(load_configuration(settings), timeout_s=settings.request_timeout_s, identity=identity)
 
     def connection(self) -> Connection:
         config = self._config
