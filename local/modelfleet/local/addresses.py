@@ -7,11 +7,31 @@ so binding needs no setup. Must not bind anything itself.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
+from collections.abc import Iterable
+
+
+def can_bind(address: str, port: int) -> bool:
+    """Whether address:port is free now (another fleet or program on this machine may hold it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no conflict
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
 
 
 class AddressPool:
-    """Allocate addresses from `first` upward within `network`, lowest free first."""
+    """Allocate addresses from `first` upward within `network`, lowest free first.
+
+    An address whose wanted ports something else on this machine already listens on (another local
+    fleet, a test server) is skipped, so two fleets side by side do not collide.
+    """
 
     def __init__(self, network: str, *, first: str) -> None:
         self._network = ipaddress.ip_network(network)
@@ -19,12 +39,16 @@ class AddressPool:
         self._last = int(self._network.broadcast_address) - 1
         self._used: set[int] = set()
 
-    def allocate(self) -> str:
+    def allocate(self, ports: Iterable[int] = ()) -> str:
+        wanted = sorted(set(ports))
         for candidate in range(self._first, self._last + 1):
             # Skip x.y.z.0 and x.y.z.255: valid on loopback, but they confuse people reading logs.
-            if candidate not in self._used and candidate % 256 not in (0, 255):
+            if candidate in self._used or candidate % 256 in (0, 255):
+                continue
+            address = str(ipaddress.ip_address(candidate))
+            if all(can_bind(address, port) for port in wanted):
                 self._used.add(candidate)
-                return str(ipaddress.ip_address(candidate))
+                return address
         raise RuntimeError(f"no free address left in {self._network}")
 
     def claim(self, address: str) -> None:

@@ -14,7 +14,7 @@ import copy
 import ipaddress
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jsonschema
@@ -31,13 +31,13 @@ _DNS1035_KINDS = frozenset({("", "services")})
 _cluster_ips = (f"10.96.{n // 250}.{n % 250 + 2}" for n in itertools.count(1))
 
 
-def default_cluster_ip() -> str:
+def default_cluster_ip(ports: Iterable[int] = ()) -> str:
     """The next address from 10.96.0.0/12-style space (a real cluster's service range)."""
     return next(_cluster_ips)
 
 
 def admit(rtype: ResourceType, obj: JSON, old: JSON | None, *,
-          allocate_ip: Callable[[], str] = default_cluster_ip) -> None:
+          allocate_ip: Callable[[Iterable[int]], str] = default_cluster_ip) -> None:
     """Validate and default `obj` in place; raise ApiError 422 (Invalid) listing every cause."""
     causes: list[str] = []
     meta = obj.get("metadata") or {}
@@ -168,7 +168,7 @@ def _pod(obj: JSON, old: JSON | None, causes: list[str]) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
 
 
-def _service(obj: JSON, old: JSON | None, causes: list[str], allocate_ip: Callable[[], str]) -> None:
+def _service(obj: JSON, old: JSON | None, causes: list[str], allocate_ip: Callable[[Iterable[int]], str]) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
@@ -179,7 +179,8 @@ def _service(obj: JSON, old: JSON | None, causes: list[str], allocate_ip: Callab
     if old_ip:
         spec["clusterIP"] = old_ip
     elif not spec.get("clusterIP"):
-        spec["clusterIP"] = allocate_ip()
+        spec["clusterIP"] = allocate_ip([p["port"] for p in spec.get("ports") or []
+                                         if isinstance(p, dict) and isinstance(p.get("port"), int)])
     elif spec["clusterIP"] != "None":
         try:
             ipaddress.ip_address(spec["clusterIP"])

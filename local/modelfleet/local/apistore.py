@@ -72,7 +72,7 @@ class Store:
         self.listeners: list[Listener] = []
         # Service cluster IPs: a real cluster's range by default; the local fleet hands out loopback
         # addresses it can listen on (and takes them back when the Service goes).
-        self.allocate_cluster_ip: Callable[[], str] = admission.default_cluster_ip
+        self.allocate_cluster_ip: Callable[[Iterable[int]], str] = admission.default_cluster_ip
         self.release_cluster_ip: Callable[[str], None] = lambda address: None
 
     # ---- types -------------------------------------------------------------------------------

@@ -218,8 +218,10 @@ async def _converge_and_serve(settings: DemoSettings, fleet: Fleet, client: Loca
         address, answer = await predict(fleet, md)
     except (grpc.aio.AioRpcError, RuntimeError) as exc:
         out(f"prediction through the Service failed: {exc}")
-        return 1
-    out(f"Predictions(tiny) through Service {namespace}/{name} at {address} -> {answer}")
+        if settings.exit_after_demo:
+            return 1
+    else:
+        out(f"Predictions(tiny) through Service {namespace}/{name} at {address} -> {answer}")
     out(f"Try: kubectl --kubeconfig {kubeconfig} get modeldeployments,pods,services")
     if settings.exit_after_demo:
         return 0

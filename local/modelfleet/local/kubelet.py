@@ -258,7 +258,9 @@ class Kubelet:
                 self.client.patch(self.pods, meta["namespace"], meta["name"],
                                   {"spec": {"nodeName": self.settings.node_name}})
                 return  # the bound pod comes back as a MODIFIED event
-            worker = PodWorker(self, pod, self.addresses.allocate())
+            ports = [int(port["containerPort"]) for container in spec.get("containers") or []
+                     for port in container.get("ports") or [] if port.get("containerPort")]
+            worker = PodWorker(self, pod, self.addresses.allocate(ports))
             self.workers[uid] = worker
             worker.task = asyncio.create_task(worker.run(), name=f"pod-{meta['name']}")
             return

@@ -23,6 +23,7 @@ from modelfleet.local.probes import resolve_port
 from modelfleet.local.selectors import selector_object_matches
 
 log = logging.getLogger(__name__)
+RETRY_S = 2.0
 
 
 @dataclass
@@ -58,14 +59,27 @@ class ServiceProxy:
         self._listeners: dict[tuple[str, str], list[_Listener]] = {}
         self._signatures: dict[tuple[str, str], tuple[str, str]] = {}
         self._connections: set[asyncio.Task[None]] = set()
+        self._failed: set[tuple[str, str]] = set()
 
     def addresses(self) -> dict[tuple[str, str], list[str]]:
         """(namespace, service) -> ["ip:port", ...] of the running listeners."""
         return {key: [f"{item.address}:{item.port['port']}" for item in items]
                 for key, items in self._listeners.items()}
 
+    async def _retry_failed(self) -> None:
+        """Ports that could not be bound (held by another program for a while) are tried again."""
+        while True:
+            await asyncio.sleep(RETRY_S)
+            for key in list(self._failed):
+                service = self.client.get(self.services, *key)
+                self._failed.discard(key)
+                self._signatures.pop(key, None)
+                if service is not None:
+                    await self._sync(key, service)
+
     async def run(self) -> None:
         watch = self.client.watch(self.services)
+        retry = asyncio.create_task(self._retry_failed())
         try:
             async for event in watch:
                 service = event["object"]
@@ -75,6 +89,7 @@ class ServiceProxy:
                 else:
                     await self._sync(key, service)
         finally:
+            retry.cancel()
             watch.close()
             await self.stop()
 
@@ -95,7 +110,8 @@ class ServiceProxy:
             try:
                 server = await asyncio.start_server(self._acceptor(key, port), host=address, port=int(port["port"]))
             except OSError as exc:
-                log.warning("service %s/%s: cannot listen on %s:%s: %s", *key, address, port["port"], exc)
+                log.warning("service %s/%s: cannot listen on %s:%s (retrying): %s", *key, address, port["port"], exc)
+                self._failed.add(key)
                 continue
             listeners.append(_Listener(key, address, port, server))
         self._listeners[key] = listeners
