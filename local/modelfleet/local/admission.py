@@ -4,7 +4,7 @@ Called by the store (apistore.py) on every create and update. Built-in kinds get
 API server adds that controllers and operators see (and must not fight: an operator that compares its
 desired Deployment with the stored one will see these) plus the validations that catch real bugs
 (names, labels, Deployment selectors). Custom resources are pruned, defaulted and validated against
-their CRD's openAPIV3Schema (jsonschema); CEL rules (x-kubernetes-validations) are NOT evaluated.
+their CRD's openAPIV3Schema (jsonschema), then checked against its CEL rules (celrules.py).
 Must not store anything.
 """
 
@@ -54,6 +54,11 @@ def admit(rtype: ResourceType, obj: JSON, old: JSON | None, *,
         defaulter(obj, old, causes)
     if rtype.schema is not None:
         _apply_schema(rtype.schema, obj, causes)
+        if not causes:
+            from modelfleet.local import celrules
+
+            causes += celrules.rule_errors(rtype.schema, {k: v for k, v in obj.items() if k != "metadata"},
+                                           celrules.old_value(old))
     if causes:
         raise invalid(rtype, name, causes)
 
