@@ -111,6 +111,8 @@ for target in server operator; do
     --build-arg "BASE_IMAGE=$STANDIN" --target "$target" --tag "$image" -f Dockerfile . >/dev/null
   log "$target built in $(elapsed "$T")"
 done
+# The previous build's images are now untagged; vfs stores every layer in full, so drop them.
+[ "$BUILD" = 1 ] && "${BUILDAH[@]}" rmi --prune >/dev/null
 "${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep modelfleet- >&2
 
 [ "$SMOKE" = 1 ] || { log "done in $(elapsed "$T0") (no smoke test)"; exit 0; }
