@@ -1,0 +1,254 @@
+"""Every command in docs/install.md runs, on both install paths, against the local in-memory API.
+
+Each ```bash block carries an HTML comment naming the path(s) it belongs to (`helm`, `kubectl`) or
+`ci` (run by .ci/run). The Helm path and the kubectl path each run top to bottom, verbatim, through
+bash, in a scratch folder holding the repository's chart, manifests and examples plus the files the
+page defines (```yaml blocks whose first line is `# <file name>`), with a fresh API each.
+
+`helm install/upgrade/test/uninstall` cannot target the in-memory API (it stores releases as
+protobuf Secrets and needs OpenAPI), so a `helm` wrapper on PATH turns them into `helm template`
+with the same arguments and applies (or, for uninstall, deletes) the rendered objects with the real
+kubectl, as `helm install` would; any other helm command runs the real helm. A `kubectl` wrapper
+adds --validate=false to apply/create (the local API serves no OpenAPI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "install.md"
+BLOCK = re.compile(r"(?:<!-- test: (?P<tags>[\w ]+) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
+
+KUBECTL_WRAPPER = """#!/bin/sh
+# kubectl with --validate=false on apply/create: the local API serves no OpenAPI.
+# `kubectl create namespace X` sends protobuf, which the local API cannot decode: kubectl builds the
+# same object client-side and creates it as JSON instead.
+set -e
+if [ "$1" = create ] && [ "$2" = namespace ]; then
+  shift
+  "$REAL_KUBECTL" create "$@" --dry-run=client -o json | "$REAL_KUBECTL" create --validate=false -f -
+  exit 0
+fi
+case "$1" in apply|create) sub=$1; shift; exec "$REAL_KUBECTL" "$sub" --validate=false "$@";; esac
+exec "$REAL_KUBECTL" "$@"
+"""
+
+HELM_WRAPPER = r'''#!{python}
+"""helm install/upgrade/test/uninstall as helm template + kubectl; anything else: the real helm."""
+import json, os, subprocess, sys
+import yaml
+
+args = sys.argv[1:]
+real, kubectl, state = os.environ["REAL_HELM"], "kubectl", os.environ["HELM_WRAPPER_STATE"]
+command = args[0] if args else ""
+if command not in ("install", "upgrade", "test", "uninstall"):
+    os.execv(real, [real, *args])
+
+
+def namespace_of(rest):
+    for i, a in enumerate(rest):
+        if a in ("-n", "--namespace"):
+            return rest[i + 1]
+        if a.startswith("--namespace="):
+            return a.split("=", 1)[1]
+    return "default"
+
+
+def render(release, chart, flags, *extra):
+    out = subprocess.run([real, "template", release, chart, *flags, *extra], check=True,
+                         capture_output=True, text=True)
+    return out.stdout
+
+
+def kubectl_run(*argv, stdin=None):
+    subprocess.run([kubectl, *argv], input=stdin, text=True, check=True)
+
+
+if command in ("install", "upgrade"):
+    release, chart, rest = args[1], args[2], args[3:]
+    flags = [a for a in rest if a not in ("--create-namespace", "--wait", "--atomic", "--install")]
+    if "--create-namespace" in rest:
+        ns = namespace_of(rest)
+        if subprocess.run([kubectl, "get", "namespace", ns], capture_output=True).returncode != 0:
+            kubectl_run("create", "namespace", ns)
+    manifest = render(release, chart, flags, "--skip-tests")
+    kubectl_run("apply", "-f", "-", stdin=manifest)
+    with open(state, "w") as f:
+        json.dump({"release": release, "chart": chart, "flags": flags}, f)
+elif command == "test":
+    with open(state) as f:
+        saved = json.load(f)
+    hook = render(saved["release"], saved["chart"], saved["flags"], "--show-only", "templates/tests/test-grpc-health.yaml")
+    kubectl_run("apply", "-f", "-", stdin=hook)
+elif command == "uninstall":
+    with open(state) as f:
+        saved = json.load(f)
+    docs = [d for d in yaml.safe_load_all(render(saved["release"], saved["chart"], saved["flags"], "--skip-tests")) if d]
+    kept = [d for d in docs if (d["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"]
+    gone = [d for d in docs if d not in kept]
+    kubectl_run("delete", "--ignore-not-found", "-f", "-", stdin=yaml.safe_dump_all(gone))
+'''
+
+
+@dataclass(frozen=True)
+class Block:
+    tags: frozenset[str]
+    lang: str
+    body: str
+
+
+def blocks() -> list[Block]:
+    return [
+        Block(frozenset((m["tags"] or "").split()), m["lang"], m["body"]) for m in BLOCK.finditer(DOC.read_text())
+    ]
+
+
+def test_every_shell_block_says_where_it_runs() -> None:
+    shell = [b for b in blocks() if b.lang in ("bash", "sh", "shell", "console")]
+    assert shell, "docs/install.md has no commands"
+    untagged = [b.body for b in shell if not b.tags or not b.tags <= {"helm", "kubectl", "ci"}]
+    assert untagged == []
+
+
+def test_commands_left_to_ci_are_run_by_ci() -> None:
+    ci_run = (ROOT / ".ci" / "run").read_text()
+    for block in blocks():
+        if "ci" in block.tags:
+            for line in block.body.splitlines():
+                command = line.split("#")[0].strip()
+                if command:
+                    script = command.split()[-1]
+                    assert script in ci_run, f"docs/install.md shows `{command}`: .ci/run must run it, or the page must not"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, helm_binary: str, kubectl_binary: str) -> Iterator[tuple[Path, dict[str, str], Any]]:
+    from modelfleet.local.apiserver import apiserver_thread
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for part in ("charts", "manifests", "examples"):
+        (work / part).symlink_to(ROOT / part)
+    for block in blocks():
+        first, _, rest = block.body.partition("\n")
+        if block.lang == "yaml" and first.startswith("# "):
+            (work / first[2:].strip()).write_text(block.body)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("kubectl", KUBECTL_WRAPPER), ("helm", HELM_WRAPPER.replace("{python}", sys.executable))):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    with apiserver_thread() as api:
+        (tmp_path / "kubeconfig").write_text(api.kubeconfig())
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "KUBECONFIG": str(tmp_path / "kubeconfig"),
+            "REAL_KUBECTL": kubectl_binary,
+            "REAL_HELM": helm_binary,
+            "HELM_WRAPPER_STATE": str(tmp_path / "release.json"),
+        }
+        yield work, env, api
+
+
+def _run_path(path: str, work: Path, env: dict[str, str], checks: dict[str, Any]) -> list[str]:
+    """Run every block of `path` in page order; after each, the matching check (by first command)."""
+    ran = []
+    for block in blocks():
+        if path not in block.tags:
+            continue
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block.body], cwd=work, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{block.body}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        first = next(line for line in block.body.splitlines() if line.strip())
+        ran.append(first)
+        for prefix, check in checks.items():
+            if first.startswith(prefix):
+                check()
+    return ran
+
+
+def _kubectl_json(env: dict[str, str], *args: str) -> Any:
+    out = subprocess.run([env["REAL_KUBECTL"], "get", *args, "-o", "json"], env=env, capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def test_the_helm_path_installs_tests_upgrades_and_uninstalls(sandbox: tuple[Path, dict[str, str], Any]) -> None:
+    work, env, _ = sandbox
+    operator = ("deployment", "modelfleet-operator", "-n", "modelfleet-system")
+
+    def installed() -> None:
+        deployment = _kubectl_json(env, *operator)
+        assert deployment["spec"]["replicas"] == 2
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == "registry.example.com/modelfleet-operator:0.1.0"
+        assert _kubectl_json(env, "clusterrole", "modelfleet-operator") is None, "watchNamespaces → Roles only"
+
+    def tested() -> None:
+        pod = _kubectl_json(env, "pod", "modelfleet-test-grpc-health", "-n", "modelfleet-system")
+        assert pod["spec"]["containers"][0]["args"][1] == "cpu-tiny.ml-serving.svc:7070"
+
+    def uninstalled() -> None:
+        assert _kubectl_json(env, *operator) is None
+        assert _kubectl_json(env, "crd", "modeldeployments.modelfleet.io") is not None, "crds.keep"
+
+    def crd_removed() -> None:
+        assert _kubectl_json(env, "crd", "modeldeployments.modelfleet.io") is None
+
+    ran = _run_path(
+        "helm",
+        work,
+        env,
+        {
+            "kubectl create namespace ml-serving": installed,
+            "kubectl apply --namespace ml-serving": tested,
+            "helm uninstall": uninstalled,
+            "kubectl delete -f manifests/00-crds.yaml": crd_removed,
+        },
+    )
+    assert [r.split()[:2] for r in ran] == [
+        ["kubectl", "create"], ["kubectl", "apply"], ["helm", "upgrade"], ["kubectl", "delete"], ["helm", "uninstall"],
+        ["kubectl", "delete"],
+    ]  # fmt: skip
+
+
+def test_the_kubectl_path_installs_upgrades_and_uninstalls(sandbox: tuple[Path, dict[str, str], Any]) -> None:
+    work, env, _ = sandbox
+    operator = ("deployment", "modelfleet-operator", "-n", "modelfleet-system")
+
+    def installed() -> None:
+        image = _kubectl_json(env, *operator)["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == "ghcr.io/modelfleet/modelfleet-operator:0.1.0"
+
+    def rendered() -> None:
+        image = _kubectl_json(env, *operator)["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == "registry.example.com/modelfleet-operator:0.1.0"
+
+    def uninstalled() -> None:
+        assert _kubectl_json(env, *operator) is None
+
+    ran = _run_path(
+        "kubectl",
+        work,
+        env,
+        {
+            "kubectl apply -f manifests/": installed,
+            "kubectl create namespace ml-serving": rendered,
+            "kubectl delete -f manifests/10-modelfleet.yaml": uninstalled,
+        },
+    )
+    assert len(ran) == 6
