@@ -301,7 +301,10 @@ class Store:
         key = (self._ns(rtype, new_meta.get("namespace")), new_meta["name"])
         self._objects[rtype.key][key] = new
         self._emit(rtype, "MODIFIED", new, old)
-        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+        # Gone once its last finalizer is removed, unless it is a pod still in its grace period: the
+        # kubelet removes that one itself (a delete with grace 0) after its containers stopped.
+        in_grace = rtype.key == POD_KEY and int(new_meta.get("deletionGracePeriodSeconds") or 0) > 0
+        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") and not in_grace:
             self._remove(rtype, new)
         elif new_meta.get("deletionTimestamp"):
             self._collect_foreground(new)
@@ -329,8 +332,15 @@ class Store:
                     and grace_seconds != 0)
         policy = propagation or ("Orphan" if ORPHAN in (meta.get("finalizers") or []) else "Background")
         if meta.get("deletionTimestamp"):
-            if rtype.key == POD_KEY and grace_seconds == 0 and not meta.get("finalizers"):
-                self._remove(rtype, obj)
+            if rtype.key == POD_KEY and grace_seconds == 0:
+                if not meta.get("finalizers"):
+                    self._remove(rtype, obj)
+                elif meta.get("deletionGracePeriodSeconds"):
+                    ended = dict(obj, metadata=dict(meta, deletionGracePeriodSeconds=0,
+                                                    resourceVersion=self._next_rv()))
+                    self._objects[rtype.key][(self._ns(rtype, namespace), name)] = ended
+                    self._emit(rtype, "MODIFIED", ended, obj)
+                    return ended
             return obj
         extra: list[str] = []
         if policy == "Foreground" and self._dependents(meta["uid"]):

@@ -65,6 +65,16 @@ class DeploymentController(Controller[Key]):
         self.pods = client.type("", "pods")
         self.watch(self.deployments, lambda d: [(d["metadata"]["namespace"], d["metadata"]["name"])])
         self.watch(self.replicasets, self._owner_key)
+        # Pods too, as the controller-manager does: Recreate waits for old pods to be gone, and their
+        # removal changes no ReplicaSet (terminating pods are already not counted).
+        self.watch(self.pods, self._pod_key)
+
+    def _pod_key(self, pod: JSON) -> Iterable[Key]:
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == "ReplicaSet":
+                rs = self.client.get(self.replicasets, pod["metadata"]["namespace"], ref["name"])
+                if rs is not None:
+                    yield from self._owner_key(rs)
 
     def _owner_key(self, rs: JSON) -> Iterable[Key]:
         for ref in rs["metadata"].get("ownerReferences") or []:

@@ -133,3 +133,26 @@ def test_deleting_a_crd_deletes_its_objects_and_kind(client, custom, widget_crd)
     with pytest.raises(ApiException) as unknown:
         custom.list_namespaced_custom_object("example.io", "v1", "default", "widgets")
     assert unknown.value.status == 404
+
+
+def test_a_bound_pod_stays_terminating_until_its_kubelet_deletes_it_with_grace_zero(core):
+    core.create_namespaced_pod("default", {"metadata": {"name": "p"}, "spec": {
+        "nodeName": "local", "containers": [{"name": "main", "image": "busybox:1"}]}})
+    core.delete_namespaced_pod("p", "default")
+    terminating = core.read_namespaced_pod("p", "default")
+    assert terminating.metadata.deletion_timestamp and terminating.metadata.deletion_grace_period_seconds == 30
+    core.patch_namespaced_pod_status("p", "default", {"status": {"phase": "Running"}})
+    assert core.read_namespaced_pod("p", "default").status.phase == "Running"  # still there
+    core.delete_namespaced_pod("p", "default", grace_period_seconds=0)
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_pod("p", "default")
+    assert gone.value.status == 404
+
+
+def test_an_unbound_pod_is_deleted_at_once(core):
+    core.create_namespaced_pod("default", {"metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "main", "image": "busybox:1"}]}})
+    core.delete_namespaced_pod("p", "default")
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_pod("p", "default")
+    assert gone.value.status == 404
