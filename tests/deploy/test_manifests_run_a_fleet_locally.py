@@ -1,0 +1,91 @@
+"""End to end on the local fleet: `kubectl apply -f manifests/` starts the operator FROM THE MANIFESTS'
+Deployment (the local kubelet runs the operator image's entrypoint as a process, with the pod's args
+and env), then `kubectl apply -f examples/cpu.yaml` and that operator converges the example: two
+server pods serve "tiny" and answer a prediction through the inference Service.
+
+The one adjustment: the local API has no in-cluster credentials (no TLS, no service-account
+token), so the operator Deployment gets MODELFLEET_OPERATOR_SERVER (its --server flag) by a JSON
+patch, as a platform team would add an env var. Everything else is the committed manifests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_CLAIM = {
+    "apiVersion": "v1",
+    "kind": "PersistentVolumeClaim",
+    "metadata": {"name": "modelfleet-models", "namespace": "default"},
+    "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
+}
+
+
+def _ready(md: dict[str, Any] | None) -> bool:
+    conditions = ((md or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+@pytest.mark.timeout(400)
+async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kubectl_binary: str) -> None:
+    from modelfleet.local.demo import predict
+    from modelfleet.local.fleet import run_fleet
+    from modelfleet.server.demo import write_torchscript
+
+    state = tmp_path / "state"
+    async with run_fleet(state, probe_period_scale=0.25) as fleet:
+        (tmp_path / "kubeconfig").write_text(fleet.api.kubeconfig())
+        env = {**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig"), "HOME": str(tmp_path)}
+
+        async def kubectl(*args: str, stdin: str | None = None) -> str:
+            result = await asyncio.to_thread(
+                subprocess.run, [kubectl_binary, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+            )
+            assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+            return result.stdout
+
+        await kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests"))
+        await kubectl(
+            "patch", "deployment", "modelfleet-operator", "-n", "modelfleet-system", "--type", "json", "-p",
+            json.dumps([{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+                         "value": {"name": "MODELFLEET_OPERATOR_SERVER", "value": fleet.api.url}}]),
+        )  # fmt: skip
+
+        # The model store the example mounts: a claim whose folder holds the demo model.
+        await kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(MODEL_CLAIM))
+        store = state / "persistentvolumes" / "default" / "modelfleet-models"
+        store.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(write_torchscript, "tiny", store / "tiny.pt")
+
+        await kubectl("apply", "--validate=false", "-n", "default", "-f", str(ROOT / "examples" / "cpu.yaml"))
+
+        mds = fleet.client.type("modelfleet.io", "modeldeployments")
+        deadline = time.monotonic() + 300
+        md = None
+        while time.monotonic() < deadline:
+            md = fleet.client.get(mds, "default", "cpu-tiny")
+            if _ready(md):
+                break
+            await asyncio.sleep(0.5)  # polling the condition, bounded by the deadline
+        operator_log = "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in (state / "pods").rglob("*.log") if "operator" in str(p)
+        ) if (state / "pods").is_dir() else ""
+        assert _ready(md), f"status: {json.dumps((md or {}).get('status'), indent=1)}\n{operator_log}"
+
+        pods = fleet.client.list(fleet.client.type("", "pods"), "modelfleet-system")
+        operators = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/name") == "modelfleet-operator"]
+        assert len(operators) == 1, "the operator that converged the fleet is the manifests' Deployment's pod"
+        assert md is not None and md["status"]["readyReplicas"] == 2
+        _, answer = await predict(fleet, md)
+        assert len(json.loads(answer)) == 4
