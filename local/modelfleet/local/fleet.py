@@ -18,6 +18,7 @@ from pathlib import Path
 from modelfleet.local.addresses import AddressPool, pod_pool, service_pool
 from modelfleet.local.apiserver import RunningApi, run_apiserver
 from modelfleet.local.deployments import DeploymentController
+from modelfleet.local.endpoints import EndpointsController
 from modelfleet.local.kubelet import Kubelet, KubeletSettings
 from modelfleet.local.localclient import LocalClient
 from modelfleet.local.replicasets import ReplicaSetController
@@ -56,6 +57,7 @@ async def run_fleet(state_dir: Path, *, host: str = "127.0.0.1", port: int = 0, 
         tasks = [
             asyncio.create_task(DeploymentController(manager).run(), name="deployment-controller"),
             asyncio.create_task(ReplicaSetController(manager).run(), name="replicaset-controller"),
+            asyncio.create_task(EndpointsController(manager).run(), name="endpoints-controller"),
             asyncio.create_task(kubelet.run(), name="kubelet"),
             asyncio.create_task(proxy.run(), name="service-proxy"),
         ]

@@ -63,6 +63,16 @@ async def test_readiness_probe_gates_ready_and_the_service_forwards_only_to_read
                what="the flagged pod to turn not ready")
     answers = {(await _ask(address)).split()[0] for _ in range(4)}
     assert answers == {names[1]}
+
+    def endpoint_readiness() -> dict[str, bool]:
+        slices = fleet.client.list(fleet.client.type("discovery.k8s.io", "endpointslices"), "default")
+        return {e["targetRef"]["name"]: e["conditions"]["ready"]
+                for s in slices if s["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
+                for e in s["endpoints"]}
+
+    await wait(lambda: endpoint_readiness() == {names[0]: False, names[1]: True}, what="the EndpointSlice")
+    endpoints = fleet.client.get(fleet.client.type("", "endpoints"), "default", "web")
+    assert [a["targetRef"]["name"] for a in endpoints["subsets"][0]["notReadyAddresses"]] == [names[0]]
     assert _status(next(p for p in _pods(fleet) if p["metadata"]["name"] == names[0]))["restartCount"] == 0
 
 
