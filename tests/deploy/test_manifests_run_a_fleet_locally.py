@@ -89,3 +89,39 @@ async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kube
         assert md is not None and md["status"]["readyReplicas"] == 2
         _, answer = await predict(fleet, md)
         assert len(json.loads(answer)) == 4
+
+        # Every request the operator sent is allowed by the RBAC the manifests grant it (the other
+        # direction, no unused rule, needs every operator path: the end-to-end suite checks it).
+        sent = {
+            (r.verb, r.group, r.resource + (f"/{r.subresource}" if r.subresource else ""), r.namespace)
+            for r in fleet.api.emulator.audit
+            if "modelfleet-operator" in r.user_agent or "kopf" in r.user_agent
+        }
+        assert ("patch", "modelfleet.io", "modeldeployments/status", "default") in sent
+        denied = sorted(str(request) for request in sent if not _allowed(request))
+        assert denied == [], "requests the manifests' RBAC would forbid"
+
+
+def _granted() -> list[tuple[dict[str, Any], str | None]]:
+    """(rule, namespace or None for cluster-wide) for every role bound to the operator's ServiceAccount."""
+    objects = [d for p in sorted((ROOT / "manifests").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects
+             if o["kind"] in ("Role", "ClusterRole")}
+    granted = []
+    for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        if {"kind": "ServiceAccount", "name": "modelfleet-operator", "namespace": "modelfleet-system"} not in binding["subjects"]:
+            continue
+        namespace = binding["metadata"].get("namespace")
+        ref = binding["roleRef"]
+        role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
+        granted += [(rule, namespace) for rule in role["rules"]]
+    return granted
+
+
+def _allowed(request: tuple[str, str, str, str | None]) -> bool:
+    verb, group, resource, namespace = request
+    return any(
+        verb in rule["verbs"] and group in rule["apiGroups"] and resource in rule["resources"]
+        and (scope is None or scope == namespace)
+        for rule, scope in _granted()
+    )
