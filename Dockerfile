@@ -71,5 +71,6 @@ ENTRYPOINT ["/opt/venv/bin/modelfleet-operator"]
 FROM runtime AS server
 COPY --from=server-build /opt/venv /opt/venv
 USER 10001:10001
-EXPOSE 7070 7071
+# inference, management, plaintext health (kubelet probes), metrics: the ports the operator uses.
+EXPOSE 7070 7071 7072 8082
 ENTRYPOINT ["/opt/venv/bin/modelfleet-server"]
