@@ -66,6 +66,29 @@ def k8s_versions() -> tuple[str, str]:
     return (OLDEST, NEWEST)
 
 
+def _without_rules(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_rules(v) for k, v in node.items() if k != "x-kubernetes-validations"}
+    if isinstance(node, list):
+        return [_without_rules(v) for v in node]
+    return node
+
+
+@pytest.fixture
+def outdated_crd() -> Callable[[Any], Any]:
+    """async outdated_crd(kube): replace the installed CRD's schema by one without CEL rules, as an
+    older CRD (or an API server without admission) would let specs through that the parser refuses."""
+
+    async def apply(kube: Any) -> None:
+        versions = _without_rules(crd()["spec"]["versions"])
+        await kube.request(
+            "PATCH", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.modelfleet.io",
+            body={"spec": {"versions": versions}}, content_type="application/merge-patch+json",
+        )
+
+    return apply
+
+
 @pytest.fixture
 def poll() -> Callable[..., Any]:
     """eventually(predicate, timeout=...): poll a sync or async predicate until truthy."""

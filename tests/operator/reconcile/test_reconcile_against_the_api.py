@@ -79,12 +79,13 @@ async def test_a_model_change_rewrites_the_configmap_only(
 
 
 async def test_an_invalid_spec_is_reported_and_running_children_are_untouched(
-    api: Any, kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+    api: Any, kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]],
+    outdated_crd: Callable[[Any], Any],
 ) -> None:
     await _create(kube, make_md(replicas=0))
     await reconciler.reconcile(KEY)
     versions = {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN}
-    # The in-memory API has no CEL admission, so this reaches the operator (as with an old CRD).
+    await outdated_crd(kube)  # an older CRD without the CEL rules lets this through
     await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"models": [
         {"name": "tiny", "versions": [{"version": "1.0", "url": "a"}], "defaultVersion": "9.9"}]}})
     await reconciler.reconcile(KEY)
