@@ -146,6 +146,9 @@ async def run(settings: OperatorSettings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "DEBUG":
+        # kopf logs every handled watch event at INFO; ours only enqueue, so that is noise.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     return asyncio.run(run(settings))
 
 

@@ -174,7 +174,7 @@ class Reconciler:
             status.decide(spec, plan, seen),
             result,
         )
-        self._cutover_events(body, previous_document, plan.document)
+        await self._cutover_events(body, previous_document, plan.document)
 
         if not plan.actions:
             memory.action_errors.clear()
@@ -310,18 +310,17 @@ class Reconciler:
         message = flip.message or f"{flip.type} is now {flip.new}"
         await self.kube.event(body, type="Warning" if warning else "Normal", reason=flip.reason, message=message)
 
-    def _cutover_events(self, body: Json, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:
+    async def _cutover_events(self, body: Json, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:
+        """A changed default in the desired-state document means a cut-over just finished."""
         old = {m["name"]: m.get("defaultVersion") for m in (before or {}).get("models", []) if isinstance(m, dict)}
         for model in after.get("models", []):
             was = old.get(model["name"])
             if was is not None and was != model["defaultVersion"]:
-                asyncio.get_running_loop().create_task(
-                    self.kube.event(
-                        body,
-                        type="Normal",
-                        reason="DefaultVersionChanged",
-                        message=f"{model['name']}: every pod now serves {model['defaultVersion']} by default (was {was})",
-                    )
+                await self.kube.event(
+                    body,
+                    type="Normal",
+                    reason="DefaultVersionChanged",
+                    message=f"{model['name']}: every pod now serves {model['defaultVersion']} by default (was {was})",
                 )
 
     # Acting -----------------------------------------------------------------------------------

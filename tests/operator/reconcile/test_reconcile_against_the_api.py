@@ -72,7 +72,8 @@ async def test_a_model_change_rewrites_the_configmap_only(
     api.audit.reset()
     await reconciler.reconcile(KEY)
     written = {(r.resource, r.subresource) for r in _operator_writes(api)}
-    assert written == {("configmaps", None), ("modeldeployments", "status")}
+    # The ConfigMap, the status, and an Event saying the default moved (no pods: nothing to wait for).
+    assert written == {("configmaps", None), ("modeldeployments", "status"), ("events", None)}
     assert (await kube.get("Deployment", "default", "demo"))["metadata"]["resourceVersion"] == deployment_rv
     configmap = await kube.get("ConfigMap", "default", "demo-models")
     assert '"defaultVersion": "2.0"' in configmap["data"]["models.json"]  # no pods: nothing to cut over
