@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 import json
 import logging
@@ -47,6 +48,7 @@ class Memory:
     action_errors: list[str] = field(default_factory=list)
     last_actions: tuple[tuple[str, str, str, str], ...] = ()
     repeats: int = 0
+    seeded: bool = False
 
 
 @dataclass
@@ -141,6 +143,8 @@ class Reconciler:
             generation = int(body["metadata"].get("generation") or 0)
             await self._write_status(body, {"observedGeneration": generation}, status.invalid_spec_conditions(message), result)
             return None
+        if not memory.seeded:
+            _seed_failures(memory, spec, body.get("status") or {})
 
         token, token_error = await self._management_token(body, spec, result)
         pods = [p for p in await self.kube.list_objects("Pod", namespace, label_selector=children.label_selector(spec)) if _live(p)]
@@ -149,9 +153,7 @@ class Reconciler:
         observed = await self._observe(memory, running, token) if token else []
         drivable = {str(p["metadata"]["name"]) for p in running if _started(p)} if token else set()
 
-        live_uids = {r.uid for r in refs}
-        for failure_key in [k for k in memory.failures if k[0] not in live_uids]:
-            del memory.failures[failure_key]
+        _forget_stale_failures(memory, spec, live_uids={r.uid for r in refs})
 
         configmap_name = children.names(name)["configmap"]
         current_cm = await self.kube.get("ConfigMap", namespace, configmap_name)
@@ -414,6 +416,45 @@ class Reconciler:
         if plan.waiting:
             delays.append(self.settings.reconcile.requeue_waiting_s)
         return max(0.0, min(delays)) if delays else None
+
+
+FLEET = ""
+"""pod_uid of a failure that outlived its pod (or came from the status): it keeps the version out
+of the ConfigMap and the model FailedToLoad, but blocks no pod's own attempt."""
+
+
+def _forget_stale_failures(memory: Memory, spec: DeploymentSpec, *, live_uids: set[str]) -> None:
+    """Drop failures the spec no longer makes relevant; keep a permanent one after its pod is gone
+    (as a fleet-level failure), so replacing every pod cannot put a bad version back into the
+    ConfigMap that new pods load at start."""
+    for key, failure in list(memory.failures.items()):
+        model = spec.model(failure.model)
+        entry = model.version(failure.version) if model else None
+        relevant = entry is not None and entry.url == failure.url and failure.generation == spec.generation
+        if not relevant or (not failure.permanent and key[0] not in live_uids):
+            del memory.failures[key]
+        elif key[0] != FLEET and key[0] not in live_uids:
+            del memory.failures[key]
+            memory.failures[(FLEET, failure.model, failure.version)] = dataclasses.replace(failure, pod_uid=FLEET)
+
+
+def _seed_failures(memory: Memory, spec: DeploymentSpec, current: Mapping[str, Any]) -> None:
+    """After an operator restart: versions the status says failed for this very generation stay
+    failed (out of the ConfigMap) until a pod proves otherwise or the spec changes."""
+    memory.seeded = True
+    if current.get("observedGeneration") != spec.generation:
+        return
+    for model_status in current.get("models") or []:
+        model = spec.model(str(model_status.get("name")))
+        for version_status in model_status.get("versions") or [] if model else []:
+            entry = model.version(str(version_status.get("version"))) if model else None
+            if entry is None or version_status.get("state") != "FailedToLoad" or model is None:
+                continue
+            memory.failures[(FLEET, model.name, entry.version)] = Failure(
+                pod_uid=FLEET, model=model.name, version=entry.version, url=entry.url, reason="FailedToLoad",
+                message=str(version_status.get("message") or "failed to load (before the operator restarted)"),
+                permanent=True, generation=spec.generation,
+            )
 
 
 def _document(configmap: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -42,6 +42,13 @@ def decide(spec: DeploymentSpec, plan: Plan, seen: Observation) -> list[Conditio
         degraded = Condition(DEGRADED, True, "ChildWriteFailed", seen.child_error)
     elif failed:
         degraded = Condition(DEGRADED, True, "ModelLoadFailed", "; ".join(f"{m.name} {m.message}" for m in failed))
+    elif crashing := [p for p in seen.live_pods if not p.ready and p.restarts > 0]:
+        degraded = Condition(
+            DEGRADED,
+            True,
+            "PodsRestarting",
+            "; ".join(f"{p.name} restarted {p.restarts} times (see its log)" for p in crashing[:3]),
+        )
     elif unreachable:
         degraded = Condition(
             DEGRADED,

@@ -48,6 +48,30 @@ async def test_a_failed_load_keeps_the_old_default_and_says_why(product: Any, po
     assert product.runtime.reconciler.last[("default", "demo")].actions == 0
     assert registrations is not None
 
+    # Replacing every pod (a node drain) and restarting the operator must not put the bad version
+    # back into the ConfigMap that new pods load at start: they would never become ready.
+    await product.stop_operator()
+    product.fleet.api.emulator.audit.reset()
+    await product.start_operator()
+    await poll(lambda: ("default", "demo") in product.runtime.reconciler.last)
+    old_pods = {p["metadata"]["name"] for p in await product.pods()}
+    for pod in old_pods:
+        await product.kube.delete("Pod", "default", pod)
+
+    async def replaced_and_serving() -> bool:
+        pods = await product.pods()
+        names = {p["metadata"]["name"] for p in pods}
+        return len(pods) == 2 and not names & old_pods and await _blocked(product) and all(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+            for p in pods)
+
+    await poll(replaced_and_serving, timeout=90)
+    configmap_writes = [r for r in product.operator_writes() if r.resource == "configmaps"]
+    assert configmap_writes == []  # the restarted operator knew from the status that 2.0 fails
+    assert [v["version"] for v in (await product.configmap_document())["models"][0]["versions"]] == ["1.0"]
+    assert (await product.md())["status"]["models"][0]["state"] == "FailedToLoad"
+    await product.predict(address, token=token)
+
     # Fixing the spec (back to 1.0) clears the failure.
     await product.patch_spec({"models": [{"name": "tiny", "versions": [V1], "defaultVersion": "1.0"}]})
     await poll(lambda: product.ready(replicas=2, summary="tiny:1.0"), timeout=60)
