@@ -116,15 +116,22 @@ class Reconciler:
         try:
             result.requeue_after = await self._reconcile(key, result)
         finally:
-            self.last[key] = result
+            if key in self._memory:
+                self.last[key] = result
+            else:
+                self.last.pop(key, None)  # deleted (or never seen): keep nothing about it
         return result.requeue_after
 
     async def _reconcile(self, key: Key, result: PassResult) -> float | None:
         namespace, name = key
         body = await self.kube.get("ModelDeployment", namespace, name)
         if body is None:
+            memory = self._memory.get(key)
+            if memory is not None:
+                # A pass that was in flight when the resource was deleted may have re-created a child
+                # after the garbage collector ran; remove what still points at the deleted owner.
+                await self._delete_orphans(namespace, name, memory.uid, result)
             await self.forget(key)
-            self.last.pop(key, None)
             return None
         if body.get("metadata", {}).get("deletionTimestamp"):
             await self.forget(key)
@@ -275,6 +282,23 @@ class Reconciler:
         if errors:
             await self.kube.event(body, type="Warning", reason="ChildWriteFailed", message="; ".join(errors))
         return "; ".join(errors) or None
+
+    async def _delete_orphans(self, namespace: str, name: str, uid: str, result: PassResult) -> None:
+        child_names = children.names(name)
+        for kind, child in (
+            ("Deployment", child_names["deployment"]),
+            ("Service", child_names["service"]),
+            ("Service", child_names["headless"]),
+            ("ConfigMap", child_names["configmap"]),
+            ("Secret", child_names["secret"]),
+            ("NetworkPolicy", child_names["networkpolicy"]),
+            ("PodDisruptionBudget", child_names["pdb"]),
+        ):
+            current = await self.kube.get(kind, namespace, child)
+            refs = (current or {}).get("metadata", {}).get("ownerReferences") or []
+            if current is not None and any(r.get("uid") == uid for r in refs):
+                await self.kube.delete(kind, namespace, child)
+                result.writes += 1
 
     async def _delete_owned(self, kind: str, spec: DeploymentSpec, name: str, result: PassResult) -> None:
         current = await self.kube.get(kind, spec.namespace, name)

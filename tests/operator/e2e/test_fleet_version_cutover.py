@@ -37,7 +37,8 @@ async def test_cutover_with_a_client_calling_throughout(product: Any, poll: Call
                 failures.append(f"{exc.code()}: {exc.details()}")
 
     calling = asyncio.create_task(client())
-    await poll(lambda: len(answers) >= 5)
+    await poll(lambda: len(answers) >= 5 or failures, timeout=30)
+    assert failures == []
     started = asyncio.get_running_loop().time()
     await product.patch_spec({"models": [{"name": "tiny", "versions": [V1, V2], "defaultVersion": "2.0"}]})
     await poll(lambda: product.ready(replicas=2, summary="tiny:2.0"), timeout=90)
@@ -45,7 +46,8 @@ async def test_cutover_with_a_client_calling_throughout(product: Any, poll: Call
     assert (await product.configmap_document())["models"][0]["defaultVersion"] == "2.0"
     new_answer = await product.predict(address, token=token)
     assert new_answer != old_answer  # other weights: the default really moved
-    await poll(lambda: answers.count(new_answer) >= 5)
+    await poll(lambda: answers.count(new_answer) >= 5 or failures, timeout=30)
+    assert failures == []
 
     # Drop 1.0 from the spec: it is unregistered everywhere (the default already moved).
     await product.patch_spec({"models": [{"name": "tiny", "versions": [V2], "defaultVersion": "2.0"}]})
