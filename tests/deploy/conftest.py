@@ -7,10 +7,12 @@ test with the command that installs it (CI installs them, so nothing is skipped 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,88 @@ def cr_validator(crd: dict[str, Any]) -> Any:
     schema = strict_crd_schema(version["schema"]["openAPIV3Schema"])
     # ObjectMeta is only `type: object` in a CRD; Kubernetes checks it separately.
     return jsonschema.Draft7Validator(schema)
+
+
+# The README's "Run it on Kubernetes" part: every command block in it carries an HTML comment
+# naming who runs it (`helm`, `kubectl`: test_install_docs_commands.py; `fleet`:
+# test_readme_fleet_commands.py; `ci`: .ci/run). Blocks outside the markers are not tested here.
+README = ROOT / "README.md"
+CLUSTER_DOCS = re.compile(r"<!-- cluster-docs:begin -->\n(?P<part>.*)<!-- cluster-docs:end -->", re.S)
+BLOCK = re.compile(r"(?:<!-- test: (?P<tags>[\w ]+) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
+SHELL_LANGS = ("bash", "sh", "shell", "console")
+
+
+@dataclass(frozen=True)
+class DocBlock:
+    tags: frozenset[str]
+    lang: str
+    body: str
+
+    @property
+    def file_name(self) -> str | None:
+        """A yaml/python block whose first line is `# <file name>` defines that file."""
+        first = self.body.partition("\n")[0]
+        if self.lang in ("yaml", "python") and first.startswith("# ") and " " not in first[2:].strip():
+            return first[2:].strip()
+        return None
+
+
+def cluster_docs_part() -> str:
+    found = CLUSTER_DOCS.findall(README.read_text())
+    assert len(found) == 1, "README.md must hold exactly one <!-- cluster-docs:begin/end --> part"
+    return str(found[0])
+
+
+def cluster_doc_blocks() -> list[DocBlock]:
+    return [
+        DocBlock(frozenset((m["tags"] or "").split()), m["lang"], m["body"]) for m in BLOCK.finditer(cluster_docs_part())
+    ]
+
+
+KUBECTL_WRAPPER = """#!/bin/sh
+# kubectl with --validate=false on apply/create: the local API serves no OpenAPI.
+# `kubectl create namespace X` sends protobuf, which the local API cannot decode: kubectl builds the
+# same object client-side and creates it as JSON instead.
+set -e
+if [ "$1" = create ] && [ "$2" = namespace ]; then
+  shift
+  "$REAL_KUBECTL" create "$@" --dry-run=client -o json | "$REAL_KUBECTL" create --validate=false -f -
+  exit 0
+fi
+if [ "$1" = port-forward ] && [ -n "$PORT_FORWARD" ]; then
+  shift
+  exec "$PORT_FORWARD" "$@"
+fi
+case "$1" in apply|create) sub=$1; shift; exec "$REAL_KUBECTL" "$sub" --validate=false "$@";; esac
+exec "$REAL_KUBECTL" "$@"
+"""
+
+
+def run_doc_block(block: DocBlock, *, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a block verbatim with bash -euo pipefail; fail the test (with its output) unless it exits 0."""
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.body], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"{block.body}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def doc_blocks() -> list[DocBlock]:
+    """The command and file blocks of README.md's "Run it on Kubernetes" part, in page order."""
+    return cluster_doc_blocks()
+
+
+@pytest.fixture
+def run_block() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_doc_block
+
+
+@pytest.fixture
+def doc_bin(tmp_path: Path) -> Path:
+    """A folder for PATH holding the `kubectl` wrapper (it calls $REAL_KUBECTL)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "kubectl").write_text(KUBECTL_WRAPPER)
+    (folder / "kubectl").chmod(0o700)
+    return folder

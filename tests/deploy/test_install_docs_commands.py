@@ -1,9 +1,11 @@
-"""Every command in docs/install.md runs, on both install paths, against the local in-memory API.
+"""Every command in README.md's "Run it on Kubernetes" part runs, on both install paths, locally.
 
-Each ```bash block carries an HTML comment naming the path(s) it belongs to (`helm`, `kubectl`) or
-`ci` (run by .ci/run). The Helm path and the kubectl path each run top to bottom, verbatim, through
-bash, in a scratch folder holding the repository's chart, manifests and examples plus the files the
-page defines (```yaml blocks whose first line is `# <file name>`), with a fresh API each.
+Each ```bash block between the <!-- cluster-docs:begin/end --> markers carries an HTML comment
+naming who runs it: the Helm and kubectl install paths (`helm`, `kubectl`; here, against the
+in-memory API), a real local fleet (`fleet`: test_readme_fleet_commands.py) or .ci/run (`ci`). The
+Helm path and the kubectl path each run top to bottom, verbatim, through bash, in a scratch folder
+holding the repository's chart, manifests and examples plus the files the part defines (```yaml
+blocks whose first line is `# <file name>`), with a fresh API each.
 
 `helm install/upgrade/test/uninstall` cannot target the in-memory API (it stores releases as
 protobuf Secrets and needs OpenAPI), so a `helm` wrapper on PATH turns them into `helm template`
@@ -17,33 +19,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "install.md"
-BLOCK = re.compile(r"(?:<!-- test: (?P<tags>[\w ]+) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
-
-KUBECTL_WRAPPER = """#!/bin/sh
-# kubectl with --validate=false on apply/create: the local API serves no OpenAPI.
-# `kubectl create namespace X` sends protobuf, which the local API cannot decode: kubectl builds the
-# same object client-side and creates it as JSON instead.
-set -e
-if [ "$1" = create ] && [ "$2" = namespace ]; then
-  shift
-  "$REAL_KUBECTL" create "$@" --dry-run=client -o json | "$REAL_KUBECTL" create --validate=false -f -
-  exit 0
-fi
-case "$1" in apply|create) sub=$1; shift; exec "$REAL_KUBECTL" "$sub" --validate=false "$@";; esac
-exec "$REAL_KUBECTL" "$@"
-"""
+README = ROOT / "README.md"
+CLUSTER_DOCS = re.compile(r"<!-- cluster-docs:begin -->\n(?P<part>.*)<!-- cluster-docs:end -->", re.S)
+TAGS = {"helm", "kubectl", "fleet", "ci"}
+SHELL_LANGS = ("bash", "sh", "shell", "console")
 
 HELM_WRAPPER = r'''#!{python}
 """helm install/upgrade/test/uninstall as helm template + kubectl; anything else: the real helm."""
@@ -102,59 +91,71 @@ elif command == "uninstall":
 '''
 
 
-@dataclass(frozen=True)
-class Block:
-    tags: frozenset[str]
-    lang: str
-    body: str
-
-
-def blocks() -> list[Block]:
-    return [
-        Block(frozenset((m["tags"] or "").split()), m["lang"], m["body"]) for m in BLOCK.finditer(DOC.read_text())
-    ]
-
-
-def test_every_shell_block_says_where_it_runs() -> None:
-    shell = [b for b in blocks() if b.lang in ("bash", "sh", "shell", "console")]
-    assert shell, "docs/install.md has no commands"
-    untagged = [b.body for b in shell if not b.tags or not b.tags <= {"helm", "kubectl", "ci"}]
+def test_every_shell_block_says_who_runs_it(doc_blocks: list[Any]) -> None:
+    shell = [b for b in doc_blocks if b.lang in SHELL_LANGS]
+    assert len(shell) > 10, "the README's cluster part lost its commands"
+    untagged = [b.body for b in shell if not b.tags or not b.tags <= TAGS]
     assert untagged == []
+    assert {tag for b in shell for tag in b.tags} == TAGS
 
 
-def test_commands_left_to_ci_are_run_by_ci() -> None:
+def test_every_shell_block_parses_and_cannot_hide_a_failure(doc_blocks: list[Any]) -> None:
+    """Blocks run with bash -euo pipefail; `export X=$(cmd)` or `local X=$(cmd)` would still hide cmd's failure."""
+    for block in doc_blocks:
+        if block.lang in SHELL_LANGS:
+            result = subprocess.run(["bash", "-n", "-c", block.body], capture_output=True, text=True)
+            assert result.returncode == 0, f"{block.body}\n{result.stderr}"
+            assert not re.search(r"\b(export|local|readonly|declare)\s+\w+=\$\(", block.body), block.body
+
+
+def test_the_first_modeldeployment_shown_is_the_example_applied(doc_blocks: list[Any]) -> None:
+    shown = [yaml.safe_load(b.body) for b in doc_blocks if b.lang == "yaml" and "kind: ModelDeployment" in b.body]
+    assert shown == [yaml.safe_load((ROOT / "examples" / "cpu.yaml").read_text())]
+
+
+def test_the_readme_has_the_cluster_sections_in_order() -> None:
+    (part,) = CLUSTER_DOCS.findall(README.read_text())
+    headings = [line for line in part.splitlines() if line.startswith("### ")]
+    assert headings == [
+        "### Supported Kubernetes versions", "### Build the images", "### Install with Helm",
+        "### Install with kubectl", "### Write your first ModelDeployment",
+        "### Call it with grpcurl and with a TorchServe client", "### Upgrade", "### Uninstall",
+    ]  # fmt: skip
+    outside = CLUSTER_DOCS.sub("", README.read_text())
+    assert "<!-- test:" not in outside, "only the cluster part's blocks are run by these tests"
+
+
+def test_commands_left_to_ci_are_run_by_ci(doc_blocks: list[Any]) -> None:
     ci_run = (ROOT / ".ci" / "run").read_text()
-    for block in blocks():
+    for block in doc_blocks:
         if "ci" in block.tags:
             for line in block.body.splitlines():
                 command = line.split("#")[0].strip()
                 if command:
                     script = command.split()[-1]
-                    assert script in ci_run, f"docs/install.md shows `{command}`: .ci/run must run it, or the page must not"
+                    assert script in ci_run, f"README.md shows `{command}`: .ci/run must run it, or the README must not"
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, helm_binary: str, kubectl_binary: str) -> Iterator[tuple[Path, dict[str, str], Any]]:
+def sandbox(
+    tmp_path: Path, helm_binary: str, kubectl_binary: str, doc_blocks: list[Any], doc_bin: Path
+) -> Iterator[tuple[Path, dict[str, str], Any]]:
     from modelfleet.local.apiserver import apiserver_thread
 
     work = tmp_path / "work"
     work.mkdir()
     for part in ("charts", "manifests", "examples"):
         (work / part).symlink_to(ROOT / part)
-    for block in blocks():
-        first, _, rest = block.body.partition("\n")
-        if block.lang == "yaml" and first.startswith("# "):
-            (work / first[2:].strip()).write_text(block.body)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in (("kubectl", KUBECTL_WRAPPER), ("helm", HELM_WRAPPER.replace("{python}", sys.executable))):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(stat.S_IRWXU)
+    for block in doc_blocks:
+        if block.lang == "yaml" and block.file_name:
+            (work / block.file_name).write_text(block.body)
+    (doc_bin / "helm").write_text(HELM_WRAPPER.replace("{python}", sys.executable))
+    (doc_bin / "helm").chmod(0o700)
     with apiserver_thread() as api:
         (tmp_path / "kubeconfig").write_text(api.kubeconfig())
         env = {
             **os.environ,
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "PATH": f"{doc_bin}{os.pathsep}{os.environ['PATH']}",
             "HOME": str(tmp_path),
             "KUBECONFIG": str(tmp_path / "kubeconfig"),
             "REAL_KUBECTL": kubectl_binary,
@@ -164,16 +165,15 @@ def sandbox(tmp_path: Path, helm_binary: str, kubectl_binary: str) -> Iterator[t
         yield work, env, api
 
 
-def _run_path(path: str, work: Path, env: dict[str, str], checks: dict[str, Any]) -> list[str]:
+def _run_path(
+    path: str, blocks: list[Any], run_block: Callable[..., Any], work: Path, env: dict[str, str], checks: dict[str, Any]
+) -> list[str]:
     """Run every block of `path` in page order; after each, the matching check (by first command)."""
     ran = []
-    for block in blocks():
+    for block in blocks:
         if path not in block.tags:
             continue
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", block.body], cwd=work, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, f"{block.body}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        run_block(block, cwd=work, env=env)
         first = next(line for line in block.body.splitlines() if line.strip())
         ran.append(first)
         for prefix, check in checks.items():
@@ -187,7 +187,9 @@ def _kubectl_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
-def test_the_helm_path_installs_tests_upgrades_and_uninstalls(sandbox: tuple[Path, dict[str, str], Any]) -> None:
+def test_the_helm_path_installs_tests_upgrades_and_uninstalls(
+    sandbox: tuple[Path, dict[str, str], Any], doc_blocks: list[Any], run_block: Callable[..., Any]
+) -> None:
     work, env, _ = sandbox
     operator = ("deployment", "modelfleet-operator", "-n", "modelfleet-system")
 
@@ -197,6 +199,9 @@ def test_the_helm_path_installs_tests_upgrades_and_uninstalls(sandbox: tuple[Pat
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image == "registry.example.com/modelfleet-operator:0.1.0"
         assert _kubectl_json(env, "clusterrole", "modelfleet-operator") is None, "watchNamespaces → Roles only"
+
+    def applied() -> None:
+        assert _kubectl_json(env, "mdep", "cpu-tiny", "-n", "ml-serving") is not None
 
     def tested() -> None:
         pod = _kubectl_json(env, "pod", "modelfleet-test-grpc-health", "-n", "modelfleet-system")
@@ -211,22 +216,27 @@ def test_the_helm_path_installs_tests_upgrades_and_uninstalls(sandbox: tuple[Pat
 
     ran = _run_path(
         "helm",
+        doc_blocks,
+        run_block,
         work,
         env,
         {
             "kubectl create namespace ml-serving": installed,
-            "kubectl apply --namespace ml-serving": tested,
+            "kubectl apply --namespace ml-serving": applied,
+            "helm test": tested,
             "helm uninstall": uninstalled,
             "kubectl delete -f manifests/00-crds.yaml": crd_removed,
         },
     )
     assert [r.split()[:2] for r in ran] == [
-        ["kubectl", "create"], ["kubectl", "apply"], ["helm", "upgrade"], ["kubectl", "delete"], ["helm", "uninstall"],
-        ["kubectl", "delete"],
+        ["kubectl", "create"], ["kubectl", "apply"], ["helm", "test"], ["helm", "upgrade"], ["kubectl", "delete"],
+        ["helm", "uninstall"], ["kubectl", "delete"],
     ]  # fmt: skip
 
 
-def test_the_kubectl_path_installs_upgrades_and_uninstalls(sandbox: tuple[Path, dict[str, str], Any]) -> None:
+def test_the_kubectl_path_installs_upgrades_and_uninstalls(
+    sandbox: tuple[Path, dict[str, str], Any], doc_blocks: list[Any], run_block: Callable[..., Any]
+) -> None:
     work, env, _ = sandbox
     operator = ("deployment", "modelfleet-operator", "-n", "modelfleet-system")
 
@@ -243,6 +253,8 @@ def test_the_kubectl_path_installs_upgrades_and_uninstalls(sandbox: tuple[Path, 
 
     ran = _run_path(
         "kubectl",
+        doc_blocks,
+        run_block,
         work,
         env,
         {
@@ -251,4 +263,4 @@ def test_the_kubectl_path_installs_upgrades_and_uninstalls(sandbox: tuple[Path, 
             "kubectl delete -f manifests/10-modelfleet.yaml": uninstalled,
         },
     )
-    assert len(ran) == 6
+    assert len(ran) == 7
