@@ -7,6 +7,18 @@ Results go back to the loop with one call_soon_threadsafe per batch, not per req
 A watchdog on the loop enforces response_timeout: the stuck batch fails with DEADLINE_EXCEEDED
 and a fresh worker replaces the stuck one (a Python thread cannot be killed; it is abandoned
 and exits when its call returns).
+
+One process, not several (measured 2026-11-24 on the 2-vCPU benchmark machine, load 5-10, tiny
+model, two load-generator processes with c=16 each so that SO_REUSEPORT had two connections to
+spread; 3 interleaved runs, medians; /tmp/prof/mp.sh of the performance work):
+  bare grpc.aio echo   1 process 2,442 req/s, 0.279 ms CPU/req; 2 processes 2,679 req/s, 0.283 ms
+  ModelFleet           1 process 1,830 req/s, 0.459 ms CPU/req; 2 processes 1,954 req/s, 0.484 ms
+A second process buys at most ~7-10% throughput (inside the 10-37% run-to-run noise) at no lower CPU
+per request: the two cores are already shared by the load generator and gRPC's own threads, so there
+is no idle core for it, and each process holds its own copy of torch and the weights (~250 MB RSS).
+It also only ever helps clients with several connections: the kernel spreads connections, not calls,
+and TorchServe's clients (and the benchmark) multiplex every call onto one channel. Scale out with
+pod replicas instead; transport.py keeps grpc.so_reuseport=0 so a second server on a busy port fails.
 """
 
 from __future__ import annotations
@@ -104,6 +116,8 @@ class Worker:
         self.current: list[Job] = []
         self.abandoned = False
         self.stats = WorkerStats()
+        self.warmed_up = False
+        """True once warm-up ran a zero-input forward on this worker's device (see warm_up)."""
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"worker-{pool.name}-{self.id}", daemon=True)
 
@@ -129,6 +143,7 @@ class Worker:
             self.status = "FAILED"
             pool.post(pool.worker_exited, self)
             return
+        self.warm_up(runner)
         self.status = "READY"
         pool.post(pool.worker_changed)
         queue = pool.queue
@@ -142,6 +157,23 @@ class Worker:
                 return  # the watchdog replaced this worker and failed its batch
         self.status = "STOPPED"
         pool.post(pool.worker_exited, self)
+
+    def warm_up(self, runner: ModelRunner) -> None:
+        """Let the runner prepare its device and run a zero-input forward before this worker is READY.
+
+        Optional (runners without `warm_up` skip it); a failure is logged, and the worker serves
+        anyway: requests show a real problem with their own error, a warm-up quirk (a model that
+        refuses zeros) must not take the version down.
+        """
+        warm_up: Callable[[], bool] | None = getattr(runner, "warm_up", None)
+        if warm_up is None:
+            return
+        try:
+            self.warmed_up = warm_up()
+        except Exception as exc:
+            log.warning(
+                "warm-up of worker %s of %s on %s failed (serving anyway): %s", self.id, self.pool.name, self.device, exc
+            )
 
     def _run_batch(self, runner: ModelRunner, batch: list[Job], now: float) -> None:
         live: list[Job] = []

@@ -96,18 +96,53 @@ class TensorRunner:
         self._handler_name = hooks.module_name if hooks else "default"
         if hooks is not None and hooks.sample_ndim is not None:
             state.sample_ndim = hooks.sample_ndim
+        self.warmup_forwards = 0
+        """Zero-input forward passes run by warm_up() (tests read it; no GPU is needed to count)."""
         self._forward: Callable[[torch.Tensor], Any]
+        self._prepare_device: Callable[[], None] | None = None
         if self.device.type == "cpu":
             self._forward = module
         else:
             self._forward = self._make_accelerator_forward()
 
+    def warm_up(self) -> bool:
+        """Get the device ready and run zero-input forwards when the sample shape is known.
+
+        The worker calls it once, on its own thread, before it reports READY, so the first request
+        does not pay for the CUDA context, this worker's stream, the pinned host allocator, cuBLAS
+        handles or TorchScript's profiling runs (the optimised graph exists from its 2nd call).
+        The shape comes from a .pt2's example input; TorchScript files and trusted handlers with a
+        preprocess carry none, so only the device part runs for them. Returns whether a forward ran;
+        a model that refuses zeros raises, and the worker logs that and serves anyway.
+        """
+        if self._prepare_device is not None:
+            self._prepare_device()
+        if self._preprocess is not None:
+            return False
+        rows = example_rows(self.module)
+        if rows is None:
+            return False
+        with torch.inference_mode():
+            for _ in range(_WARMUP_RUNS):
+                self._checked_forward(rows)
+                self.warmup_forwards += 1
+        return True
+
     def _make_accelerator_forward(self) -> Callable[[torch.Tensor], Any]:
         # GPU path: pinned host buffer, non-blocking copy on this worker's own stream, blocking copy back.
+        # Never run here (no GPU in this project's CI); the CPU tests cover the same calls' order.
         device = self.device
         module = self.module
         make_stream: Callable[..., Any] = torch.cuda.Stream  # untyped in torch's stubs
-        stream = make_stream(device=device)
+        stream = make_stream(device=device)  # creates the CUDA context on this device if needed
+
+        def prepare() -> None:
+            with torch.cuda.stream(stream):
+                torch.empty(1, pin_memory=True)  # initialises the pinned host allocator
+                torch.zeros(1, device=device).add_(1)  # the caching allocator and a first kernel
+            stream.synchronize()
+
+        self._prepare_device = prepare
 
         def forward(rows: torch.Tensor) -> Any:
             with torch.cuda.stream(stream):
@@ -266,6 +301,30 @@ class TensorRunner:
         if form == _SAFETENSORS:
             return safetensors_save({"output": value.contiguous()})
         return value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+_WARMUP_RUNS = 2
+"""TorchScript profiles a graph on its first call and runs the optimised one from the second."""
+
+
+def example_rows(module: Any) -> torch.Tensor | None:
+    """Zeros shaped like a .pt2 program's one example input (batch 1 when the batch is dynamic), else None.
+
+    torch.export keeps each input's example as the placeholder's `val` in the unlifted module's FX
+    graph; TorchScript modules have no such graph (their `graph` is a torch._C.Graph).
+    """
+    graph = getattr(module, "graph", None)
+    if not isinstance(graph, torch.fx.Graph):
+        return None
+    values = [node.meta.get("val") for node in graph.nodes if node.op == "placeholder"]
+    if len(values) != 1 or not isinstance(values[0], torch.Tensor) or values[0].dim() == 0:
+        return None
+    example = values[0]
+    sample = list(example.shape[1:])
+    if not all(isinstance(size, int) for size in sample):
+        return None
+    batch = example.shape[0] if isinstance(example.shape[0], int) else 1
+    return torch.zeros((batch, *sample), dtype=example.dtype)
 
 
 def _as_tensor(rows: Rows) -> torch.Tensor:
