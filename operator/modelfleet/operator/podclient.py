@@ -13,7 +13,6 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -70,6 +69,7 @@ STALE_REASONS = frozenset({"MODEL_NOT_FOUND", "VERSION_NOT_FOUND", "DEFAULT_VERS
 _TRANSIENT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
+_PERMANENT_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED})
 
 T = TypeVar("T")
 
@@ -98,8 +98,6 @@ class PodCallError(Exception):
     def stale(self) -> bool:
         return self.reason in STALE_REASONS
 
-
-_PERMANENT_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED})
 
 
 def error_reason(error: aio.AioRpcError) -> tuple[str | None, str]:
@@ -131,8 +129,9 @@ def backoff_delays(settings: PodClientSettings) -> list[float]:
     return delays
 
 
-@dataclass(frozen=True)
 class Health:
+    """Answers of health(): the server's ServingStatus, with NOT_FOUND (name unknown) as UNKNOWN."""
+
     SERVING = "SERVING"
     NOT_SERVING = "NOT_SERVING"
     UNKNOWN = "UNKNOWN"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import datetime
 import json
 import logging
@@ -21,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import children, status
+from . import children, failures, status
 from .conditions import Condition, Flip, merge
 from .kube import Kube, KubeError
 from .observed import ObservedPod, PodRef
@@ -151,7 +150,8 @@ class Reconciler:
             await self._write_status(body, {"observedGeneration": generation}, status.invalid_spec_conditions(message), result)
             return None
         if not memory.seeded:
-            _seed_failures(memory, spec, body.get("status") or {})
+            failures.seed_from_status(memory.failures, spec, body.get("status") or {})
+            memory.seeded = True
 
         token, token_error = await self._management_token(body, spec, result)
         pods = [p for p in await self.kube.list_objects("Pod", namespace, label_selector=children.label_selector(spec)) if _live(p)]
@@ -160,7 +160,7 @@ class Reconciler:
         observed = await self._observe(memory, running, token) if token else []
         drivable = {str(p["metadata"]["name"]) for p in running if _started(p)} if token else set()
 
-        _forget_stale_failures(memory, spec, live_uids={r.uid for r in refs})
+        failures.forget_stale(memory.failures, spec, live_uids={r.uid for r in refs})
 
         configmap_name = children.names(name)["configmap"]
         current_cm = await self.kube.get("ConfigMap", namespace, configmap_name)
@@ -414,23 +414,9 @@ class Reconciler:
 
     def _record_failure(self, spec: DeploymentSpec, action: Action, error: PodCallError, memory: Memory) -> Failure:
         key = (action.pod.uid, action.model, action.version)
-        before = memory.failures.get(key)
-        model = spec.model(action.model)
-        entry = model.version(action.version) if model else None
-        attempts = (before.attempts + 1) if before is not None else 1
-        cfg = self.settings.reconcile
-        delay = min(cfg.failure_backoff_max_s, cfg.failure_backoff_initial_s * 2 ** (attempts - 1))
-        failure = Failure(
-            pod_uid=action.pod.uid,
-            model=action.model,
-            version=action.version,
-            url=entry.url if entry else "",
-            reason=error.reason or error.code.name,
-            message=error.message,
-            permanent=error.permanent,
-            generation=spec.generation,
-            attempts=attempts,
-            retry_at=math.inf if error.permanent else self._clock() + delay,
+        failure = failures.record(
+            spec, action, reason=error.reason or error.code.name, message=error.message, permanent=error.permanent,
+            previous=memory.failures.get(key), now=self._clock(), settings=self.settings.reconcile,
         )
         memory.failures[key] = failure
         return failure
@@ -440,45 +426,6 @@ class Reconciler:
         if plan.waiting:
             delays.append(self.settings.reconcile.requeue_waiting_s)
         return max(0.0, min(delays)) if delays else None
-
-
-FLEET = ""
-"""pod_uid of a failure that outlived its pod (or came from the status): it keeps the version out
-of the ConfigMap and the model FailedToLoad, but blocks no pod's own attempt."""
-
-
-def _forget_stale_failures(memory: Memory, spec: DeploymentSpec, *, live_uids: set[str]) -> None:
-    """Drop failures the spec no longer makes relevant; keep a permanent one after its pod is gone
-    (as a fleet-level failure), so replacing every pod cannot put a bad version back into the
-    ConfigMap that new pods load at start."""
-    for key, failure in list(memory.failures.items()):
-        model = spec.model(failure.model)
-        entry = model.version(failure.version) if model else None
-        relevant = entry is not None and entry.url == failure.url and failure.generation == spec.generation
-        if not relevant or (not failure.permanent and key[0] not in live_uids):
-            del memory.failures[key]
-        elif key[0] != FLEET and key[0] not in live_uids:
-            del memory.failures[key]
-            memory.failures[(FLEET, failure.model, failure.version)] = dataclasses.replace(failure, pod_uid=FLEET)
-
-
-def _seed_failures(memory: Memory, spec: DeploymentSpec, current: Mapping[str, Any]) -> None:
-    """After an operator restart: versions the status says failed for this very generation stay
-    failed (out of the ConfigMap) until a pod proves otherwise or the spec changes."""
-    memory.seeded = True
-    if current.get("observedGeneration") != spec.generation:
-        return
-    for model_status in current.get("models") or []:
-        model = spec.model(str(model_status.get("name")))
-        for version_status in model_status.get("versions") or [] if model else []:
-            entry = model.version(str(version_status.get("version"))) if model else None
-            if entry is None or version_status.get("state") != "FailedToLoad" or model is None:
-                continue
-            memory.failures[(FLEET, model.name, entry.version)] = Failure(
-                pod_uid=FLEET, model=model.name, version=entry.version, url=entry.url, reason="FailedToLoad",
-                message=str(version_status.get("message") or "failed to load (before the operator restarted)"),
-                permanent=True, generation=spec.generation,
-            )
 
 
 def _document(configmap: Mapping[str, Any] | None) -> dict[str, Any] | None:

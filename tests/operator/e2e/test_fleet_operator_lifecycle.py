@@ -51,8 +51,9 @@ async def test_an_idle_fleet_costs_no_writes_per_resync(product: Any, poll: Call
     before = len(product.operator_writes())
     start = runtime.resyncs
     await poll(lambda: runtime.resyncs >= start + 5, timeout=15)
-    extra = [(r.verb, r.resource, r.subresource, r.name) for r in product.operator_writes()[before:]]
-    assert extra == []
+    extra = [(r.verb, r.resource, r.subresource, r.name, r.user_agent) for r in product.operator_writes()[before:]]
+    events = [(e["reason"], e["message"]) for e in await product.kube.list_objects("Event", "default")]
+    assert extra == [], events[-3:]
     assert runtime.reconciler.last[("default", "demo")].writes == 0
 
 
