@@ -132,8 +132,11 @@ async def kube(api: Api) -> AsyncIterator[Any]:
     client.close()
 
 
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout`."""
+async def eventually(
+    predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05, diagnose: Callable[[], Any] | None = None
+) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout`
+    with what `diagnose()` (sync or async) says about the state."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -143,7 +146,10 @@ async def eventually(predicate: Callable[[], Any], *, timeout: float = 10.0, int
         if value:
             return value
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            detail = diagnose() if diagnose is not None else ""
+            if asyncio.iscoroutine(detail):
+                detail = await detail
+            raise AssertionError(f"condition not met within {timeout} s\n{detail}")
         await asyncio.sleep(interval)
 
 

@@ -164,6 +164,23 @@ class Product:
         channel = aio.insecure_channel(f"{pod['status']['podIP']}:7071")
         return channel, management_pb2_grpc.ManagementAPIsServiceStub(channel), [("authorization", f"Bearer {token}")]
 
+    async def diagnose(self) -> str:
+        """What a human would look at when a wait times out: status, pods, the operator's last pass."""
+        lines = []
+        for body in await self.kube.list_objects("ModelDeployment", "default"):
+            st = body.get("status") or {}
+            lines.append(f"{body['metadata']['name']} gen {body['metadata'].get('generation')} "
+                         f"observed {st.get('observedGeneration')} summary {st.get('modelsSummary')!r}")
+            lines += [f"  {c['type']}={c['status']} {c['reason']}: {c.get('message', '')}" for c in st.get("conditions") or []]
+            lines += [f"  pod {p}" for p in st.get("pods") or []]
+        for pod in await self.kube.list_objects("Pod", "default"):
+            ready = [c["status"] for c in pod["status"].get("conditions") or [] if c["type"] == "Ready"]
+            lines.append(f"pod {pod['metadata']['name']} {pod['status'].get('phase')} ip {pod['status'].get('podIP')} "
+                         f"ready {ready} deleting {bool(pod['metadata'].get('deletionTimestamp'))}")
+        if self.runtime is not None:
+            lines.append(f"last passes: {self.runtime.reconciler.last} resyncs {self.runtime.resyncs}")
+        return "\n".join(lines)
+
     def operator_writes(self) -> list[Any]:
         audit = self.fleet.api.emulator.audit
         return [r for r in audit.writes() if "modelfleet-operator" in r.user_agent or "kopf" in r.user_agent]
@@ -209,6 +226,18 @@ async def product(tmp_path: Path, e2e_store: Path, crd_doc: dict[str, Any]) -> A
         finally:
             await product.stop_operator()
             kube.close()
+
+
+@pytest.fixture
+def poll(poll: Callable[..., Any], product: Product) -> Callable[..., Any]:
+    """The parent's poll, explaining the fleet's state when it times out."""
+    eventually = poll
+
+    async def run(predicate: Callable[[], Any], **options: Any) -> Any:
+        options.setdefault("diagnose", product.diagnose)
+        return await eventually(predicate, **options)
+
+    return run
 
 
 @pytest.fixture
