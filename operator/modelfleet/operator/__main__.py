@@ -115,7 +115,7 @@ async def run(settings: OperatorSettings) -> int:
         holding = asyncio.create_task(elector.hold(), name="lease") if elector is not None else None
         existing = asyncio.all_tasks()  # kopf treats tasks created after this as its own
         tasks = await kopf.spawn_tasks(
-            registry=build_registry(runtime, kube.connection()),
+            registry=build_registry(runtime, kube.connection),
             settings=kopf.OperatorSettings(),
             clusterwide=not settings.kube.namespaces,
             namespaces=list(settings.kube.namespaces),

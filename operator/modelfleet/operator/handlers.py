@@ -8,7 +8,7 @@ writes to the objects: no finalizers, no last-handled-configuration annotations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -19,18 +19,21 @@ from .runtime import Runtime
 from .spec import GROUP, PLURAL, VERSION
 
 
-def build_registry(runtime: Runtime, connection: Connection) -> kopf.OperatorRegistry:
+def build_registry(runtime: Runtime, connection: Callable[[], Connection]) -> kopf.OperatorRegistry:
+    """`connection` is asked again at every (re-)login: kopf re-logs in on a 401, and an in-cluster
+    service account token rotates."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
+        info = connection()
         return kopf.ConnectionInfo(
-            server=connection.server,
-            ca_path=connection.ca_path,
-            insecure=connection.insecure,
-            token=connection.token,
-            certificate_path=connection.certificate_path,
-            private_key_path=connection.private_key_path,
+            server=info.server,
+            ca_path=info.ca_path,
+            insecure=info.insecure,
+            token=info.token,
+            certificate_path=info.certificate_path,
+            private_key_path=info.private_key_path,
         )
 
     @kopf.on.startup(registry=registry)

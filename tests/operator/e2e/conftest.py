@@ -54,7 +54,7 @@ class Product:
         runtime = Runtime(self.kube, settings)
         stop, ready = asyncio.Event(), asyncio.Event()
         self._tasks = await kopf.spawn_tasks(
-            registry=build_registry(runtime, self.kube.connection()), settings=kopf.OperatorSettings(),
+            registry=build_registry(runtime, self.kube.connection), settings=kopf.OperatorSettings(),
             clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
         )
         async with asyncio.timeout(15):

@@ -26,10 +26,15 @@ TAKEOVER_BUDGET_S = LEASE_DURATION_S + RENEW_INTERVAL_S + 8.0
 def operator_process(api: Any, tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(api.running.kubeconfig())
+
     def start(identity: str) -> subprocess.Popen[bytes]:
+        # The first logs in from a kubeconfig file, the second with a bare --server URL.
+        login = ["--kubeconfig", str(kubeconfig)] if not started else ["--server", api.url]
         with (tmp_path / f"{identity}.log").open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "modelfleet.operator", "--server", api.url, "--identity", identity,
+                [sys.executable, "-m", "modelfleet.operator", *login, "--identity", identity,
                  "--lease-namespace", "default", "--lease-duration", str(LEASE_DURATION_S),
                  "--renew-interval", str(RENEW_INTERVAL_S), "--renew-deadline", "1.5", "--resync-interval", "1"],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ},

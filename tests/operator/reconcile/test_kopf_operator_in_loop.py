@@ -30,7 +30,7 @@ def operator_factory(api: Any, kube: Kube) -> Any:
         runtime = Runtime(kube, _settings(resync_s))
         stop, ready = asyncio.Event(), asyncio.Event()
         tasks = await kopf.spawn_tasks(
-            registry=build_registry(runtime, kube.connection()), settings=kopf.OperatorSettings(),
+            registry=build_registry(runtime, kube.connection), settings=kopf.OperatorSettings(),
             clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
         )
         async with asyncio.timeout(10):
