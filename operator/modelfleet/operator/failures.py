@@ -65,7 +65,7 @@ def forget_stale(failures: dict[FailureKey, Failure], spec: DeploymentSpec, *, l
             failures[(FLEET, failure.model, failure.version)] = dataclasses.replace(failure, pod_uid=FLEET)
 
 
-def seed_from_status(failures: dict[FailureKey, Failure], spec: DeploymentSpec, current: Mapping[str, Any]) -> None:
+def seed_from_status(failures: dict[FailureKey, Failure], spec: DeploymentSpec, *, current: Mapping[str, Any]) -> None:
     """After an operator restart: versions the status says failed at this very generation stay failed."""
     if current.get("observedGeneration") != spec.generation:
         return

@@ -163,7 +163,7 @@ def make_plan(
                 for version in sorted(observed.versions):
                     if model.version(version) is None and version != observed.default_version:
                         actions.append(Action("unregister", pod.pod, model.name, version))
-        progress.append(_model_progress(spec, model, pods, reachable, failures, committed=committed.get(model.name, "")))
+        progress.append(_model_progress(spec, model, pods=pods, reachable=reachable, failures=failures, committed=committed.get(model.name, "")))
 
     wanted = {m.name for m in spec.models}
     removed: dict[str, int] = {}
@@ -198,10 +198,10 @@ def make_plan(
 def _model_progress(
     spec: DeploymentSpec,
     model: ModelSpec,
+    *,
     pods: Sequence[ObservedPod],
     reachable: Sequence[ObservedPod],
     failures: Mapping[FailureKey, Failure],
-    *,
     committed: str,
 ) -> ModelProgress:
     """`committed`: the default the ConfigMap holds (what the fleet serves when no pod says more)."""

@@ -150,7 +150,7 @@ class Reconciler:
             await self._write_status(body, {"observedGeneration": generation}, status.invalid_spec_conditions(message), result)
             return None
         if not memory.seeded:
-            failures.seed_from_status(memory.failures, spec, body.get("status") or {})
+            failures.seed_from_status(memory.failures, spec, current=body.get("status") or {})
             memory.seeded = True
 
         token, token_error = await self._management_token(body, spec, result)
@@ -179,8 +179,8 @@ class Reconciler:
         )
         body = await self._write_status(
             body,
-            status.build(spec, plan, seen, selector=children.label_selector(spec), pod_cap=self.settings.reconcile.status_pod_cap),
-            status.decide(spec, plan, seen),
+            status.build(spec, plan, seen=seen, selector=children.label_selector(spec), pod_cap=self.settings.reconcile.status_pod_cap),
+            status.decide(spec, plan, seen=seen),
             result,
         )
         await self._cutover_events(body, previous_document, plan.document)

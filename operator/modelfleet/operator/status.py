@@ -12,7 +12,7 @@ from typing import Any
 
 from .conditions import DEGRADED, PROGRESSING, READY, Condition
 from .observed import ObservedPod, PodRef
-from .plan import Failure, FailureKey, Plan
+from .plan import Failure, FailureKey, ModelProgress, Plan
 from .spec import DeploymentSpec
 
 
@@ -31,7 +31,7 @@ class Observation:
     """Messages of management calls of this pass that failed with a non-load reason."""
 
 
-def decide(spec: DeploymentSpec, plan: Plan, seen: Observation) -> list[Condition]:
+def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condition]:
     ready_pods = [p for p in seen.live_pods if p.ready and p.name in plan.converged_pods]
     failed = [m for m in plan.models if m.state == "FailedToLoad"]
     blocked = [m for m in plan.models if m.blocked]
@@ -116,7 +116,7 @@ def models_summary(plan: Plan) -> str:
     return " ".join(parts)
 
 
-def build(spec: DeploymentSpec, plan: Plan, seen: Observation, *, selector: str, pod_cap: int) -> dict[str, Any]:
+def build(spec: DeploymentSpec, plan: Plan, *, seen: Observation, selector: str, pod_cap: int) -> dict[str, Any]:
     """The status body without conditions (reconcile.py merges those in)."""
     ready_pods = [p for p in seen.live_pods if p.ready and p.name in plan.converged_pods]
     return {
@@ -130,7 +130,7 @@ def build(spec: DeploymentSpec, plan: Plan, seen: Observation, *, selector: str,
     }
 
 
-def _model(m: Any) -> dict[str, Any]:
+def _model(m: ModelProgress) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": m.name,
         "defaultVersion": m.default_version,

@@ -54,9 +54,9 @@ def test_the_status_of_this_generation_seeds_failures_after_a_restart(make_md: C
     status = {"observedGeneration": 1, "models": [{"name": "tiny", "versions": [
         {"version": "1.0", "state": "Loaded"}, {"version": "2.0", "state": "FailedToLoad", "message": "no such file"}]}]}
     book: dict[Any, Any] = {}
-    failures.seed_from_status(book, spec, status)
+    failures.seed_from_status(book, spec, current=status)
     (failure,) = book.values()
     assert (failure.version, failure.permanent, failure.url, failure.message) == ("2.0", True, V2["url"], "no such file")
     older: dict[Any, Any] = {}
-    failures.seed_from_status(older, spec, {**status, "observedGeneration": 0})
+    failures.seed_from_status(older, spec, current={**status, "observedGeneration": 0})
     assert older == {}

@@ -38,7 +38,7 @@ def _status(make_md: Callable[..., dict[str, Any]], pods: list[ObservedPod], *, 
     spec = parse_spec(make_md(replicas=replicas))
     plan = make_plan(spec, pods, failures=failures or {}, previous_document=None, now=0.0, drivable=[p.pod.name for p in pods])
     seen = Observation(live_pods=[p.pod for p in pods], observed=pods, failures=failures or {})
-    return build(spec, plan, seen, selector="s", pod_cap=10), decide(spec, plan, seen)
+    return build(spec, plan, seen=seen, selector="s", pod_cap=10), decide(spec, plan, seen=seen)
 
 
 def _by_type(conditions: list[Condition]) -> dict[str, Condition]:
@@ -76,5 +76,5 @@ def test_pods_past_the_cap_are_counted(make_md: Callable[..., dict[str, Any]]) -
     pods = [_pod(f"p{i:02}", "1.0") for i in range(13)]
     spec = parse_spec(make_md(replicas=13))
     plan = make_plan(spec, pods, failures={}, previous_document=None, now=0.0, drivable=[])
-    body = build(spec, plan, Observation(live_pods=[p.pod for p in pods], observed=pods, failures={}), selector="s", pod_cap=10)
+    body = build(spec, plan, seen=Observation(live_pods=[p.pod for p in pods], observed=pods, failures={}), selector="s", pod_cap=10)
     assert len(body["pods"]) == 10 and body["podsOmitted"] == 3
