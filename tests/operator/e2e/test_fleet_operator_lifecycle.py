@@ -47,7 +47,18 @@ async def test_an_idle_fleet_costs_no_writes_per_resync(product: Any, poll: Call
     runtime = await product.start_operator(resync_s=0.3)
     await product.create(replicas=2, models=[{"name": "tiny", "versions": [V1]}])
     await poll(lambda: product.ready(replicas=2), timeout=90)
-    await poll(lambda: runtime.resyncs >= 3)  # events of the last writes have settled
+    # Settled: two resync rounds without a write (the last flip's Event may still be in flight).
+    settled = {"writes": -1, "round": runtime.resyncs}
+
+    def quiet() -> bool:
+        if runtime.resyncs < settled["round"] + 2:
+            return False
+        writes = len(product.operator_writes())
+        done = writes == settled["writes"]
+        settled.update(writes=writes, round=runtime.resyncs)
+        return done
+
+    await poll(quiet, timeout=30)
     before = len(product.operator_writes())
     start = runtime.resyncs
     await poll(lambda: runtime.resyncs >= start + 5, timeout=15)

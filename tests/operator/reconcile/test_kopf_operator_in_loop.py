@@ -72,7 +72,18 @@ async def test_a_new_resource_gets_children_and_status_then_idle_resyncs_write_n
 
     await poll(ready)
     assert await kube.get("Deployment", "default", "demo") is not None
-    await poll(lambda: runtime.resyncs >= 2)  # let the events of our own writes settle
+    # Settled: two resync rounds without a write (the last flip's Event may still be in flight).
+    settled = {"writes": -1, "round": runtime.resyncs}
+
+    def quiet() -> bool:
+        if runtime.resyncs < settled["round"] + 2:
+            return False
+        writes = len(api.audit.writes())
+        done = writes == settled["writes"]
+        settled.update(writes=writes, round=runtime.resyncs)
+        return done
+
+    await poll(quiet)
     api.audit.reset()
     start = runtime.resyncs
     await poll(lambda: runtime.resyncs >= start + 3, timeout=10)
