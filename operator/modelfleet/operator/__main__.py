@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--server", help="API server URL without credentials (e.g. the local fleet's API)")
     p.add_argument("--namespace", action="append", default=[], help="namespace to watch (repeatable; default: all)")
     p.add_argument("--operator-namespace", help="namespace of the operator's pods (default: $POD_NAMESPACE or modelfleet-system)")
+    p.add_argument(
+        "--default-server-image",
+        default="",
+        help="server image of ModelDeployments without spec.image (default: none, spec.image is required)",
+    )
     p.add_argument("--no-leader-election", action="store_true", help="run without the Lease (one replica only!)")
     p.add_argument("--lease-name", default=LeaderSettings.lease_name)
     p.add_argument("--lease-namespace", help="namespace of the Lease (default: the operator namespace)")
@@ -93,7 +98,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> OperatorS
         ),
         reconcile=ReconcileSettings(resync_interval_s=args.resync_interval, workers=args.workers),
         pods=PodClientSettings(call_timeout_s=args.call_timeout),
-        fleet=FleetSettings(operator_namespace=operator_ns),
+        fleet=FleetSettings(operator_namespace=operator_ns, default_server_image=args.default_server_image.strip()),
         log_level=args.log_level,
     )
 

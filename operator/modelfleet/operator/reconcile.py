@@ -143,7 +143,7 @@ class Reconciler:
             memory = self._memory[key] = Memory(uid=uid, clients=PodClients(self.settings.pods))
 
         try:
-            spec = parse_spec(body)
+            spec = parse_spec(body, default_image=self.settings.fleet.default_server_image)
         except InvalidSpec as exc:
             message = "; ".join(exc.problems)
             generation = int(body["metadata"].get("generation") or 0)

@@ -50,6 +50,9 @@ class FleetSettings:
     """Namespace of the operator's pods; the NetworkPolicy opens the management port to it only."""
     operator_pod_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "modelfleet-operator"),)
     """Labels of the operator's pods (NetworkPolicy source of management traffic)."""
+    default_server_image: str = ""
+    """Server image of a ModelDeployment that leaves spec.image out; empty = spec.image is required
+    (a resource without one gets InvalidSpec)."""
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ class DeploymentSpec:
     uid: str
     generation: int
     image: str
+    """spec.image, else the operator's default server image (never empty)."""
     models: tuple[ModelSpec, ...]
     replicas: int = 1
     image_pull_policy: str = "IfNotPresent"
@@ -216,8 +217,12 @@ class _Checker:
         return None
 
 
-def parse_spec(body: Mapping[str, Any]) -> DeploymentSpec:
-    """Parse a whole ModelDeployment object (metadata + spec); raises InvalidSpec."""
+def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> DeploymentSpec:
+    """Parse a whole ModelDeployment object (metadata + spec); raises InvalidSpec.
+
+    `default_image` is the operator's default server image (FleetSettings.default_server_image):
+    it applies when spec.image is left out or empty; with neither, the spec is invalid.
+    """
     check = _Checker()
     meta = check.obj(body.get("metadata"), "metadata")
     name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
@@ -230,9 +235,15 @@ def parse_spec(body: Mapping[str, Any]) -> DeploymentSpec:
     if "spec" not in body:
         check.fail("spec", "is required")
 
-    image = check.string(spec.get("image"), "spec.image", max_length=1024)
+    # The CRD cannot know the operator's default, so it admits a spec without an image; this is
+    # where such a spec becomes runnable (default image) or InvalidSpec (none configured).
+    image = check.string(spec.get("image"), "spec.image", max_length=1024) or default_image
     if not image:
-        check.fail("spec.image", "is required")
+        check.fail(
+            "spec.image",
+            "is required: this operator has no default server image (set spec.image, or start the operator "
+            "with --default-server-image, which the Helm chart sets from server.image)",
+        )
     models = _models(check, spec.get("models"))
     token = _token(check, spec.get("tokenSecretRef"), name)
     store = _model_store(check, spec.get("modelStore"))

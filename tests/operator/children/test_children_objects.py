@@ -155,3 +155,14 @@ def test_the_hash_annotation_follows_content_only(make_md: Callable[..., dict[st
     other = children.deployment(parse_spec(make_md(image="other:1")))
     assert other["metadata"]["annotations"][children.HASH_ANNOTATION] != first["metadata"]["annotations"][children.HASH_ANNOTATION]
     assert children.HASH_ANNOTATION not in first["spec"]["template"]["metadata"].get("annotations", {})
+
+
+def test_a_spec_without_an_image_runs_the_operators_default_server_image(make_md: Callable[..., dict[str, Any]]) -> None:
+    fleet = FleetSettings(default_server_image="registry.example/modelfleet-server:0.2.0")
+    imageless = make_md()
+    del imageless["spec"]["image"]
+    container = _server(children.deployment(parse_spec(imageless, default_image=fleet.default_server_image)))
+    assert container["image"] == "registry.example/modelfleet-server:0.2.0"
+    # An explicit spec.image wins over the default.
+    pinned = _server(children.deployment(parse_spec(make_md(image="mine:1"), default_image=fleet.default_server_image)))
+    assert pinned["image"] == "mine:1"

@@ -14,6 +14,14 @@ def test_defaults_are_safe_and_documented() -> None:
     assert settings.leader.enabled and settings.leader.lease_namespace == "modelfleet-system"
     assert settings.kube.namespaces == () and settings.kube.server is None
     assert settings.reconcile.resync_interval_s == 60.0
+    assert settings.fleet.default_server_image == ""  # no default: every ModelDeployment names its image
+
+
+def test_default_server_image_comes_from_the_flag_or_the_environment() -> None:
+    env = {"MODELFLEET_OPERATOR_DEFAULT_SERVER_IMAGE": "registry.example/modelfleet-server:0.1.0"}
+    assert parse_settings([], env).fleet.default_server_image == "registry.example/modelfleet-server:0.1.0"
+    flagged = parse_settings(["--default-server-image=registry.example/modelfleet-server@sha256:" + "a" * 64], env)
+    assert flagged.fleet.default_server_image == "registry.example/modelfleet-server@sha256:" + "a" * 64
 
 
 def test_environment_sets_and_flags_override() -> None:

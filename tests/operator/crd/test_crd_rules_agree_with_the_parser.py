@@ -142,7 +142,6 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("no-models", {"models": []}, "spec.models"),
     ("no-url", {"models": _model(versions=[{"version": "1.0"}])}, "url"),
     ("negative-replicas", {"replicas": -1}, "spec.replicas"),
-    ("no-image", {"image": ""}, "spec.image"),
     ("claim-with-both", {"resourceClaims": [{"name": "g", "resourceClaimName": "a", "resourceClaimTemplateName": "b"}]},
      "exactly one"),
     ("claim-with-neither", {"resourceClaims": [{"name": "g"}]}, "exactly one"),
@@ -170,6 +169,41 @@ def test_invalid_specs_are_refused_by_both(
     with pytest.raises(InvalidSpec) as refused:
         parse_spec(doc)
     assert any(where in problem for problem in refused.value.problems), refused.value.problems
+
+
+def _without_image(make_md: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    doc = make_md("demo")
+    del doc["spec"]["image"]
+    return doc
+
+
+def test_an_omitted_image_is_admitted_and_runs_the_operators_default_server_image(
+    admit: Callable[[dict[str, Any]], list[str]], make_md: Callable[..., dict[str, Any]]
+) -> None:
+    for doc in (_without_image(make_md), make_md("demo", image="")):
+        assert admit(doc) == []
+        assert parse_spec(doc, default_image="registry.example/server:2").image == "registry.example/server:2"
+    explicit = parse_spec(make_md("demo", image="mine:1"), default_image="registry.example/server:2")
+    assert explicit.image == "mine:1"
+
+
+def test_without_a_default_server_image_an_imageless_spec_is_invalid(make_md: Callable[..., dict[str, Any]]) -> None:
+    """The CRD cannot know the operator's flags: here the operator alone refuses, and says how to fix it."""
+    for doc in (_without_image(make_md), make_md("demo", image="")):
+        with pytest.raises(InvalidSpec) as refused:
+            parse_spec(doc)
+        (problem,) = refused.value.problems
+        assert problem.startswith("spec.image: is required")
+        assert "--default-server-image" in problem
+
+
+def test_an_image_longer_than_the_crd_allows_is_refused_by_both(
+    admit: Callable[[dict[str, Any]], list[str]], make_md: Callable[..., dict[str, Any]]
+) -> None:
+    doc = make_md("demo", image="r/" + "x" * 1023)
+    assert admit(doc)
+    with pytest.raises(InvalidSpec, match="spec.image"):
+        parse_spec(doc, default_image="registry.example/server:2")
 
 
 def test_a_long_name_is_refused_by_both(admit: Callable[[dict[str, Any]], list[str]], make_md: Callable[..., dict[str, Any]]) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from modelfleet.operator.kube import Kube
 from modelfleet.operator.reconcile import Reconciler
-from modelfleet.operator.settings import OperatorSettings
+from modelfleet.operator.settings import FleetSettings, OperatorSettings
 
 CHILDREN = [("Deployment", "demo"), ("Service", "demo"), ("Service", "demo-headless"), ("ConfigMap", "demo-models"),
             ("Secret", "demo-tokens"), ("NetworkPolicy", "demo"), ("PodDisruptionBudget", "demo")]
@@ -98,6 +98,43 @@ async def test_an_invalid_spec_is_reported_and_running_children_are_untouched(
     assert {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN} == versions
     events = await kube.list_objects("Event", "default")
     assert any(e["type"] == "Warning" and e["reason"] == "InvalidSpec" for e in events)
+
+
+async def test_a_resource_without_an_image_runs_the_operators_default_server_image(
+    kube: Kube, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    body = make_md(replicas=0)
+    del body["spec"]["image"]  # the CRD admits it: the operator supplies the image
+    await _create(kube, body)
+    settings = OperatorSettings(fleet=FleetSettings(default_server_image="registry.example/modelfleet-server:0.2.0"))
+    reconciler = Reconciler(kube, settings)
+    try:
+        await reconciler.reconcile(KEY)
+    finally:
+        await reconciler.close()
+    deployment = await kube.get("Deployment", "default", "demo")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example/modelfleet-server:0.2.0"
+    conditions = {c["type"]: c for c in (await kube.get("ModelDeployment", "default", "demo"))["status"]["conditions"]}
+    assert conditions["Ready"]["reason"] == "ScaledToZero"
+
+
+async def test_dropping_the_image_without_a_default_server_image_is_invalid_and_children_are_untouched(
+    kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    await _create(kube, make_md(replicas=0))
+    await reconciler.reconcile(KEY)
+    versions = {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN}
+    await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"image": None}})  # the CRD admits it
+    await reconciler.reconcile(KEY)
+    body = await kube.get("ModelDeployment", "default", "demo")
+    assert "image" not in body["spec"]
+    conditions = {c["type"]: c for c in body["status"]["conditions"]}
+    assert conditions["Ready"]["reason"] == "InvalidSpec" and conditions["Degraded"]["status"] == "True"
+    assert "spec.image" in conditions["Degraded"]["message"] and "--default-server-image" in conditions["Degraded"]["message"]
+    assert {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN} == versions
+    events = await kube.list_objects("Event", "default")
+    assert any(e["type"] == "Warning" and e["reason"] == "InvalidSpec" and "spec.image" in e["message"] for e in events)
 
 
 async def test_scaling_the_resource_scales_the_deployment(
