@@ -8,6 +8,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelfleet"
 
@@ -37,6 +38,7 @@ CUSTOMISED = [
     "--set", "networkPolicy.apiServer.cidrs={10.0.0.1/32}",
     "--set", "serviceAccount.annotations.team=ml",
     "--set", "createNamespace=true",
+    "--set", "server.image.repository=registry.example.com/modelfleet-server,server.image.tag=0.2.0",
 ]  # fmt: skip
 
 
@@ -88,10 +90,17 @@ def test_operator_flags_parse_with_the_operators_own_parser(render: Callable[...
     assert settings.leader.enabled and settings.leader.lease_namespace == "modelfleet-system"
     assert settings.leader.lease_name == "modelfleet-operator" and settings.leader.identity == "modelfleet-operator-abc"
     assert settings.fleet.operator_namespace == "modelfleet-system"
+    assert settings.fleet.default_server_image == "registry.example.com/modelfleet-server:0.2.0"
 
     (default,) = find(render("--set", "operator.leaderElection.enabled=false"), "Deployment")
     settings = parse_settings(default["spec"]["template"]["spec"]["containers"][0]["args"], environ)
     assert settings.kube.namespaces == () and not settings.leader.enabled
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert settings.fleet.default_server_image == f"ghcr.io/modelfleet/modelfleet-server:{app_version}"
+
+    (pinned,) = find(render("--set", "server.image.digest=sha256:" + "b" * 64), "Deployment")
+    settings = parse_settings(pinned["spec"]["template"]["spec"]["containers"][0]["args"], environ)
+    assert settings.fleet.default_server_image == "ghcr.io/modelfleet/modelfleet-server@sha256:" + "b" * 64
 
 
 def test_operator_pods_carry_the_labels_its_fleets_admit_to_the_management_port(
