@@ -1,6 +1,11 @@
 """The whole product on this machine for fleet tests: the local cluster (in-memory API, controllers,
 kubelet running each pod as a real `modelfleet-server` process on 127.0.0.N, service proxy), the
-CRD, and the real kopf operator in the test's loop (so a test can stop and restart it)."""
+CRD, and the real kopf operator in the test's loop (so a test can stop and restart it).
+
+The operator gets its own API client (user agent `modelfleet-operator/0.1 e2e-operator`, kopf's
+`kopf/<version>`), apart from the tests' own client, so the API's audit tells its requests from the
+tests'. After each test the fleet's audit feeds the session's `operator_requests`, which
+test_zz_rbac_matches_what_the_operator_sent.py compares with the chart's RBAC rules."""
 
 from __future__ import annotations
 
@@ -19,15 +24,51 @@ import pytest
 from grpc import aio
 
 from modelfleet.operator.handlers import build_registry
-from modelfleet.operator.kube import Kube
+from modelfleet.operator.kube import USER_AGENT, Kube
+from modelfleet.operator.leader import LeaseElector
 from modelfleet.operator.runtime import Runtime
-from modelfleet.operator.settings import KubeSettings, OperatorSettings, PodClientSettings, ReconcileSettings
+from modelfleet.operator.settings import (
+    KubeSettings,
+    LeaderSettings,
+    OperatorSettings,
+    PodClientSettings,
+    ReconcileSettings,
+)
 from modelfleet.protos import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
 
 SAMPLE = json.dumps([i / 16 for i in range(16)]).encode()  # one input for "tiny" (Linear 16->4)
 PROBE_SCALE = 0.1
 """Probe periods ×0.1: the template's 2 s readiness period is probed every 0.2 s here."""
 IMAGE = "ghcr.io/modelfleet/modelfleet-server:0.1.0"
+OPERATOR_IDENTITY = "e2e-operator"
+"""The in-loop operator's identity: its Lease holder name and the tail of its client's user agent."""
+LEASE = LeaderSettings(identity=OPERATOR_IDENTITY, lease_namespace="default", lease_duration_s=5.0,
+                       renew_interval_s=0.5, renew_deadline_s=4.0)
+
+
+def sent_by_operator(record: Any) -> bool:
+    """An audit record of a request the operator sent: its reconciler's client or kopf's."""
+    return bool(record.user_agent == f"{USER_AGENT} {OPERATOR_IDENTITY}" or record.user_agent.startswith("kopf/"))
+
+
+@dataclasses.dataclass
+class OperatorRequests:
+    """What the operator sent during this session's fleet tests: (verb, group, resource[/subresource],
+    cluster-wide) → the first test that sent it."""
+
+    sent: dict[tuple[str, str, str, bool], str] = dataclasses.field(default_factory=dict)
+    tests: list[str] = dataclasses.field(default_factory=list)
+    truncated: list[str] = dataclasses.field(default_factory=list)
+    """Tests whose audit log overflowed (its oldest records, and what they showed, are lost)."""
+
+    def add(self, test: str, audit: Any) -> None:
+        self.tests.append(test)
+        if audit.total > len(audit):
+            self.truncated.append(test)
+        for r in audit:
+            if sent_by_operator(r):
+                resource = r.resource + (f"/{r.subresource}" if r.subresource else "")
+                self.sent.setdefault((r.verb, r.group, resource, r.namespace is None), test)
 
 
 def version(v: str, file: str) -> dict[str, str]:
@@ -42,19 +83,30 @@ class Product:
     runtime: Runtime | None = None
     _stop: asyncio.Event | None = None
     _tasks: Any = None
+    _operator_kube: Kube | None = None
+    _elector: LeaseElector | None = None
+    _holding: asyncio.Task[None] | None = None
 
     # Operator ------------------------------------------------------------------------------
 
-    async def start_operator(self, *, resync_s: float = 1.0) -> Runtime:
+    async def start_operator(self, *, resync_s: float = 1.0, leader: bool = False) -> Runtime:
+        """The operator in this loop, with a client of its own; `leader`: first take and then keep
+        renewing the Lease default/modelfleet-operator, as `python -m modelfleet.operator` does."""
+        kube = self._operator_kube = Kube.from_settings(KubeSettings(server=self.fleet.api.url), identity=OPERATOR_IDENTITY)
+        if leader:
+            self._elector = LeaseElector(kube, LEASE)
+            async with asyncio.timeout(15):
+                assert await self._elector.acquire(asyncio.Event())
+            self._holding = asyncio.create_task(self._elector.hold(), name="e2e-lease")
         settings = dataclasses.replace(
             OperatorSettings(),
             reconcile=ReconcileSettings(resync_interval_s=resync_s, requeue_waiting_s=0.2, failure_backoff_initial_s=1.0),
             pods=PodClientSettings(call_timeout_s=10.0),
         )
-        runtime = Runtime(self.kube, settings)
+        runtime = Runtime(kube, settings)
         stop, ready = asyncio.Event(), asyncio.Event()
         self._tasks = await kopf.spawn_tasks(
-            registry=build_registry(runtime, self.kube.connection), settings=kopf.OperatorSettings(),
+            registry=build_registry(runtime, kube.connection), settings=kopf.OperatorSettings(),
             clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
         )
         async with asyncio.timeout(15):
@@ -73,6 +125,16 @@ class Product:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.runtime.stop()
         self.runtime, self._stop = None, None
+        if self._holding is not None:
+            self._holding.cancel()
+            await asyncio.gather(self._holding, return_exceptions=True)
+            self._holding = None
+        if self._elector is not None:
+            await self._elector.release()
+            self._elector = None
+        if self._operator_kube is not None:
+            self._operator_kube.close()
+            self._operator_kube = None
 
     # Objects -------------------------------------------------------------------------------
 
@@ -181,9 +243,12 @@ class Product:
             lines.append(f"last passes: {self.runtime.reconciler.last} resyncs {self.runtime.resyncs}")
         return "\n".join(lines)
 
+    operator_identity = OPERATOR_IDENTITY
+    sent_by_operator = staticmethod(sent_by_operator)
+
     def operator_writes(self) -> list[Any]:
         audit = self.fleet.api.emulator.audit
-        return [r for r in audit.writes() if "modelfleet-operator" in r.user_agent or "kopf" in r.user_agent]
+        return [r for r in audit.writes() if sent_by_operator(r)]
 
 
 def server_pids(pod: dict[str, Any], state_dir: Path) -> list[int]:
@@ -206,8 +271,17 @@ def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return store
 
 
+@pytest.fixture(scope="session")
+def operator_requests() -> OperatorRequests:
+    """Session-wide record of the operator's requests; every fleet test's teardown adds to it."""
+    return OperatorRequests()
+
+
 @pytest.fixture
-async def product(tmp_path: Path, e2e_store: Path, crd_doc: dict[str, Any]) -> AsyncIterator[Product]:
+async def product(
+    tmp_path: Path, e2e_store: Path, crd_doc: dict[str, Any], operator_requests: OperatorRequests,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Product]:
     from modelfleet.local.addresses import AddressPool
     from modelfleet.local.fleet import run_fleet
 
@@ -226,6 +300,8 @@ async def product(tmp_path: Path, e2e_store: Path, crd_doc: dict[str, Any]) -> A
         finally:
             await product.stop_operator()
             kube.close()
+            # After the stop, so that what a stopping operator sends (the Lease release) counts too.
+            operator_requests.add(request.node.nodeid, fleet.api.emulator.audit)
 
 
 @pytest.fixture
