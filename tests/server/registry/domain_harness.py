@@ -1,8 +1,8 @@
-"""Shared by the registry, workers and metrics tests (loaded by path from their conftest.py files):
+"""Shared by the registry, workers, metrics and perf_paths tests (loaded by path from tests/server/conftest.py):
 real ModelRegistry instances with the real SourceResolver and ModelLoader on a model store, and
 trusted handler modules written into the test's tmp folder whose requests can be held at a gate.
 
-Each of those folders' conftest.py loads this file once by path (tests/ is not a package in
+tests/server/conftest.py loads this file once by path (tests/ is not a package in
 importlib mode) as the module `mf_domain_harness`, re-exports the fixtures below, and the test
 modules then `import mf_domain_harness` (already in sys.modules) for the helpers.
 """

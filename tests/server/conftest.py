@@ -1,4 +1,8 @@
-"""Fixtures for the domain-core tests: see ../registry/domain_harness.py (shared with registry/ and metrics/)."""
+"""Fixtures for the server's domain-core tests (registry/, workers/, metrics/, perf_paths/).
+
+Loads registry/domain_harness.py once as the module `mf_domain_harness` (tests have no packages
+in importlib mode) and re-exports its fixtures; the tests import helpers from that module.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 def _load_harness() -> None:
     name = "mf_domain_harness"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "registry" / "domain_harness.py")
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "registry" / "domain_harness.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
