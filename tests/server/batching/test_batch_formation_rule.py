@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -80,3 +81,67 @@ def test_closing_returns_the_waiting_jobs_and_releases_blocked_workers() -> None
     queue.put(job(1.0))
     assert len(queue.close()) == 1
     assert queue.take(lambda: False) is None
+
+
+def test_adaptive_policy_holds_a_partial_batch_while_another_worker_is_busy() -> None:
+    """A busy worker is back within a forward pass: its queue grows into one batch, not two halves."""
+    policy = BatchPolicy(batch_size=32, max_delay_s=0.005, adaptive=True)
+    assert policy.overflow == 16
+    assert policy.decide(pending=3, oldest_enqueued=10.0, now=10.001, busy_workers=1) == pytest.approx(0.004)
+    assert policy.decide(pending=15, oldest_enqueued=10.0, now=10.001, busy_workers=1) == pytest.approx(0.004)
+
+
+def test_adaptive_hold_ends_at_half_a_batch_or_at_the_max_delay() -> None:
+    policy = BatchPolicy(batch_size=32, max_delay_s=0.005, adaptive=True)
+    assert policy.decide(pending=16, oldest_enqueued=10.0, now=10.0, busy_workers=1) == 0.0
+    assert policy.decide(pending=1, oldest_enqueued=10.0, now=10.005, busy_workers=1) == 0.0
+    assert policy.decide(pending=1, oldest_enqueued=10.0, now=10.0, busy_workers=0) == 0.0
+
+
+def test_small_batch_sizes_never_hold_below_two() -> None:
+    assert BatchPolicy(batch_size=1, max_delay_s=1.0, adaptive=True).decide(1, 0.0, 0.0, busy_workers=3) == 0.0
+    assert BatchPolicy(batch_size=3, max_delay_s=1.0, adaptive=True).overflow == 2
+
+
+def test_queue_counts_busy_workers_from_take_to_finished() -> None:
+    """The second free worker waits for the first one's return instead of splitting the queue."""
+    queue = JobQueue(capacity=100, policy=BatchPolicy(batch_size=8, max_delay_s=0.1, adaptive=True))
+    first = job(1.0)
+    queue.put(first)
+    assert queue.try_take(now=1.0) == [first]
+    assert queue.busy_workers == 1
+    arrivals = [job(1.01), job(1.02)]
+    for item in arrivals:
+        queue.put(item)
+    assert queue.try_take(now=1.02) == pytest.approx(0.09)  # held: the busy worker takes them
+    queue.finished()
+    assert queue.busy_workers == 0
+    assert queue.try_take(now=1.03) == arrivals  # the returning worker takes both as one batch
+    more = [job(1.04 + i / 100) for i in range(4)]
+    for item in more:
+        queue.put(item)
+    assert queue.try_take(now=1.05) == more  # half a batch waiting: a second worker joins at once
+    assert queue.busy_workers == 2
+
+
+def test_a_held_worker_is_released_when_the_busy_one_leaves() -> None:
+    """A stopped worker's finished(leaving=True) wakes the one holding back for it (no max-delay wait)."""
+    clock_now = [0.0]
+    queue = JobQueue(
+        capacity=10, policy=BatchPolicy(batch_size=8, max_delay_s=3600.0, adaptive=True), clock=lambda: clock_now[0]
+    )
+    queue.put(job(0.0))
+    assert isinstance(queue.try_take(now=0.0), list)  # the "leaving" worker is busy with it
+    waiting = job(0.0)
+    queue.put(waiting)
+    results: list[object] = []
+    holder = threading.Thread(target=lambda: results.append(queue.take(lambda: False)))
+    holder.start()
+    deadline = time.monotonic() + 10
+    while queue.waiting_workers == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)  # a condition poll, not a timing assumption: wait until the holder blocks
+    assert queue.waiting_workers == 1
+    # the holder is blocked (an hour's max delay); only the leaving worker's finished() can release it
+    queue.finished(leaving=True)
+    holder.join(timeout=10)
+    assert results == [[waiting]]

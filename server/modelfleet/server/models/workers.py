@@ -182,7 +182,10 @@ class Worker:
             batch = queue.take(self.should_stop)
             if batch is None:
                 break
-            self._run_batch(runner, batch, clock())
+            try:
+                self._run_batch(runner, batch, clock())
+            finally:
+                queue.finished(leaving=self.should_stop())
             if self.abandoned:
                 return  # the watchdog replaced this worker and failed its batch
         self.status = "STOPPED"
