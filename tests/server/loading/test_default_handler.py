@@ -241,3 +241,38 @@ def test_stream_yields_the_single_result_or_raises(mlp: tuple[Any, torch.nn.Modu
     with pytest.raises(ModelFleetError) as caught:
         list(runner.stream(js([0.5] * 3)))
     assert caught.value.reason is Reason.BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b"[1.5, -0.0, 1e-50, 3]", [1.5, -0.0, 0.0, 3.0]),  # the fast parser's path
+        (b"[NaN, Infinity, -Infinity, 2]", [float("nan"), float("inf"), float("-inf"), 2.0]),  # json's extensions
+        (b" [1e400, 7] ", [float("inf"), 7.0]),
+    ],
+)
+def test_json_numbers_read_as_python_json_reads_them(text: bytes, expected: list[float]) -> None:
+    """Both JSON parsers (fast path and json fallback) give float32 values equal to json.loads'."""
+    runner = TensorRunner(torch.jit.script(Affine()), device="cpu", state=ModelState(sample_ndim=1))
+    (answer,) = runner.run_batch([{"data": text}])
+    assert isinstance(answer, bytes)
+    got = np.array(json.loads(answer), dtype=np.float32)
+    want = np.array(expected, dtype=np.float32) * 2 + 1
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (b"[1.0, 2", "input is not valid JSON: Expecting"),
+        (b"[1] x", "input is not valid JSON: Extra data"),
+        (b"\xef\xbb\xbf[1]", "input is not valid JSON: Unexpected UTF-8 BOM"),
+        (b"[1.0, \xff]", "input is not valid UTF-8"),
+        (b"[null, 1]", "found null, text or out-of-range values"),
+    ],
+)
+def test_malformed_json_gets_json_module_error_messages(text: bytes, words: str) -> None:
+    runner = TensorRunner(torch.jit.script(Affine()), device="cpu", state=ModelState(sample_ndim=1))
+    (answer,) = runner.run_batch([{"data": text}])
+    assert isinstance(answer, ModelFleetError) and answer.reason is Reason.BAD_INPUT
+    assert words in answer.message

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
+import orjson
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
@@ -365,11 +366,27 @@ def decode_rows(request: Mapping[str, bytes]) -> tuple[Rows, int]:
 
 def _decode_json(data: bytes) -> np.ndarray[Any, Any]:
     try:
-        value = json.loads(data.decode("utf-8"))
+        # orjson parses a 256-number array ~5x faster than json (12 vs 56 us, with the array build),
+        # and this runs per request holding the GIL. What it refuses (NaN and Infinity, which json
+        # accepts, and every malformed input) goes through json, so the accepted values and the error
+        # messages stay json's. One difference: orjson reads an integer beyond 64 bits as the float
+        # it is closest to, which json's path refused as out of range; float32 holds it either way.
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        value = _decode_json_slow(data)
+    return _as_float32(value)
+
+
+def _decode_json_slow(data: bytes) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise bad_input(f"input is not valid UTF-8 (byte {exc.start}) and not a binary tensor") from None
     except ValueError as exc:
         raise bad_input(f"input is not valid JSON: {exc}") from None
+
+
+def _as_float32(value: Any) -> np.ndarray[Any, Any]:
     if not isinstance(value, (list, int, float)):
         raise bad_input(f"expected a JSON number array, got a JSON {type(value).__name__}")
     # numpy builds the array several times faster than torch.tensor(list); converting without a dtype
