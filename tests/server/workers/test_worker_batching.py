@@ -62,6 +62,41 @@ async def test_requests_arriving_while_the_worker_is_busy_run_in_batches_of_at_m
     assert largest_batch_bucket(registry) == 4  # no batch larger than batch_size
 
 
+async def test_a_free_worker_holds_back_until_half_a_batch_waits_while_another_is_busy(
+    registries: Any, tiny_model: Any, handler_module: Any
+) -> None:
+    """Adaptive mode with two workers: requests that trickle in while one worker is busy are not
+    taken one by one by the other; they wait (never past max_batch_delay) until half a batch is
+    queued, then go as one forward pass."""
+    handler = handler_module(h.HOLDING_HANDLER)
+    registry: ModelRegistry = registries.new(trusted_handlers=(handler.__name__,))
+    await registry.register(
+        RegisterSpec(
+            url="tiny.pt", handler=handler.__name__, synchronous=True, initial_workers=2,
+            batch_size=8, max_batch_delay_ms=LONG_DELAY_MS,
+        )
+    )
+    pool = registry.get("tiny").pool
+    blocker = asyncio.ensure_future(h.predict(registry, "tiny", h.held(h.seeded_rows(1, seed=0))))
+    assert await h.in_thread(lambda: handler.ENTERED.acquire(timeout=h.WAIT_S))
+    inputs = [h.seeded_rows(1, seed=300 + i) for i in range(4)]
+    calls = []
+    for count, rows in enumerate(inputs[:3], start=1):  # one at a time: each reaches the queue alone
+        calls.append(asyncio.ensure_future(h.predict(registry, "tiny", h.rows_json(rows))))
+        await h.eventually(lambda: len(pool.queue) == count, what=f"{count} request(s) held in the queue")
+    assert pool.stats().batches == 0  # the free worker took none of them
+    calls.append(asyncio.ensure_future(h.predict(registry, "tiny", h.rows_json(inputs[3]))))
+    answers = await asyncio.gather(*calls)  # 4 = half of batch_size 8: the free worker takes all four
+
+    reference = h.eager()
+    for rows, answer in zip(inputs, answers):
+        assert torch.allclose(h.as_tensor(answer), reference(rows), atol=1e-6)
+    assert (pool.stats().batches, pool.stats().requests) == (1, 4)  # one batch; the held call still runs
+    handler.GATE.set()
+    await blocker
+    assert (pool.stats().batches, pool.stats().requests) == (2, 5)
+
+
 async def test_batched_results_equal_the_unbatched_eager_outputs(registries: Any, make_model: Any) -> None:
     make_model("mlp.pt", kind="mlp", seed=3)
     registry: ModelRegistry = registries.new(adaptive_batching=False)
