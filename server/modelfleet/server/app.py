@@ -69,6 +69,9 @@ class App:
         self._loading: asyncio.Task[None] | None = None
         self._desired_loaded = False
         self._desired = DesiredState()
+        self._desired_met = False
+        """Everything in the desired state was registered once; from then on the management API
+        (the operator's cut-overs and removals) decides what runs and `""` follows the registry."""
         self._retrying: asyncio.Task[None] | None = None
         self._health_names: set[str] = set()
         self._stopped = False
@@ -208,7 +211,7 @@ class App:
         while True:
             await asyncio.sleep(delay)
             missing = missing_models(self.registry, self._desired)
-            if not missing.models:
+            if self._desired_met or not missing.models:  # met meanwhile (the operator registered it)
                 self.desired_failures = []
                 self._sync_health()
                 return
@@ -237,8 +240,9 @@ class App:
         for name, serving in view.items():
             self.health.set(name, serving)
         self._health_names = set(view)
-        complete = self._desired_loaded and not missing_models(registry, self._desired).models
-        self.health.set(OVERALL_SERVICE, complete and registry.healthy())
+        if not self._desired_met:
+            self._desired_met = self._desired_loaded and not missing_models(registry, self._desired).models
+        self.health.set(OVERALL_SERVICE, self._desired_met and registry.healthy())
 
     # ---- stop -------------------------------------------------------------------------------
     async def stop(self) -> None:

@@ -149,3 +149,30 @@ async def test_registering_the_missing_model_by_hand_makes_the_pod_ready(
             return await api.check("") == R.SERVING
 
         await api.wait_for(overall_serving, what='"" to follow the registry')
+
+
+async def test_after_the_desired_state_loaded_overall_health_follows_the_management_api(
+    start_api: Callable[..., Any], make_model: Callable[..., Any], tmp_path: Path, model_store: Path
+) -> None:
+    """A version cut-over by the operator (register 2.0, SetDefault, unregister 1.0) leaves the pod
+    ready although its start-time file still lists 1.0: the file is what a pod loads at start, not
+    a condition it must keep meeting."""
+    from modelfleet.protos import management_pb2
+
+    make_model("tiny.pt", seed=1)
+    make_model("tiny2.pt", seed=2)
+    state = tmp_path / "models.json"
+    state.write_text(json.dumps({"models": [
+        {"name": "tiny", "defaultVersion": "1.0", "versions": [{"version": "1.0", "url": "tiny.pt#version=1.0"}]},
+    ]}))  # fmt: skip
+    models = ModelSettings(default_workers=1, desired_state_file=state)
+    async with start_api(models=models, sources=SourceSettings(model_store=model_store)) as api:
+        assert await api.app.wait_loaded() == []
+        assert await api.check("") == R.SERVING
+        await api.register("tiny2.pt#version=2.0", model_name="tiny")
+        await api.management.SetDefault(management_pb2.SetDefaultRequest(model_name="tiny", model_version="2.0"))
+        await api.management.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="tiny", model_version="1.0"))
+        assert [d["modelVersion"] for d in await api.describe("tiny", "all")] == ["2.0"]
+        assert await api.check("") == R.SERVING
+        await api.management.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="tiny", model_version="2.0"))
+        assert await api.check("") == R.SERVING  # nothing registered, nothing unhealthy: TorchServe's Ping too
