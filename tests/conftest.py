@@ -1,18 +1,11 @@
-"""Fixtures shared by every test: free loopback ports, a model store with tiny seeded models."""
+"""Fixtures shared by every test: a model store with tiny seeded models (helpers live in tests/support)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

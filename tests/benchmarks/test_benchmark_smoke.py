@@ -13,32 +13,27 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from mf_net import free_port
+from mf_polling import eventually_sync
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_listening(address: str, *, timeout_s: float) -> None:
     host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def accepts() -> bool:
         try:
             socket.create_connection((host, int(port)), timeout=1).close()
-            return
+            return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+
+    eventually_sync(accepts, timeout=timeout_s, what=f"{address} to accept connections")
 
 
 @pytest.mark.slow

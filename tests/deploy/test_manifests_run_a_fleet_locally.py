@@ -14,12 +14,12 @@ import asyncio
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from mf_polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -71,17 +71,17 @@ async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kube
         await kubectl("apply", "--validate=false", "-n", "default", "-f", str(ROOT / "examples" / "cpu.yaml"))
 
         mds = fleet.client.type("modelfleet.io", "modeldeployments")
-        deadline = time.monotonic() + 300
-        md = None
-        while time.monotonic() < deadline:
+        def status_and_operator_log() -> str:
             md = fleet.client.get(mds, "default", "cpu-tiny")
-            if _ready(md):
-                break
-            await asyncio.sleep(0.5)  # polling the condition, bounded by the deadline
-        operator_log = "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in (state / "pods").rglob("*.log") if "operator" in str(p)
-        ) if (state / "pods").is_dir() else ""
-        assert _ready(md), f"status: {json.dumps((md or {}).get('status'), indent=1)}\n{operator_log}"
+            operator_log = "\n".join(
+                p.read_text(errors="replace")[-3000:] for p in (state / "pods").rglob("*.log") if "operator" in str(p)
+            ) if (state / "pods").is_dir() else ""
+            return f"status: {json.dumps((md or {}).get('status'), indent=1)}\n{operator_log}"
+
+        md = await eventually(
+            lambda: (found := fleet.client.get(mds, "default", "cpu-tiny")) and _ready(found) and found,
+            timeout=300, interval=0.5, what="ModelDeployment cpu-tiny Ready", diagnose=status_and_operator_log,
+        )
 
         pods = fleet.client.list(fleet.client.type("", "pods"), "modelfleet-system")
         operators = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/name") == "modelfleet-operator"]

@@ -3,11 +3,9 @@ installed, and real `python -m modelfleet.server` processes on their own loopbac
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mf_polling as polling
+from mf_net import free_port
 import pytest
 import yaml
 
@@ -137,29 +137,10 @@ async def eventually(
 ) -> Any:
     """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout`
     with what `diagnose()` (sync or async) says about the state."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            detail = diagnose() if diagnose is not None else ""
-            if asyncio.iscoroutine(detail):
-                detail = await detail
-            raise AssertionError(f"condition not met within {timeout} s\n{detail}")
-        await asyncio.sleep(interval)
+    return await polling.eventually(predicate, timeout=timeout, interval=interval, diagnose=diagnose)
 
 
 # Real server processes -------------------------------------------------------------------------
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_serving(address: str, *, service: str = "", timeout: float = 60.0) -> None:

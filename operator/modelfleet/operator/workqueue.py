@@ -36,6 +36,10 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._queued) + len(self._due)
 
+    def idle(self) -> bool:
+        """Nothing ready, delayed or running: every key added so far has been handled."""
+        return self._ready.empty() and not self._active and not self._due
+
     def add(self, key: Hashable, *, after: float = 0.0) -> None:
         if after > 0:
             due = self._clock() + after

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import kopf
 import pytest
+from mf_polling import eventually
 
 from modelfleet.local.apiserver import RunningApi, run_apiserver
 
@@ -59,9 +60,7 @@ async def running(widget_crd: dict) -> AsyncIterator[tuple[RunningApi, kopf.Memo
 
 
 async def _eventually(predicate, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
+    await eventually(predicate, timeout=timeout)
 
 
 async def test_kopf_handles_create_and_delete_with_finalizer_and_adoption(running):

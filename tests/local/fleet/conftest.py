@@ -3,13 +3,13 @@ test's loop with probes and back-off scaled down, and pod templates that run tes
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import mf_polling as polling
 import pytest
 
 from modelfleet.local.fleet import Fleet, run_fleet
@@ -25,16 +25,8 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
 
 
 async def eventually(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until predicate() is truthy; return its value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    """Poll until predicate() (sync or async) is truthy; return its value."""
+    return await polling.eventually(predicate, timeout=timeout, what=what, interval=0.05)
 
 
 @pytest.fixture

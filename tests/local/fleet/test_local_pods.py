@@ -155,8 +155,6 @@ async def test_kubectl_logs_reads_the_container_output(fleet, deployment, podser
     async def text() -> str:
         response = await fleet.api.emulator.get(path)
         return await response.text() if response.status == 200 else ""
-    for _ in range(100):
-        if f"hello from {name}" in await text():
-            break
-        await asyncio.sleep(0.05)
-    assert f"hello from {name}" in await text()
+    async def greeted() -> bool:
+        return f"hello from {name}" in await text()
+    await wait(greeted, timeout=10, what="the container's greeting in kubectl logs")

@@ -20,15 +20,20 @@ def _elector(kube: Kube, identity: str) -> LeaseElector:
 
 
 async def test_only_one_replica_leads_while_the_leader_renews(kube: Kube) -> None:
-    a, b = _elector(kube, "a"), _elector(kube, "b")
+    """b's own clock (injected) runs 3 lease durations while a renews; a renewal restarts b's count."""
+    now = [0.0]
+    a = _elector(kube, "a")
+    b = LeaseElector(kube, LeaderSettings(identity="b", **FAST), clock=lambda: now[0])  # type: ignore[arg-type]
     assert await a.try_acquire_or_renew()
-    holding = asyncio.create_task(a.hold())
-    for _ in range(15):  # 1.5 lease durations of b trying while a renews
+    for _ in range(5):
         assert not await b.try_acquire_or_renew()
-        await asyncio.sleep(0.1)
+        now[0] += 0.6 * FAST["lease_duration_s"]  # less than a lease duration between renewals
+        assert await a.try_acquire_or_renew()
+    assert not await b.try_acquire_or_renew()
     lease = await kube.get("Lease", "default", "op")
     assert lease["spec"]["holderIdentity"] == "a"
-    holding.cancel()
+    now[0] += 1.01 * FAST["lease_duration_s"]  # a stops renewing: one full duration later b takes over
+    assert await b.try_acquire_or_renew()
 
 
 async def test_a_crashed_leader_is_replaced_within_the_lease_duration(kube: Kube) -> None:
@@ -58,9 +63,9 @@ async def test_a_leader_that_lost_the_lease_stops(kube: Kube, poll: Callable[...
     assert await a.try_acquire_or_renew()
     holding = asyncio.create_task(a.hold())
     lease = await kube.get("Lease", "default", "op")
+    assert lease is not None
     await kube.patch_json("Lease", "default", "op", [
         {"op": "add", "path": "/spec/holderIdentity", "value": "intruder"},
         {"op": "add", "path": "/spec/leaseDurationSeconds", "value": 3600},
     ])
-    assert lease is not None
     await poll(holding.done, timeout=5)  # hold() returns: the caller stops the operator

@@ -32,13 +32,13 @@ class Scripted(management_pb2_grpc.ManagementAPIsServiceServicer):  # type: igno
     def __init__(self) -> None:
         self.script: list[tuple[grpc.StatusCode, str] | None] = []
         self.calls: list[tuple[str, dict[str, str]]] = []
-        self.delay = 0.0
+        self.hang = False
         self.pages: list[str] = []
 
     async def _answer(self, method: str, context: aio.ServicerContext, msg: str = "ok") -> management_pb2.ManagementResponse:
         self.calls.append((method, {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}))
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.hang:
+            await asyncio.Event().wait()  # never answers: only the caller's deadline ends the call
         step = self.script.pop(0) if self.script else None
         if step is not None:
             code, reason = step
@@ -129,7 +129,7 @@ async def test_unregistering_what_is_gone_counts_as_done(scripted: tuple[Scripte
 
 async def test_calls_have_deadlines(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
-    servicer.delay = 1.0
+    servicer.hang = True
     client = PodClient(address, "t", settings=PodClientSettings(call_timeout_s=0.1, attempts=1))
     with pytest.raises(PodCallError) as failed:
         await client.set_default("tiny", "2.0")

@@ -24,8 +24,7 @@ async def test_a_key_added_many_times_while_waiting_runs_once(poll: Callable[...
         queue.add("a")
     queue.add("b")
     task = await _running(queue, handle)
-    await poll(lambda: len(seen) >= 2)
-    await asyncio.sleep(0.05)
+    await poll(lambda: len(seen) >= 2 and queue.idle())  # idle: a duplicate would still be queued or running
     task.cancel()
     assert sorted(map(str, seen)) == ["a", "b"]
 
@@ -50,8 +49,7 @@ async def test_a_key_added_while_running_runs_again_after_and_never_concurrently
     queue.add("k")
     queue.add("k")
     release.set()
-    await poll(lambda: len(runs) == 2)
-    await asyncio.sleep(0.05)
+    await poll(lambda: len(runs) == 2 and queue.idle())  # idle: a third run would still be queued or running
     task.cancel()
     assert runs == ["k", "k"] and overlap == []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import mf_polling as polling
 import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -82,12 +82,7 @@ class Api:
     @staticmethod
     async def wait_for(condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "") -> None:
         """Poll an async condition until true (bounded); never a fixed sleep."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not await condition():
-            if loop.time() > end:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-            await asyncio.sleep(0.02)
+        await polling.eventually(condition, timeout=timeout, what=what)
 
     async def register(self, url: str, **fields: Any) -> str:
         fields.setdefault("synchronous", True)

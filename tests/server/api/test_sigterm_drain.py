@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from mf_polling import eventually
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -21,10 +22,9 @@ from modelfleet.protos import inference_pb2, inference_pb2_grpc
 R = health_pb2.HealthCheckResponse
 SAMPLE = json.dumps([0.5] * 16).encode()
 
-FILE_GATE_HANDLER = '''"""Test handler: a request waits until the test creates <MF_GATE_DIR>/release."""
+FILE_GATE_HANDLER = '''"""Test handler: a request blocks reading the FIFO <MF_GATE_DIR>/release until the test writes it."""
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -33,11 +33,9 @@ import torch
 def preprocess(inputs):
     gate = Path(os.environ["MF_GATE_DIR"])
     (gate / "entered").touch()
-    for _ in range(6000):  # at most 60 s
-        if (gate / "release").exists():
-            return torch.tensor([json.loads(inputs["data"])], dtype=torch.float32)
-        time.sleep(0.01)
-    raise ValueError("the test never released the gate")
+    with open(gate / "release", "rb") as fifo:  # blocks until the test opens the FIFO to write
+        fifo.read()
+    return torch.tensor([json.loads(inputs["data"])], dtype=torch.float32)
 '''
 
 PORT_LINE = re.compile(r"ModelFleet (inference|management) on 127\.0\.0\.1:(\d+)")
@@ -87,6 +85,7 @@ async def server(tmp_path: Path, make_model: Callable[..., Path], model_store: P
     (handlers / "mf_file_gate.py").write_text(FILE_GATE_HANDLER)
     gate = tmp_path / "gate"
     gate.mkdir()
+    os.mkfifo(gate / "release")
     state = tmp_path / "models.json"
     state.write_text(json.dumps({"models": [
         {"name": "tiny", "versions": [{"url": "tiny.pt"}], "minWorkers": 1, "handler": "mf_file_gate"},
@@ -126,10 +125,10 @@ async def test_sigterm_drains_and_the_in_flight_call_finishes(server: ServerProc
         in_flight = asyncio.ensure_future(
             stub.Predictions(inference_pb2.PredictionsRequest(model_name="tiny", input={"data": SAMPLE}), timeout=60)
         )
-        for _ in range(3000):  # the request reaches the model (bounded poll)
-            if (tmp_path / "gate" / "entered").exists() or in_flight.done():
-                break
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: (tmp_path / "gate" / "entered").exists() or in_flight.done(),
+            timeout=60, what="the request to reach the model",
+        )
         assert (tmp_path / "gate" / "entered").exists(), server.log
 
         server.process.send_signal(signal.SIGTERM)
@@ -137,10 +136,9 @@ async def test_sigterm_drains_and_the_in_flight_call_finishes(server: ServerProc
         assert reply.status == R.NOT_SERVING
 
         # Listeners close right after the drain delay (0 here); then new connections are refused.
-        for _ in range(1500):  # bounded poll
-            if not await _accepts(server.ports["inference"]):
-                break
-            await asyncio.sleep(0.02)
+        async def refuses() -> bool:
+            return not await _accepts(server.ports["inference"])
+        await eventually(refuses, timeout=30, what="the inference listener to close")
         async with aio.insecure_channel(address) as fresh:
             late = inference_pb2_grpc.InferenceAPIsServiceStub(fresh).Predictions(
                 inference_pb2.PredictionsRequest(model_name="tiny", input={"data": SAMPLE}), timeout=10
@@ -150,7 +148,8 @@ async def test_sigterm_drains_and_the_in_flight_call_finishes(server: ServerProc
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert not in_flight.done()
 
-        (tmp_path / "gate" / "release").touch()
+        # O_NONBLOCK: fails at once (ENXIO) instead of hanging if the handler is not reading.
+        os.close(os.open(tmp_path / "gate" / "release", os.O_WRONLY | os.O_NONBLOCK))
         result = await asyncio.wait_for(in_flight, 60)
         assert len(json.loads(result.prediction)) in (1, 4)
     assert await asyncio.wait_for(server.process.wait(), 60) == 0, server.log

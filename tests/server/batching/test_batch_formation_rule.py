@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+from mf_polling import eventually_sync
 
 from modelfleet.server.errors import Reason, ModelFleetError
 from modelfleet.server.models.batching import BatchPolicy, Job, JobQueue
@@ -137,10 +137,7 @@ def test_a_held_worker_is_released_when_the_busy_one_leaves() -> None:
     results: list[object] = []
     holder = threading.Thread(target=lambda: results.append(queue.take(lambda: False)))
     holder.start()
-    deadline = time.monotonic() + 10
-    while queue.waiting_workers == 0 and time.monotonic() < deadline:
-        time.sleep(0.001)  # a condition poll, not a timing assumption: wait until the holder blocks
-    assert queue.waiting_workers == 1
+    eventually_sync(lambda: queue.waiting_workers == 1, timeout=10, what="the holder to block in take()")
     # the holder is blocked (an hour's max delay); only the leaving worker's finished() can release it
     queue.finished(leaving=True)
     holder.join(timeout=10)

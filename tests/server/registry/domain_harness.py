@@ -13,13 +13,13 @@ import asyncio
 import importlib
 import json
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+import mf_polling as polling
 import pytest
 import torch
 
@@ -103,11 +103,7 @@ async def predict(
 
 async def eventually(predicate: Callable[[], bool], *, what: str, timeout_s: float = WAIT_S) -> None:
     """Poll a condition the event loop or worker threads make true (bounded; never a fixed sleep)."""
-    stop = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > stop:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.005)
+    await polling.eventually(predicate, timeout=timeout_s, what=what, interval=0.005)
 
 
 async def in_thread(call: Callable[[], T]) -> T:

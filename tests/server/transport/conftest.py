@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
+import mf_polling as polling
 import pytest
 from grpc import aio
 
@@ -117,12 +118,7 @@ async def start_server() -> AsyncIterator[StartServer]:
 
 async def _wait_until(predicate: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "") -> None:
     """Poll an async condition until true; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
+    await polling.eventually(predicate, timeout=timeout, what=what)
 
 
 @pytest.fixture
