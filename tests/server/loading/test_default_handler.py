@@ -234,6 +234,22 @@ def test_model_returning_a_tuple_is_an_internal_error() -> None:
     assert isinstance(error, ModelFleetError) and error.kind is ErrorKind.INTERNAL
 
 
+def test_a_wrong_output_type_fails_the_whole_batch_after_one_forward_pass() -> None:
+    """Not the inputs' fault, so no one-by-one retry: one forward pass, every caller INTERNAL."""
+
+    class CountingPair(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            CountingPair.calls += 1
+            return x, x
+
+    runner = TensorRunner(CountingPair(), device="cpu", state=ModelState(sample_ndim=1))
+    errors = runner.run_batch([js([1.0]), js([2.0]), js([3.0])])
+    assert CountingPair.calls == 1
+    assert all(isinstance(e, ModelFleetError) and e.kind is ErrorKind.INTERNAL for e in errors)
+
+
 def test_stream_yields_the_single_result_or_raises(mlp: tuple[Any, torch.nn.Module]) -> None:
     runner, _ = mlp
     [batch_result] = runner.run_batch([js([0.5] * 256)])

@@ -349,13 +349,7 @@ class ModelRegistry:
     async def predict(
         self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None
     ) -> bytes:
-        model = self._models.get(name)
-        if model is None:
-            raise model_not_found(name)
-        found = model.versions.get(version or model.default)
-        if found is None:
-            raise version_not_found(name, version or "")
-        return await found.pool.submit(inputs, deadline)
+        return await self._version(name, version).pool.submit(inputs, deadline)
 
     async def stream(
         self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .. import names
-from ..errors import ErrorKind, ModelFleetError, Reason
+from ..errors import ErrorKind, ModelFleetError, Reason, bad_input
 from ..settings import SourceSettings
 from .contracts import ResolvedSource
 from .download import checksum_mismatch, download, download_target, sha256_of
@@ -34,10 +34,6 @@ class Fragment:
     version: str | None = None
     sha256: str | None = None
     """Lower-case hex."""
-
-
-def bad_input(message: str) -> ModelFleetError:
-    return ModelFleetError(ErrorKind.INVALID_ARGUMENT, Reason.BAD_INPUT, message)
 
 
 def path_escape(url: str, why: str) -> ModelFleetError:

@@ -55,7 +55,8 @@ def _deadline_passed() -> ModelFleetError:
     )
 
 
-def _unexpected(exc: BaseException) -> ModelFleetError:
+def _unexpected() -> ModelFleetError:
+    """What callers see of a failure inside the model run (the traceback goes to the log)."""
     return ModelFleetError(ErrorKind.INTERNAL, Reason.INTERNAL, "Internal server error")
 
 
@@ -238,9 +239,9 @@ class Worker:
                 raise RuntimeError(f"runner returned {len(results)} results for {len(live)} inputs")
         except ModelFleetError as exc:
             results = [exc] * len(live)
-        except Exception as exc:
+        except Exception:
             log.exception("model %s failed on a batch of %d", self.pool.name, len(live))
-            results = [_unexpected(exc)] * len(live)
+            results = [_unexpected()] * len(live)
         finished = time.monotonic()
         self.busy_since = None
         self.current = []

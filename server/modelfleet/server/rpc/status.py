@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from google.protobuf import any_pb2
 from google.protobuf import descriptor as _descriptor
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from grpc import StatusCode as Code
 from grpc import aio
 
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
-from modelfleet.server.rpc.error_details import DOMAIN, error_status_trailer
+from modelfleet.server.rpc.error_details import error_info_any, error_status_trailer
 from modelfleet.server.settings import StatusMode
 
 log = logging.getLogger(__name__)
@@ -130,8 +129,7 @@ def token_denied_code(mode: StatusMode) -> Code:
 
 def in_band_status(error: ModelFleetError, table: Mapping[Reason, Code]) -> status_pb2.Status:
     """google.rpc.Status for an error sent inside a response message (StreamPredictions2)."""
-    detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason.value, domain=DOMAIN, metadata=error.metadata))
+    detail = error_info_any(error.reason.value, error.metadata)
     return status_pb2.Status(code=code_of(error, table).value[0], message=error.message, details=[detail])
 
 

@@ -219,6 +219,11 @@ class TensorRunner:
             return
         try:
             out = self._checked_forward(_join([item.rows for item in group]))
+        except _OutputError as exc:  # the model's output is wrong whatever the input: no retry
+            error = _output_error(exc)
+            for item in group:
+                results[item.index] = error
+            return
         except Exception:
             # One bad member must not fail the others: run each alone to find out which.
             for item in group:
@@ -339,14 +344,9 @@ def _join(parts: list[Rows]) -> torch.Tensor:
     return torch.cat([_as_tensor(part) for part in parts])
 
 
-def decode(request: Mapping[str, bytes]) -> tuple[torch.Tensor, int]:
-    """One request's tensor and answer form; BAD_INPUT (ModelFleetError) when malformed."""
-    rows, form = decode_rows(request)
-    return _as_tensor(rows), form
-
-
 def decode_rows(request: Mapping[str, bytes]) -> tuple[Rows, int]:
-    """Like decode, but JSON stays a float32 numpy array (see the module docstring)."""
+    """One request's rows and answer form (JSON stays a float32 numpy array: see the module docstring);
+    BAD_INPUT (ModelFleetError) when malformed."""
     data = request.get("data")
     if data is None:
         data = request.get("body")
