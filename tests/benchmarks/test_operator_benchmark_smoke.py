@@ -50,4 +50,5 @@ def test_quick_run_prints_the_three_tables_with_every_row_measured(tmp_path: Pat
         row = re.search(rf"^{re.escape(scenario)}\s+({NUMBER})\s+({NUMBER})\s+(\d+)\s+{NUMBER}", stdout, re.M)
         assert row is not None, stdout
         assert float(row.group(2)) >= 2.0
-    assert "targets" in stdout and "0 writes per idle resync" in stdout
+        assert row.group(3) == "0", stdout  # no API write while nothing changes
+    assert "targets" in stdout and "0 writes per idle resync: PASS" in stdout
