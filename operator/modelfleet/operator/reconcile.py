@@ -157,7 +157,10 @@ class Reconciler:
         pods = [p for p in await self.kube.list_objects("Pod", namespace, label_selector=children.label_selector(spec)) if _live(p)]
         refs = sorted((pod_ref(p) for p in pods), key=lambda r: r.name)
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running" and p.get("status", {}).get("podIP")]
-        observed = await self._observe(memory, running, token) if token else []
+        if token:
+            observed = await self._observe(memory, running, token)
+        else:  # unreadable, not absent: a plan must not read "no pod" as "every pod switched"
+            observed = [ObservedPod(pod_ref(p), None, error=token_error) for p in running]
         drivable = {str(p["metadata"]["name"]) for p in running if _started(p)} if token else set()
 
         failures.forget_stale(memory.failures, spec, live_uids={r.uid for r in refs})
@@ -169,7 +172,8 @@ class Reconciler:
         plan = make_plan(
             spec, observed, failures=memory.failures, previous_document=previous_document, now=now, drivable=drivable
         )
-        child_error = await self._write_children(body, spec, plan, current_cm, result) or token_error
+        child_error, failed_kinds = await self._write_children(body, spec, plan, current_cm, result)
+        child_error = child_error or token_error
         seen = status.Observation(
             live_pods=refs,
             observed=observed,
@@ -183,7 +187,8 @@ class Reconciler:
             status.decide(spec, plan, seen=seen),
             result,
         )
-        await self._cutover_events(body, previous_document, plan.document)
+        if "ConfigMap" not in failed_kinds:  # else the next pass sees the same change and tells it then
+            await self._cutover_events(body, previous_document, plan.document)
 
         if not plan.actions:
             memory.action_errors.clear()
@@ -251,7 +256,8 @@ class Reconciler:
 
     async def _write_children(
         self, body: Mapping[str, Any], spec: DeploymentSpec, plan: Plan, current_cm: Json | None, result: PassResult
-    ) -> str | None:
+    ) -> tuple[str | None, set[str]]:
+        """Create or patch every child; (the error text, the kinds whose write failed)."""
         desired = [
             children.deployment(spec),
             children.service(spec),
@@ -262,6 +268,7 @@ class Reconciler:
         if spec.network_policy_enabled:
             desired.append(children.network_policy(spec, self.settings.fleet))
         errors: list[str] = []
+        failed: set[str] = set()
         for child in desired:
             kind, child_name = str(child["kind"]), str(child["metadata"]["name"])
             try:
@@ -277,11 +284,12 @@ class Reconciler:
             except KubeError as exc:
                 log.warning("Writing %s %s/%s failed: %s", kind, spec.namespace, child_name, exc)
                 errors.append(f"{kind} {child_name}: {exc.message or exc.reason}")
+                failed.add(kind)
         if not spec.network_policy_enabled:
             await self._delete_owned("NetworkPolicy", spec, children.names(spec.name)["networkpolicy"], result)
         if errors:
             await self.kube.event(body, type="Warning", reason="ChildWriteFailed", message="; ".join(errors))
-        return "; ".join(errors) or None
+        return "; ".join(errors) or None, failed
 
     async def _delete_orphans(self, namespace: str, name: str, uid: str, result: PassResult) -> None:
         child_names = children.names(name)

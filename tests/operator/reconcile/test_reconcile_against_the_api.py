@@ -4,6 +4,7 @@ leaves running children alone; deleting the resource garbage-collects them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -192,3 +193,34 @@ async def test_disabling_the_network_policy_removes_it(
     await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"networkPolicy": {"enabled": False}}})
     await reconciler.reconcile(KEY)
     assert await kube.get("NetworkPolicy", "default", "demo") is None
+
+
+async def test_pods_the_operator_cannot_read_keep_the_configmap_default_during_a_cut_over(
+    kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
+    """Without the management token no pod can be observed; "every pod switched" must then be false,
+    not vacuously true, or a pod restarting mid-cut-over would load a default the others do not serve."""
+    v1 = {"version": "1.0", "url": "tiny.pt#version=1.0"}
+    v2 = {"version": "2.0", "url": "tiny.pt#version=2.0"}
+    await _create(kube, make_md(tokenSecretRef={"name": "mine"}, models=[{"name": "tiny", "versions": [v1]}]))
+    await reconciler.reconcile(KEY)
+    document = await _configmap_document(kube)
+    assert document["models"][0]["defaultVersion"] == "1.0"
+    labels = (await kube.get("Deployment", "default", "demo"))["spec"]["selector"]["matchLabels"]
+    await kube.create({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "demo-pod", "namespace": "default", "labels": labels},
+                       "spec": {"containers": [{"name": "server", "image": "x"}]}})
+    await kube.patch_merge("Pod", "default", "demo-pod", {"status": {"phase": "Running", "podIP": "127.0.0.9"}},
+                           subresource="status")
+    await kube.patch_merge("ModelDeployment", "default", "demo",
+                           {"spec": {"models": [{"name": "tiny", "versions": [v1, v2], "defaultVersion": "2.0"}]}})
+    await reconciler.reconcile(KEY)  # the token Secret "mine" does not exist: the pod cannot be read
+    assert (await _configmap_document(kube))["models"][0]["defaultVersion"] == "1.0"
+    body = await kube.get("ModelDeployment", "default", "demo")
+    assert next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")["status"] == "True"
+
+
+async def _configmap_document(kube: Kube) -> dict[str, Any]:
+    configmap = await kube.get("ConfigMap", "default", "demo-models")
+    assert configmap is not None
+    return dict(json.loads(configmap["data"]["models.json"]))
