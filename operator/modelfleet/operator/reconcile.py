@@ -238,9 +238,12 @@ class Reconciler:
             return None, f"token Secret {spec.token.secret_name} not found"
         if spec.token.generated:
             ops = child_patch({"kind": "Secret", "metadata": children.token_secret(spec, management_token="", inference_token="")["metadata"]}, secret)
-            if ops:
-                await self.kube.patch_json("Secret", spec.namespace, spec.token.secret_name, ops)
-                result.writes += 1
+            if ops:  # labels/owner only; the tokens in it stay usable if this write fails (retried next pass)
+                try:
+                    await self.kube.patch_json("Secret", spec.namespace, spec.token.secret_name, ops)
+                    result.writes += 1
+                except KubeError as exc:
+                    log.warning("Patching the metadata of Secret %s/%s failed: %s", spec.namespace, spec.token.secret_name, exc)
         raw = (secret.get("data") or {}).get(spec.token.management_key)
         if not raw:
             return None, f"token Secret {spec.token.secret_name} has no key {spec.token.management_key!r}"
@@ -286,7 +289,11 @@ class Reconciler:
                 errors.append(f"{kind} {child_name}: {exc.message or exc.reason}")
                 failed.add(kind)
         if not spec.network_policy_enabled:
-            await self._delete_owned("NetworkPolicy", spec, children.names(spec.name)["networkpolicy"], result)
+            try:
+                await self._delete_owned("NetworkPolicy", spec, children.names(spec.name)["networkpolicy"], result)
+            except KubeError as exc:
+                errors.append(f"NetworkPolicy removal: {exc.message or exc.reason}")
+                failed.add("NetworkPolicy")
         if errors:
             await self.kube.event(body, type="Warning", reason="ChildWriteFailed", message="; ".join(errors))
         return "; ".join(errors) or None, failed
