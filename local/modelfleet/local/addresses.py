@@ -51,15 +51,8 @@ class AddressPool:
                 return address
         raise RuntimeError(f"no free address left in {self._network}")
 
-    def claim(self, address: str) -> None:
-        """Mark an address (e.g. one an earlier run stored in a pod's status) as taken."""
-        self._used.add(int(ipaddress.ip_address(address)))
-
     def release(self, address: str) -> None:
         self._used.discard(int(ipaddress.ip_address(address)))
-
-    def __contains__(self, address: str) -> bool:
-        return int(ipaddress.ip_address(address)) in self._used
 
 
 def pod_pool() -> AddressPool:

@@ -438,8 +438,3 @@ class Store:
             meta = obj["metadata"]
             deleted.append(self.delete(rtype, meta.get("namespace"), meta["name"], propagation=propagation))
         return deleted
-
-    def all_objects(self) -> Iterable[tuple[ResourceType, JSON]]:
-        for type_key, objects in self._objects.items():
-            for obj in objects.values():
-                yield self.types[type_key], obj

@@ -114,10 +114,6 @@ class ApiRequest:
     user_agent: str = ""
     at: float = field(default_factory=time.time)
 
-    @property
-    def is_write(self) -> bool:
-        return self.verb in WRITE_VERBS
-
 
 class AuditLog:
     """Every API request, newest last; bounded (default 200,000 records) so a long run stays small."""

@@ -53,12 +53,6 @@ class KubeError(Exception):
         self.message = message
         super().__init__(f"{status} {reason}: {message}")
 
-    @property
-    def conflict(self) -> bool:
-        return self.status in (409, 422) and self.reason in ("Conflict", "AlreadyExists", "Invalid") and (
-            self.status == 409 or "test" in self.message.lower()
-        )
-
 
 @dataclass(frozen=True)
 class Connection:

@@ -64,10 +64,6 @@ class ModelSpec:
     def version(self, version: str) -> ModelVersionSpec | None:
         return next((v for v in self.versions if v.version == version), None)
 
-    @property
-    def version_names(self) -> tuple[str, ...]:
-        return tuple(v.version for v in self.versions)
-
 
 @dataclass(frozen=True)
 class TokenRef:
