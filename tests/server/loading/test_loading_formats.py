@@ -168,7 +168,7 @@ def test_pickled_checkpoint_named_pt_is_refused_not_unpickled(models: Any, ident
     assert caught.value.reason is Reason.UNSUPPORTED_FORMAT and "torch.save" in caught.value.message
 
 
-def test_corrupt_torchscript_fails_with_load_failed_and_no_traceback(models: Any, load: Any) -> None:
+def test_corrupt_torchscript_is_refused_as_corrupt_before_torch_reads_it(models: Any, load: Any) -> None:
     good = models.torchscript("good.pt")
     broken = models.root / "broken.pt"
     import zipfile
@@ -180,8 +180,9 @@ def test_corrupt_torchscript_fails_with_load_failed_and_no_traceback(models: Any
     with pytest.raises(ModelFleetError) as caught:
         load(broken)
     error = caught.value
-    assert (error.kind, error.reason) == (ErrorKind.INTERNAL, Reason.LOAD_FAILED)
-    assert error.message.startswith("broken.pt: could not load the TorchScript model")
+    assert (error.kind, error.reason) == (ErrorKind.INVALID_ARGUMENT, Reason.UNSUPPORTED_FORMAT)
+    assert error.message.startswith("broken.pt: this TorchScript model cannot be loaded safely")
+    assert "is corrupt" in error.message
     assert "Traceback" not in error.message and "frame #" not in error.message
 
 

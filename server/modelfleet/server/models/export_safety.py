@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorKind, ModelFleetError, Reason
+from .operators import default_allow_list
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FQN = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
@@ -39,8 +40,6 @@ _OPERATOR_FUNCTIONS = frozenset(
 _TORCH_FUNCTIONS = frozenset(
     "sym_int sym_float sym_max sym_min sym_not sym_ite sym_sum sym_sqrt _sym_sqrt sym_fresh_size".split()
 )
-_DENIED_OPS = frozenset({"from_file"})
-"""aten ops that touch the file system; a model has no business calling them."""
 
 # Names a shape expression (sympy srepr, fed to sympify = eval) may call or mention.
 _SYMPY_NAMES = frozenset(
@@ -209,10 +208,11 @@ def _check_target(path: Path, target: str) -> None:
     if any(not _IDENT.match(p) or p.startswith("__") for p in parts):
         raise refused(path, f"operator {target!r} is not allowed")
     head = parts[0]
-    if head == "torch" and len(parts) >= 4 and parts[1] == "ops":
-        # torch.ops.<namespace>.<op>[.<overload>]: never torch.ops.load_library and friends.
-        if parts[3] in _DENIED_OPS:
-            raise refused(path, f"operator {target!r} touches files")
+    if head == "torch" and len(parts) in (4, 5) and parts[1] == "ops":
+        # torch.ops.<namespace>.<op>[.<overload>]: the same allow-list as TorchScript (operators.py).
+        qualified = f"{parts[2]}::{parts[3]}"
+        if not default_allow_list().allows(qualified):
+            raise refused(path, f"operator {target!r} ({qualified}) is not an allowed operator")
         return
     if head == "torch" and len(parts) == 2 and parts[1] in _TORCH_FUNCTIONS:
         return

@@ -27,6 +27,7 @@ from ..settings import ModelSettings
 from . import archive, handlers
 from .contracts import LoadedModel, ModelRunner, RegisterSpec, ResolvedSource
 from .export_safety import check_export_archive
+from .torchscript_safety import check_loaded_module, check_torchscript_archive
 from .generation import generation_model
 
 TORCHSCRIPT = "torchscript"
@@ -36,7 +37,8 @@ FORMATS = {".pt": TORCHSCRIPT, ".pt2": EXPORT, ".safetensors": SAFETENSORS}
 """Serialized-file suffix -> format; the only files loaded, bare or inside a .mar / model folder."""
 EAGER_SUFFIXES = frozenset({".pth", ".bin", ".ckpt", ".pkl", ".pickle"})
 DEFAULT_MAX_EXTRACT_BYTES = 16 * 1024**3
-"""Largest serialized file copied out of a .mar (counted while copying)."""
+"""Server-wide ceiling on a serialized file copied out of a .mar (counted while copying); each
+archive is also held to its own zip-bomb limits (archive.ZipLimits: ratio, 4 x its size + 64 MiB)."""
 
 FILE, MAR, FOLDER = "file", "mar", "folder"
 
@@ -69,6 +71,7 @@ class ModelLoader:
         shared_devices: Collection[str] = ("cpu",),
         work_dir: Path | None = None,
         max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+        zip_limits: archive.ZipLimits | None = None,
     ) -> None:
         self._settings = settings
         self._shared_devices = frozenset(shared_devices)
@@ -76,6 +79,8 @@ class ModelLoader:
         self._work_dir = work_dir
         """Parent of the private temporary folders .mar members are extracted to; None = system temp."""
         self._max_extract_bytes = max_extract_bytes
+        self._zip_limits = zip_limits if zip_limits is not None else archive.ZipLimits()
+        """Checked on a .mar's central directory before its member is inflated (zip bombs)."""
 
     def identify(self, source: ResolvedSource, spec: RegisterSpec) -> ModelIdentity:
         path = source.path
@@ -212,7 +217,11 @@ class ModelLoader:
                 # Our own file name, never the archive's: nothing can land outside `folder`.
                 suffix = PurePosixPath(identity.serialized_file).suffix.lower()
                 yield archive.extract_member(
-                    path, identity.serialized_file, folder / f"model{suffix}", max_bytes=self._max_extract_bytes
+                    path,
+                    identity.serialized_file,
+                    folder / f"model{suffix}",
+                    max_bytes=self._max_extract_bytes,
+                    limits=self._zip_limits,
                 )
             finally:
                 archive.remove_tree(folder)
@@ -312,6 +321,8 @@ def _load_module(
     fmt = identity.serialized_format
     if fmt == TORCHSCRIPT:
         check_torchscript_file(path, origin=origin)
+        # Before torch.jit.load: loading runs the archive's __setstate__ methods.
+        check_torchscript_archive(path, origin=origin)
         return _guarded(origin, "TorchScript model", lambda: _load_torchscript(path, origin)), None
     if fmt == EXPORT:
         check_export_archive(path)
@@ -341,8 +352,7 @@ def _load_torchscript(path: Path, origin: str) -> Any:
     jit_load: Callable[..., Any] = torch.jit.load  # untyped in torch's stubs
     module = jit_load(str(path), map_location="cpu")
     module.eval()
-    if "aten::from_file" in str(module.inlined_graph):
-        raise archive.unsupported(f"{origin}: the model reads files (aten::from_file); refused")
+    check_loaded_module(module, origin=origin)
     return module
 
 
