@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from mf_hostile_models import FORWARD_LINE, SETSTATE_LINE, VICTIM, VICTIM_GLOBAL, VICTIM_QUALNAME, Victim, rewrite
 
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
@@ -215,3 +216,31 @@ def test_the_benign_victim_itself_loads_and_answers(load: Any, victim: Path) -> 
     loaded = load(victim)
     [result] = loaded.make_runner("cpu").run_batch([{"data": b"[" + b",".join([b"2.0"] * 16) + b"]"}])
     assert isinstance(result, bytes) and result.count(b"2.0") == 16
+
+
+class Zeros(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.zeros(2 * 1024 * 1024)  # 8 MiB of zeros: deflates about 1,000:1
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (the name models.export() expects)
+        return input + self.weight[:16]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_a_deflated_model_file_that_inflates_past_the_ratio_limit_is_refused_before_torch_reads_it(
+    models: Any, load: Any, suffix: str
+) -> None:
+    plain = models.torchscript("zeros.pt", module=Zeros()) if suffix == ".pt" else models.export(
+        "zeros.pt2", module=Zeros()
+    )
+    bomb = models.root / f"bomb{suffix}"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    assert bomb.stat().st_size < plain.stat().st_size // 50
+
+    with pytest.raises(ModelFleetError) as caught:
+        load(bomb)
+    assert caught.value.reason is Reason.UNSUPPORTED_FORMAT
+    assert "zip bomb" in caught.value.message

@@ -169,7 +169,9 @@ class ModelLoader:
     def load(self, source: ResolvedSource, spec: RegisterSpec, identity: ModelIdentity) -> LoadedModel:
         handler = handlers.load_handler(identity.handler_name, trusted=self._settings.trusted_handlers)
         with self._local_file(source.path, identity) as model_path:
-            module, sample_ndim = _load_module(model_path, identity, handler, origin=source.path.name)
+            module, sample_ndim = _load_module(
+                model_path, identity, handler, origin=source.path.name, zip_limits=self._zip_limits
+            )
         state = handlers.ModelState(sample_ndim=sample_ndim)
         placement = DevicePlacement(module, shared_devices=self._shared_devices)
 
@@ -315,10 +317,13 @@ def check_torchscript_file(path: Path, *, origin: str) -> None:
 
 
 def _load_module(
-    path: Path, identity: ModelIdentity, handler: handlers.Handler, *, origin: str
+    path: Path, identity: ModelIdentity, handler: handlers.Handler, *, origin: str, zip_limits: archive.ZipLimits
 ) -> tuple[Any, int | None]:
     """The module on the CPU, and the sample rank when the file says it."""
     fmt = identity.serialized_format
+    if fmt in (TORCHSCRIPT, EXPORT):
+        # torch inflates deflated members in memory: a small file could make it allocate gigabytes.
+        _check_zip_limits(path, zip_limits, origin=origin)
     if fmt == TORCHSCRIPT:
         check_torchscript_file(path, origin=origin)
         # Before torch.jit.load: loading runs the archive's __setstate__ methods.
@@ -334,6 +339,16 @@ def _load_module(
             f"{origin}: trusted handler {handler.name!r} has no build_model(), which .safetensors weights need"
         )
     return _guarded(origin, "safetensors weights", lambda: _load_safetensors(path, build_model)), None
+
+
+def _check_zip_limits(path: Path, limits: archive.ZipLimits, *, origin: str) -> None:
+    try:
+        with zipfile.ZipFile(path) as model_zip:
+            limits.check(model_zip, archive_bytes=path.stat().st_size, origin=origin)
+    except zipfile.BadZipFile:
+        return  # not a zip: the format checks that follow say what it is
+    except OSError as exc:
+        raise load_failed(f"{origin}: cannot read the model file ({exc.strerror or exc})") from None
 
 
 def _guarded(origin: str, what: str, load: Callable[[], Any]) -> Any:
