@@ -67,7 +67,7 @@ def _check_name(rtype: ResourceType, name: str, causes: list[str]) -> None:
     pattern, limit = (_DNS1035, 63) if rtype.key in _DNS1035_KINDS else (_SUBDOMAIN, 253)
     if rtype.key == ("apiextensions.k8s.io", "customresourcedefinitions") or rtype.key[1] == "events":
         return  # CRD names contain the group; Event names are generated with dots and digits
-    if len(name) > limit or not pattern.match(name):
+    if len(name) > limit or not pattern.fullmatch(name):
         causes.append(f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 '
                       f'{"label" if limit == 63 else "subdomain"} must consist of lower case alphanumeric '
                       f"characters, '-' or '.'")
@@ -78,11 +78,11 @@ def _check_labels(labels: Any, where: str, causes: list[str]) -> None:
         return
     for key, value in labels.items():
         prefix, _, label_name = str(key).rpartition("/")
-        if (len(label_name) > 63 or not _LABEL_NAME.match(label_name)
-                or (prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix)))):
+        if (len(label_name) > 63 or not _LABEL_NAME.fullmatch(label_name)
+                or (prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)))):
             causes.append(f'{where}: Invalid value: "{key}": name part must consist of alphanumeric '
                           "characters, '-', '_' or '.'")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
             causes.append(f'{where}: Invalid value: "{value}": a valid label must be an empty string or '
                           "consist of alphanumeric characters, '-', '_' or '.' (at most 63)")
 

@@ -178,7 +178,7 @@ class _Checker:
             return default
         if len(value) > max_length:
             self.fail(path, f"must be at most {max_length} characters")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             self.fail(path, f"{value!r} must match {pattern.pattern}")
         if enum and value not in enum:
             self.fail(path, f"{value!r} must be one of {', '.join(enum)}")
@@ -207,7 +207,7 @@ class _Checker:
             return None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        if isinstance(value, str) and _INT_OR_PERCENT.match(value):
+        if isinstance(value, str) and _INT_OR_PERCENT.fullmatch(value):
             return value
         self.fail(path, "must be a non-negative integer or a percentage such as 25%")
         return None
@@ -438,7 +438,7 @@ def _resources(check: _Checker, raw: Any) -> Json:
         clean: dict[str, int | str] = {}
         for resource, quantity in quantities.items():
             text = str(quantity) if isinstance(quantity, int) and not isinstance(quantity, bool) else quantity
-            if not isinstance(text, str) or not _QUANTITY.match(text):
+            if not isinstance(text, str) or not _QUANTITY.fullmatch(text):
                 check.fail(f"spec.resources.{section}.{resource}", f"{quantity!r} is not a resource quantity")
                 continue
             clean[str(resource)] = quantity

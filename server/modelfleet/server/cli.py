@@ -34,6 +34,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_POD_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
 
 
 # ---- value parsers (raise ValueError/argparse.ArgumentTypeError with a readable message) ----------
@@ -60,6 +61,26 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text!r}")
     return value
 
 
@@ -90,7 +111,7 @@ def regex(text: str) -> str:
 
 
 def module_name(text: str) -> str:
-    if not _MODULE.match(text):
+    if not _MODULE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"not a Python module name: {text!r}")
     return text
 
@@ -100,6 +121,13 @@ def model_entry(text: str) -> str:
         parse_startup_models([text])
     except ModelFleetError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
+    return text
+
+
+def pod_uid(text: str) -> str:
+    """A Kubernetes UID (a UUID); limited to what a gRPC metadata value may carry as plain ASCII."""
+    if not _POD_UID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a pod UID (letters, digits, '-', at most 128), got {text!r}")
     return text
 
 
@@ -139,6 +167,8 @@ class Flag:
 
 
 _NET = NetworkSettings()
+_SOURCES = SourceSettings()
+_MODELS = ModelSettings()
 FLAGS: tuple[Flag, ...] = (
     Flag("inference-address", "inference API HOST:PORT", address, _NET.inference_address, metavar="HOST:PORT"),
     Flag("management-address", "management API HOST:PORT", address, _NET.management_address, metavar="HOST:PORT"),
@@ -190,12 +220,42 @@ FLAGS: tuple[Flag, ...] = (
          metavar="DIR"),
     Flag("max-download-size", "largest http(s) model download in bytes", positive_int,
          SourceSettings().max_download_bytes, metavar="BYTES"),
-    Flag("download-timeout", "connect/read timeout of an http(s) model download", positive_seconds,
-         SourceSettings().download_timeout_s, metavar="S"),
+    Flag("download-timeout", "seconds a whole http(s) model download may take (waiting for a slot, connect, "
+         "redirects, body)", positive_seconds, _SOURCES.download_timeout_s, metavar="S"),
+    Flag("min-download-rate", "bytes/s an http(s) download must average after --download-rate-grace; 0 = none",
+         non_negative_int, _SOURCES.min_download_rate_bytes_s, metavar="BYTES"),
+    Flag("download-rate-grace", "seconds from a download's start before --min-download-rate applies",
+         positive_seconds, _SOURCES.download_rate_grace_s, metavar="S"),
+    Flag("max-concurrent-downloads", "http(s) downloads running at once; more wait for a slot within their "
+         "--download-timeout", positive_int, _SOURCES.max_concurrent_downloads, metavar="N"),
+    Flag("max-archive-ratio", "largest compression ratio of a zip member (.mar, .pt, .pt2) over 1 MiB",
+         positive_number, _SOURCES.max_archive_ratio, metavar="RATIO"),
+    Flag("extract-size-factor", "a zip may inflate to this many times its size plus --extract-size-allowance",
+         positive_number, _SOURCES.extract_size_factor, metavar="X"),
+    Flag("extract-size-allowance", "bytes a zip may inflate to beyond --extract-size-factor x its size",
+         non_negative_int, _SOURCES.extract_size_allowance_bytes, metavar="BYTES"),
+    Flag("max-archive-entries", "most entries a zip (.mar, .pt, .pt2) may list", positive_int,
+         _SOURCES.max_archive_entries, metavar="N"),
     Flag("fixed-batching", "wait out max_batch_delay for a full batch (TorchServe's way) instead of "
          "dispatching at once when a worker is idle"),
     Flag("max-new-tokens", "most tokens the built-in generation handler produces per request", positive_int,
          ModelSettings().max_new_tokens, metavar="N"),
+    Flag("worker-limit-per-version", "most workers one model version may have (default: 4 x GPUs, else 4 x "
+         "usable CPUs)", positive_int, metavar="N"),
+    Flag("worker-limit", "most worker threads of all model versions together", positive_int, _MODELS.worker_limit,
+         metavar="N"),
+    Flag("batch-size-limit", "largest batch_size a model may ask for", positive_int, _MODELS.batch_size_limit,
+         metavar="N"),
+    Flag("batch-delay-limit", "largest max_batch_delay in ms a model may ask for", positive_int,
+         _MODELS.batch_delay_limit_ms, metavar="MS"),
+    Flag("response-timeout-limit", "largest response_timeout in seconds a model may ask for", positive_int,
+         _MODELS.response_timeout_limit_s, metavar="S"),
+    Flag("model-limit", "most models the server holds (loading ones included)", positive_int, _MODELS.model_limit,
+         metavar="N"),
+    Flag("version-limit", "most versions one model holds (loading ones included)", positive_int,
+         _MODELS.version_limit, metavar="N"),
+    Flag("pod-uid", "this pod's UID (downward API metadata.uid), answered on health Check so the operator can "
+         "verify the pod before it sends its token; default none", pod_uid, metavar="UID"),
     Flag("log-level", f"one of {', '.join(LOG_LEVELS)}", log_level, "INFO", metavar="LEVEL"),
 )  # fmt: skip
 
@@ -261,6 +321,9 @@ def _settings(parser: argparse.ArgumentParser, v: Mapping[str, Any]) -> Settings
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if v["max_connection_age_grace"] is not None and v["max_connection_age"] is None:
         parser.error("--max-connection-age-grace needs --max-connection-age")
+    per_version = v["worker_limit_per_version"]
+    if v["default_workers"] is not None and per_version is not None and v["default_workers"] > per_version:
+        parser.error("--default-workers cannot be more than --worker-limit-per-version")
     return Settings(
         network=NetworkSettings(
             inference_address=v["inference_address"],
@@ -273,6 +336,7 @@ def _settings(parser: argparse.ArgumentParser, v: Mapping[str, Any]) -> Settings
             max_connection_age_grace_s=v["max_connection_age_grace"],
             keepalive_time_s=v["keepalive_time"],
             reflection=not v["no_reflection"],
+            pod_uid=v["pod_uid"],
         ),
         tls=TlsSettings(cert_file=v["tls_cert"], key_file=v["tls_key"], client_ca_file=v["tls_client_ca"]),
         auth=AuthSettings(
@@ -288,6 +352,13 @@ def _settings(parser: argparse.ArgumentParser, v: Mapping[str, Any]) -> Settings
             download_dir=v["download_dir"],
             max_download_bytes=v["max_download_size"],
             download_timeout_s=v["download_timeout"],
+            min_download_rate_bytes_s=v["min_download_rate"],
+            download_rate_grace_s=v["download_rate_grace"],
+            max_concurrent_downloads=v["max_concurrent_downloads"],
+            max_archive_ratio=v["max_archive_ratio"],
+            extract_size_factor=v["extract_size_factor"],
+            extract_size_allowance_bytes=v["extract_size_allowance"],
+            max_archive_entries=v["max_archive_entries"],
         ),
         models=ModelSettings(
             default_workers=v["default_workers"],
@@ -297,6 +368,13 @@ def _settings(parser: argparse.ArgumentParser, v: Mapping[str, Any]) -> Settings
             startup_models=tuple(v["models"]),
             adaptive_batching=not v["fixed_batching"],
             max_new_tokens=v["max_new_tokens"],
+            worker_limit_per_version=per_version,
+            worker_limit=v["worker_limit"],
+            batch_size_limit=v["batch_size_limit"],
+            batch_delay_limit_ms=v["batch_delay_limit"],
+            response_timeout_limit_s=v["response_timeout_limit"],
+            model_limit=v["model_limit"],
+            version_limit=v["version_limit"],
         ),
         shutdown=ShutdownSettings(drain_delay_s=v["drain_delay"], grace_s=v["grace"]),
         status_mode=v["status_codes"],

@@ -51,6 +51,8 @@ class Reason(enum.Enum):
     RESPONSE_TIMEOUT = "RESPONSE_TIMEOUT"
     DEADLINE_PASSED = "DEADLINE_PASSED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    """A request asks for more than a configured limit (workers, models, versions, batch values)."""
     INTERNAL = "INTERNAL"
 
 

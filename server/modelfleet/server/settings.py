@@ -41,6 +41,8 @@ class NetworkSettings:
     """Seconds to wait for a keepalive ack before closing the connection."""
     reflection: bool = True
     """Serve grpc.reflection v1 and v1alpha so grpcurl works without .proto files."""
+    pod_uid: str | None = None
+    """This pod's Kubernetes UID (downward API): answered on health Check so the operator knows whom it reached; None = not sent."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,21 @@ class SourceSettings:
     max_download_bytes: int = 2 * 1024**3
     """Largest http(s) download accepted."""
     download_timeout_s: float = 60.0
-    """Connect/read timeout of an http(s) download."""
+    """Seconds the WHOLE http(s) download may take (waiting for a slot, connect, redirects, body)."""
+    min_download_rate_bytes_s: int = 64 * 1024
+    """Bytes/s a download must average once the grace period is over, else it is refused; 0 = no minimum."""
+    download_rate_grace_s: float = 10.0
+    """Seconds from a download's start before min_download_rate_bytes_s applies (slow starts, TLS)."""
+    max_concurrent_downloads: int = 4
+    """http(s) downloads running at once, on their own threads; more wait for a slot within their deadline."""
+    max_archive_ratio: float = 100.0
+    """Largest compression ratio (inflated/compressed) of a zip member (.mar, .pt, .pt2) over 1 MiB."""
+    extract_size_factor: float = 4.0
+    """A zip may inflate to at most this many times its own size, plus extract_size_allowance_bytes."""
+    extract_size_allowance_bytes: int = 64 * 1024**2
+    """Bytes added to extract_size_factor x the archive size, so small archives are not held to tiny caps."""
+    max_archive_entries: int = 10_000
+    """Most entries a zip (.mar, .pt, .pt2) may list; a huge central directory is itself a bomb."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,20 @@ class ModelSettings:
     """Most tokens the built-in `generation` handler produces per request (a request may ask fewer)."""
     devices: tuple[str, ...] | None = None
     """Devices workers are placed on, round-robin; None = every visible CUDA device, else cpu."""
+    worker_limit_per_version: int | None = None
+    """Most workers (threads) one model version may have; None = 4 x the default worker count (GPUs, else CPUs)."""
+    worker_limit: int = 256
+    """Most worker threads of all versions together: each is an OS thread, and 2^31-1 of them took the pod down."""
+    batch_size_limit: int = 1024
+    """Largest batch_size a model may ask for; bigger batches only grow memory and latency."""
+    batch_delay_limit_ms: int = 60_000
+    """Largest max_batch_delay (ms) a model may ask for; a request should never wait longer for batch-mates."""
+    response_timeout_limit_s: int = 3600
+    """Largest response_timeout (s) a model may ask for; beyond it a stuck worker is never replaced in practice."""
+    model_limit: int = 128
+    """Most models one server holds (registered or loading); above ListModels' page of 100, below worker_limit."""
+    version_limit: int = 16
+    """Most versions one model holds (registered or loading): room for rollouts and canaries, not thousands."""
 
 
 @dataclass(frozen=True)

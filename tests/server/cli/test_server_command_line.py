@@ -19,6 +19,10 @@ CONTRACT_FLAGS = [
     "no-reflection", "max-request-size", "max-response-size", "job-queue-size", "default-workers",
     "max-connection-age", "max-connection-age-grace", "keepalive-time", "drain-delay", "grace", "log-level",
     "download-dir", "max-download-size", "download-timeout", "fixed-batching", "max-new-tokens",
+    "worker-limit-per-version", "worker-limit", "batch-size-limit", "batch-delay-limit", "response-timeout-limit",
+    "model-limit", "version-limit", "pod-uid", "min-download-rate", "download-rate-grace",
+    "max-concurrent-downloads", "max-archive-ratio", "extract-size-factor", "extract-size-allowance",
+    "max-archive-entries",
 ]  # fmt: skip
 
 
@@ -67,7 +71,22 @@ def cases(files: dict[str, str]) -> list[tuple[str, list[str], str, Any]]:
         ("download-dir", ["/var/cache/models"], "sources.download_dir", Path("/var/cache/models")),
         ("max-download-size", ["1048576"], "sources.max_download_bytes", 1048576),
         ("download-timeout", ["7.5"], "sources.download_timeout_s", 7.5),
+        ("min-download-rate", ["1024"], "sources.min_download_rate_bytes_s", 1024),
+        ("download-rate-grace", ["2.5"], "sources.download_rate_grace_s", 2.5),
+        ("max-concurrent-downloads", ["2"], "sources.max_concurrent_downloads", 2),
+        ("max-archive-ratio", ["20"], "sources.max_archive_ratio", 20),
+        ("extract-size-factor", ["2"], "sources.extract_size_factor", 2),
+        ("extract-size-allowance", ["1048576"], "sources.extract_size_allowance_bytes", 1048576),
+        ("max-archive-entries", ["50"], "sources.max_archive_entries", 50),
         ("max-new-tokens", ["12"], "models.max_new_tokens", 12),
+        ("worker-limit-per-version", ["5"], "models.worker_limit_per_version", 5),
+        ("worker-limit", ["40"], "models.worker_limit", 40),
+        ("batch-size-limit", ["64"], "models.batch_size_limit", 64),
+        ("batch-delay-limit", ["500"], "models.batch_delay_limit_ms", 500),
+        ("response-timeout-limit", ["30"], "models.response_timeout_limit_s", 30),
+        ("model-limit", ["9"], "models.model_limit", 9),
+        ("version-limit", ["3"], "models.version_limit", 3),
+        ("pod-uid", ["3f1c2a9e-5b7d-4c1e-9a0b-1234567890ab"], "network.pod_uid", "3f1c2a9e-5b7d-4c1e-9a0b-1234567890ab"),
     ]  # fmt: skip
 
 
@@ -161,6 +180,7 @@ def test_an_empty_variable_counts_as_unset() -> None:
         (["--tls-cert", __file__], {}, "--tls-cert and --tls-key go together"),
         (["--max-connection-age-grace", "3"], {}, "needs --max-connection-age"),
         (["--no-such-flag"], {}, "unrecognized arguments"),
+        ([], {"MODELFLEET_POD_UID": "uid\nx: y"}, "MODELFLEET_POD_UID: expected a pod UID"),
         ([], {"MODELFLEET_JOB_QUEUE_SIZE": "-3"}, "MODELFLEET_JOB_QUEUE_SIZE: must be greater than 0"),
         ([], {"MODELFLEET_ENABLE_MODEL_API": "maybe"}, "MODELFLEET_ENABLE_MODEL_API: expected true or false"),
         ([], {"MODELFLEET_INFERENCE_ADDRESS": "nohost"}, "MODELFLEET_INFERENCE_ADDRESS: expected HOST:PORT"),

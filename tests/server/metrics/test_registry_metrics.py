@@ -51,7 +51,7 @@ async def test_torchserve_metric_names_and_labels_count_answered_requests(
 ) -> None:
     registry: ModelRegistry = registries.new(adaptive_batching=False)
     await registry.register(
-        RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=2, batch_size=4, max_batch_delay_ms=600_000)
+        RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=2, batch_size=4, max_batch_delay_ms=60_000)
     )
     await registry.register(RegisterSpec(url="tiny.pt#version=2.0", synchronous=True, initial_workers=1, batch_size=1))
     empty = samples(scrape(registry))

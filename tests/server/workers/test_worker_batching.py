@@ -24,8 +24,9 @@ from modelfleet.server.models.workers import BATCH_SIZE_BUCKETS
 
 import mf_domain_harness as h
 
-LONG_DELAY_MS = 600_000
-"""Ten minutes: far beyond any test's wait, so an answer proves the delay was not waited out."""
+LONG_DELAY_MS = 60_000
+"""One minute (the default --batch-delay-limit): far beyond any test's wait, so an answer proves the delay was
+not waited out."""
 
 
 def largest_batch_bucket(registry: ModelRegistry, name: str = "tiny") -> int:
@@ -152,12 +153,12 @@ async def test_adaptive_mode_answers_a_lone_request_without_waiting_out_the_dela
         RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=1, batch_size=32, max_batch_delay_ms=LONG_DELAY_MS)
     )
     queue = registry.get("tiny").pool.queue
-    assert (queue.policy.adaptive, queue.policy.batch_size, queue.policy.max_delay_s) == (True, 32, 600.0)
+    assert (queue.policy.adaptive, queue.policy.batch_size, queue.policy.max_delay_s) == (True, 32, 60.0)
     # the queue's decision for one waiting job of a batch of 32: take it now
     probe = Job(inputs={}, future=None, deadline=None, enqueued=50.0)
     assert queue.policy.decide(pending=1, oldest_enqueued=probe.enqueued, now=probe.enqueued) == 0.0
     rows = h.seeded_rows(1, seed=9)
-    answer = await h.predict(registry, "tiny", h.rows_json(rows))  # bounded by WAIT_S, far below 600 s
+    answer = await h.predict(registry, "tiny", h.rows_json(rows))  # bounded by WAIT_S, far below 60 s
     assert torch.allclose(h.as_tensor(answer), h.eager()(rows), atol=1e-6)
 
 
@@ -169,11 +170,11 @@ async def test_fixed_mode_holds_a_partial_batch_for_the_delay_and_sends_a_full_o
         RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=1, batch_size=3, max_batch_delay_ms=LONG_DELAY_MS)
     )
     policy = registry.get("tiny").pool.queue.policy
-    assert (policy.adaptive, policy.max_delay_s) == (False, 600.0)
+    assert (policy.adaptive, policy.max_delay_s) == (False, 60.0)
     # the rule the worker applies (clock injected): a partial batch waits for the rest of the delay
-    assert policy.decide(pending=2, oldest_enqueued=10.0, now=10.0) == pytest.approx(600.0)
-    assert policy.decide(pending=2, oldest_enqueued=10.0, now=609.0) == pytest.approx(1.0)
-    assert policy.decide(pending=2, oldest_enqueued=10.0, now=610.0) == 0.0
+    assert policy.decide(pending=2, oldest_enqueued=10.0, now=10.0) == pytest.approx(60.0)
+    assert policy.decide(pending=2, oldest_enqueued=10.0, now=69.0) == pytest.approx(1.0)
+    assert policy.decide(pending=2, oldest_enqueued=10.0, now=70.0) == 0.0
     assert policy.decide(pending=3, oldest_enqueued=10.0, now=10.0) == 0.0
     # and through the real worker: two requests stay queued; the third completes the batch
     rows = [h.seeded_rows(1, seed=400 + i) for i in range(3)]

@@ -3,7 +3,9 @@
 Read once by the app before the server reports ready, so a new or restarted pod loads its models
 by itself. The operator writes the same format (keys documented in the README); the version rule
 is the registry's: manifest version, else `#version=` fragment, else 1.0. `version` entries here
-are checked against what the source really holds (expected_version).
+are checked against what the source really holds (expected_version). Names and versions are
+full matches (names.py); an entry beyond the registry's limits is refused before any of its versions
+is registered.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def read_desired_state(path: Path) -> DesiredState:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise _invalid(f"cannot read {path}: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of over 4,300 digits
         raise _invalid(f"{path} is not valid UTF-8 JSON: {exc}") from None
     return parse_desired_state(document)
 
@@ -170,7 +172,21 @@ def missing_models(registry: ModelRegistry, state: DesiredState) -> DesiredState
     return DesiredState(tuple(missing))
 
 
+def _check_limits(registry: ModelRegistry, model: DesiredModel) -> None:
+    """The whole entry against the registry's limits, so a refused entry registers no version at all."""
+    limits = registry.limits
+    limits.check_values(
+        batch_size=model.batch_size,
+        max_batch_delay_ms=model.max_batch_delay_ms,
+        response_timeout_s=model.response_timeout_s,
+    )
+    limits.check_version_workers(model.min_workers, what="minWorkers")
+    limits.check_version_workers(model.max_workers, what="maxWorkers")
+    limits.check_versions(len(model.versions), model=model.name or model.versions[0].url)
+
+
 async def _apply_model(registry: ModelRegistry, model: DesiredModel) -> None:
+    _check_limits(registry, model)
     loaded: list[str] = []
     for version in model.versions:
         spec = RegisterSpec(

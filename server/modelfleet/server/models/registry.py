@@ -3,6 +3,8 @@
 The servicers call one method each (register, unregister, scale, set_default, describe,
 list_models, predict, stream). Everything runs on the event loop except model loading (a thread)
 and model execution (worker threads, see workers.py). Observers (health) subscribe to changes.
+Limits (limits.py) are checked before any change, counting registrations still loading, so a
+refused request changes nothing and concurrent ones cannot overshoot.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorKind, ModelFleetError, Reason, model_not_found, version_not_found
-from ..names import check_model_name, check_version
+from ..names import check_lookup, check_model_name, check_version
 from ..settings import ModelSettings
 from . import devices as devices_mod
 from .batching import BatchPolicy, JobQueue
 from .contracts import LoadedModel, RegisterSpec, ResolvedSource
 from .describe import describe_version
+from .limits import Limits
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -93,9 +96,11 @@ class ModelRegistry:
         self.devices = list(devices) or ["cpu"]
         self.cpus = cpus or devices_mod.usable_cpus()
         self.default_workers = settings.default_workers or devices_mod.default_worker_count(self.devices, self.cpus)
+        self.limits = Limits.from_settings(settings, devices=self.devices, cpus=self.cpus)
         self._device_cycle = itertools.cycle(self.devices)
         self._models: dict[str, Model] = {}
-        self._loading: set[VersionKey] = set()
+        self._loading: dict[VersionKey, int] = {}
+        """Registrations between identify and commit → the workers each will start; every limit counts them."""
         self._subscribers: list[Callable[[], None]] = []
         self._threads_for: int | None = None
 
@@ -123,12 +128,14 @@ class ModelRegistry:
 
     # ---- lookups ----------------------------------------------------------------------------
     def _model(self, name: str) -> Model:
+        check_lookup(name)
         model = self._models.get(name)
         if model is None:
             raise model_not_found(name)
         return model
 
     def _version(self, name: str, version: str | None) -> ModelVersion:
+        check_lookup(name, version)
         model = self._model(name)
         found = model.versions.get(version or model.default)
         if found is None:
@@ -151,12 +158,13 @@ class ModelRegistry:
                 Reason.BAD_INPUT,
                 "batch_size, max_batch_delay and initial_workers must not be negative",
             )
+        workers = _positive_or(spec.initial_workers, self.default_workers)
+        self._check_request(spec, workers)  # before resolve: nothing is downloaded for a request that cannot pass
         source = await self.resolver.resolve(spec.url)
         identity = await asyncio.to_thread(self.loader.identify, source, spec)
         key = VersionKey(check_model_name(identity.name), check_version(identity.version))
-        self._refuse_duplicate(key)
+        self._reserve(key, workers)
         startup_timeout = _positive_or(spec.startup_timeout_s, self.settings.default_startup_timeout_s)
-        self._loading.add(key)
         try:
             try:
                 loaded = await asyncio.wait_for(
@@ -168,14 +176,13 @@ class ModelRegistry:
                     Reason.LOAD_TIMEOUT,
                     f"Loading {key.name} version {key.version} took longer than {startup_timeout}s",
                 ) from None
-            workers = _positive_or(spec.initial_workers, self.default_workers)
             version = self._new_version(key, spec, source, loaded, workers=workers, at_startup=at_startup)
             model = self._models.get(key.name)
             if model is None:
                 model = self._models[key.name] = Model(key.name, default=key.version)
             model.versions[key.version] = version
         finally:
-            self._loading.discard(key)
+            self._loading.pop(key, None)
         version.pool.scale(workers)
         self._retune_threads()
         log.info("registered %s version %s with %d workers", key.name, key.version, workers)
@@ -190,6 +197,33 @@ class ModelRegistry:
                     self._remove(version)
                 raise
         return RegisterResult(key, workers)
+
+    def _check_request(self, spec: RegisterSpec, workers: int) -> None:
+        self.limits.check_values(
+            batch_size=spec.batch_size,
+            max_batch_delay_ms=spec.max_batch_delay_ms,
+            response_timeout_s=spec.response_timeout_s,
+        )
+        self.limits.check_version_workers(
+            workers, what="initial_workers" if spec.initial_workers > 0 else "the default worker count"
+        )
+        self.limits.check_total_workers(self._worker_total(), adding=workers)
+
+    def _reserve(self, key: VersionKey, workers: int) -> None:
+        """Count `key` as held from now on; no await between these checks and the reservation."""
+        self._refuse_duplicate(key)
+        names = set(self._models) | {loading.name for loading in self._loading} | {key.name}
+        model = self._models.get(key.name)
+        versions = (len(model.versions) if model else 0) + sum(1 for k in self._loading if k.name == key.name)
+        self.limits.check_models(len(names), model=key.name)
+        self.limits.check_versions(versions + 1, model=key.name)
+        self.limits.check_total_workers(self._worker_total(), adding=workers)
+        self._loading[key] = workers
+
+    def _worker_total(self) -> int:
+        """Worker threads of every version plus those registrations still loading will start."""
+        running = sum(len(v.pool.workers) for m in self._models.values() for v in m.versions.values())
+        return running + sum(self._loading.values())
 
     def _refuse_duplicate(self, key: VersionKey) -> None:
         model = self._models.get(key.name)
@@ -288,6 +322,11 @@ class ModelRegistry:
             raise ModelFleetError(
                 ErrorKind.INVALID_ARGUMENT, Reason.BAD_INPUT, "max_worker cannot be less than min_worker."
             )
+        self.limits.check_version_workers(low, what="min_worker")
+        self.limits.check_version_workers(high, what="max_worker")
+        current = len(target.pool.workers)
+        if low > current:  # scaling down is always allowed, even above a limit lowered since
+            self.limits.check_total_workers(self._worker_total(), adding=low - current)
         target.min_workers, target.max_workers = low, high
         target.pool.scale(low)
         self._retune_threads()
@@ -296,6 +335,7 @@ class ModelRegistry:
         return target.key
 
     def set_default(self, name: str, version: str) -> None:
+        check_lookup(name, version)
         model = self._model(name)
         if version not in model.versions:
             raise version_not_found(name, version)

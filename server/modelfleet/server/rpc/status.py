@@ -18,6 +18,7 @@ from google.rpc import status_pb2
 from grpc import StatusCode as Code
 from grpc import aio
 
+from modelfleet.server.echo import MESSAGE_LIMIT, clip
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.rpc.error_details import error_info_any, error_status_trailer
 from modelfleet.server.settings import StatusMode
@@ -74,6 +75,8 @@ _BY_REASON: dict[Reason, tuple[Code | None, Code | None]] = {
     Reason.LOAD_TIMEOUT: (Code.DEADLINE_EXCEEDED, Code.DEADLINE_EXCEEDED),
     Reason.MESSAGE_TOO_LARGE: (Code.RESOURCE_EXHAUSTED, Code.RESOURCE_EXHAUSTED),
     Reason.BAD_INPUT: (Code.INVALID_ARGUMENT, Code.INVALID_ARGUMENT),
+    # Also a name or version longer than any registrable one on a lookup (a 2 MB model_name on
+    # Predictions): bad input in both modes, answered before the lookup and never echoed whole.
     Reason.INVALID_NAME: (Code.INVALID_ARGUMENT, Code.INVALID_ARGUMENT),
     Reason.MISSING_FIELD: (Code.INVALID_ARGUMENT, Code.INVALID_ARGUMENT),
     # TS: InvalidModelVersionException escapes ManagementImpl.unregisterModel uncaught → UNKNOWN.
@@ -90,6 +93,9 @@ _BY_REASON: dict[Reason, tuple[Code | None, Code | None]] = {
     Reason.RESPONSE_TIMEOUT: (Code.DEADLINE_EXCEEDED, Code.DEADLINE_EXCEEDED),
     Reason.DEADLINE_PASSED: (Code.DEADLINE_EXCEEDED, Code.DEADLINE_EXCEEDED),
     Reason.SHUTTING_DOWN: (Code.UNAVAILABLE, Code.UNAVAILABLE),
+    # TorchServe had no such limits (ScaleWorker to 2^31-1 started threads until the OS refused), so
+    # there is no quirk to keep: both modes send RESOURCE_EXHAUSTED, as for an oversized message.
+    Reason.LIMIT_EXCEEDED: (Code.RESOURCE_EXHAUSTED, Code.RESOURCE_EXHAUSTED),
     Reason.INTERNAL: (Code.INTERNAL, Code.INTERNAL),
 }
 
@@ -129,14 +135,16 @@ def token_denied_code(mode: StatusMode) -> Code:
 
 def in_band_status(error: ModelFleetError, table: Mapping[Reason, Code]) -> status_pb2.Status:
     """google.rpc.Status for an error sent inside a response message (StreamPredictions2)."""
-    detail = error_info_any(error.reason.value, error.metadata)
-    return status_pb2.Status(code=code_of(error, table).value[0], message=error.message, details=[detail])
+    detail = error_info_any(error.reason.value, error.metadata)  # metadata clipped there
+    message = clip(error.message, MESSAGE_LIMIT)  # messages may quote client values: never send megabytes
+    return status_pb2.Status(code=code_of(error, table).value[0], message=message, details=[detail])
 
 
 async def abort(context: aio.ServicerContext, error: ModelFleetError, table: Mapping[Reason, Code]) -> None:
     code = code_of(error, table)
-    trailer = error_status_trailer(code, error.message, reason=error.reason.value, metadata=error.metadata)
-    await context.abort(code, error.message, trailing_metadata=trailer)
+    message = clip(error.message, MESSAGE_LIMIT)  # messages may quote client values: never send megabytes
+    trailer = error_status_trailer(code, message, reason=error.reason.value, metadata=error.metadata)
+    await context.abort(code, message, trailing_metadata=trailer)
 
 
 async def abort_internal(context: aio.ServicerContext, method: str) -> None:
