@@ -200,3 +200,22 @@ def test_folder_without_manifest_is_unsupported(models: Any, identify: Any) -> N
     with pytest.raises(ModelFleetError) as caught:
         identify(folder)
     assert caught.value.reason is Reason.UNSUPPORTED_FORMAT
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"this is a text file, not a model\n", "corrupt, or not a model file at all"),
+        (b"", "corrupt, or not a model file at all"),
+        ("truncated", "truncated or corrupt zip archive"),
+    ],
+    ids=["text", "empty", "truncated"],
+)
+def test_a_corrupt_pt_is_called_corrupt_not_a_pickle(models: Any, identify: Any, content: Any, said: str) -> None:
+    path = models.root / "broken.pt"
+    path.write_bytes(models.torchscript().read_bytes()[:200] if content == "truncated" else content)
+    with pytest.raises(ModelFleetError) as caught:
+        identify(path)
+    assert caught.value.reason is Reason.UNSUPPORTED_FORMAT
+    assert said in caught.value.message
+    assert "pickled" not in caught.value.message and "Convert it" not in caught.value.message

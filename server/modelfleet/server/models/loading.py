@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import names
 from ..errors import ErrorKind, ModelFleetError, Reason, load_failed
-from ..settings import ModelSettings
+from ..settings import DEFAULT_MAX_MESSAGE_BYTES, ModelSettings
 from . import archive, handlers
 from .contracts import LoadedModel, ModelRunner, RegisterSpec, ResolvedSource
 from .export_safety import check_export_archive
@@ -72,6 +72,8 @@ class ModelLoader:
         work_dir: Path | None = None,
         max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
         zip_limits: archive.ZipLimits | None = None,
+        max_request_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_response_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._settings = settings
         self._shared_devices = frozenset(shared_devices)
@@ -81,6 +83,10 @@ class ModelLoader:
         self._max_extract_bytes = max_extract_bytes
         self._zip_limits = zip_limits if zip_limits is not None else archive.ZipLimits()
         """Checked on a .mar's central directory before its member is inflated (zip bombs)."""
+        self._max_request_bytes = max_request_bytes
+        """The server's request limit: bounds the elements a tensor's shape may name (handlers.ModelState)."""
+        self._max_response_bytes = max_response_bytes
+        """The server's response limit: a bigger answer is refused before it is built."""
 
     def identify(self, source: ResolvedSource, spec: RegisterSpec) -> ModelIdentity:
         path = source.path
@@ -172,7 +178,11 @@ class ModelLoader:
             module, sample_ndim = _load_module(
                 model_path, identity, handler, origin=source.path.name, zip_limits=self._zip_limits
             )
-        state = handlers.ModelState(sample_ndim=sample_ndim)
+        state = handlers.ModelState(
+            sample_ndim=sample_ndim,
+            max_request_bytes=self._max_request_bytes,
+            max_response_bytes=self._max_response_bytes,
+        )
         placement = DevicePlacement(module, shared_devices=self._shared_devices)
 
         if handler.name == handlers.GENERATION:
@@ -306,7 +316,7 @@ def check_torchscript_file(path: Path, *, origin: str) -> None:
         with zipfile.ZipFile(path) as archive_zip:
             entries = archive_zip.namelist()
     except zipfile.BadZipFile:
-        raise eager_refused(origin, "it is not a TorchScript archive but a pickled checkpoint") from None
+        raise _not_a_zip(path, origin) from None
     except OSError as exc:
         raise load_failed(f"{origin}: cannot read the model file ({exc.strerror or exc})") from None
     if any(e.endswith("/constants.pkl") or "/code/" in e for e in entries):
@@ -314,6 +324,19 @@ def check_torchscript_file(path: Path, *, origin: str) -> None:
     if any(e.endswith("/data.pkl") for e in entries):
         raise eager_refused(origin, "it is a torch.save() checkpoint, not a TorchScript archive")
     raise archive.unsupported(f"{origin}: not a TorchScript archive")
+
+
+def _not_a_zip(path: Path, origin: str) -> ModelFleetError:
+    """A pickle (torch.save's legacy format) gets the conversion advice; anything else is called corrupt."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(2)
+    except OSError as exc:
+        return load_failed(f"{origin}: cannot read the model file ({exc.strerror or exc})")
+    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return eager_refused(origin, "it is not a TorchScript archive but a pickled checkpoint")
+    what = "a truncated or corrupt zip archive" if head == b"PK" else "corrupt, or not a model file at all"
+    return archive.unsupported(f"{origin}: not a TorchScript archive: the file is {what}")
 
 
 def _load_module(

@@ -232,16 +232,20 @@ class Worker:
             return
         self.current = live
         started = self.busy_since = time.monotonic()
-        results: Sequence[bytes | ModelFleetError]
-        try:
-            results = runner.run_batch([job.inputs for job in live])
-            if len(results) != len(live):
-                raise RuntimeError(f"runner returned {len(results)} results for {len(live)} inputs")
-        except ModelFleetError as exc:
-            results = [exc] * len(live)
-        except Exception:
-            log.exception("model %s failed on a batch of %d", self.pool.name, len(live))
-            results = [_unexpected()] * len(live)
+        inputs = [job.inputs for job in live]
+        outcome = self._run_inputs(runner, inputs)
+        results: list[bytes | ModelFleetError]
+        if isinstance(outcome, list):
+            results = outcome
+        elif len(inputs) == 1:
+            results = [outcome]
+        else:
+            # The runner failed the whole batch (runners answer bad inputs per slot, so this is a
+            # handler bug one input set off): each runs alone so only that request fails.
+            results = []
+            for one in inputs:
+                alone = self._run_inputs(runner, [one])
+                results.append(alone[0] if isinstance(alone, list) else alone)
         finished = time.monotonic()
         self.busy_since = None
         self.current = []
@@ -255,6 +259,22 @@ class Worker:
                 inference_us=sum(finished - job.enqueued for job in live) * 1e6,
             )
             self.pool.post(self.pool.deliver, live, results)
+
+
+    def _run_inputs(
+        self, runner: ModelRunner, inputs: list[Mapping[str, bytes]]
+    ) -> list[bytes | ModelFleetError] | ModelFleetError:
+        """The runner's results, or the one error standing for all of them when it raised."""
+        try:
+            results = runner.run_batch(inputs)
+            if len(results) != len(inputs):
+                raise RuntimeError(f"runner returned {len(results)} results for {len(inputs)} inputs")
+            return list(results)
+        except ModelFleetError as exc:
+            return exc
+        except Exception:
+            log.exception("model %s failed on a batch of %d", self.pool.name, len(inputs))
+            return _unexpected()
 
 
 class WorkerPool:

@@ -13,6 +13,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from modelfleet.server.echo import MESSAGE_LIMIT, clip, clip_metadata
+
 DOMAIN = "modelfleet.io"
 """ErrorInfo.domain of every error this server sends."""
 
@@ -23,9 +25,12 @@ Trailer = tuple[tuple[str, bytes], ...]
 
 
 def error_info_any(reason: str, metadata: Mapping[str, str] | None = None) -> any_pb2.Any:
-    """An ErrorInfo{reason, domain=modelfleet.io, metadata} packed for a google.rpc.Status's details."""
+    """An ErrorInfo{reason, domain=modelfleet.io, metadata} packed for a google.rpc.Status's details.
+
+    Metadata keys and values are clipped (echo.py): they often repeat client fields.
+    """
     packed = any_pb2.Any()
-    packed.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {})))
+    packed.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=clip_metadata(metadata or {})))
     return packed
 
 
@@ -40,8 +45,10 @@ def error_status_trailer(
 
     The google.rpc.Status repeats `code` and `message` because clients (grpcio-status's
     `rpc_status.from_call` among them) refuse a details trailer whose code disagrees with the call's.
+    The message is clipped to echo.MESSAGE_LIMIT; pass the same clipped text to `context.abort`.
     """
-    status = status_pb2.Status(code=code.value[0], message=message, details=[error_info_any(reason, metadata)])
+    detail = error_info_any(reason, metadata)
+    status = status_pb2.Status(code=code.value[0], message=clip(message, MESSAGE_LIMIT), details=[detail])
     return ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 

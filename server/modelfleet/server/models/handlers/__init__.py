@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ...errors import ErrorKind, ModelFleetError, Reason
+from ...settings import DEFAULT_MAX_MESSAGE_BYTES
 from ..contracts import ModelRunner
 from .trusted import TrustedHooks, import_trusted
 
@@ -36,6 +37,12 @@ class ModelState:
 
     sample_ndim: int | None = None
     """Dimensions of one input sample; from the model (.pt2) or learned from the first request."""
+    max_request_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """The server's request size limit (network.max_receive_message_bytes): bounds the element
+    count a tensor's shape may name, empty tensors included."""
+    max_response_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """The server's response size limit (network.max_send_message_bytes): a bigger answer is
+    refused (MESSAGE_TOO_LARGE) before it is built."""
 
 
 class RunnerMaker(Protocol):

@@ -12,6 +12,9 @@ from the model (.pt2), a trusted handler's SAMPLE_NDIM, or the first request tha
 one sample; a tensor of 2+ dimensions is tried as a batch first, then as one sample.
 Requests with equal trailing shape and dtype are concatenated into one forward pass; if it fails, they
 are retried one by one so only a bad request fails (BAD_INPUT); its neighbours still succeed.
+Each request is checked while it is decoded, before it joins a batch (limits.py: JSON depth, dtypes,
+dimensions and element counts against the request size), and each answer's size is bounded from its
+shape before it is encoded (MESSAGE_TOO_LARGE), so a small request cannot build a huge answer.
 JSON inputs stay numpy arrays until the batch is joined: every torch call releases the GIL, and while
 the event loop is busy each release costs this worker a GIL hand-off (two context switches), so a
 batch makes two torch calls (one tensor, one forward) instead of two per request.
@@ -20,51 +23,34 @@ batch makes two torch calls (one tensor, one forward) instead of two per request
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import orjson
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from ...errors import ErrorKind, ModelFleetError, Reason, bad_input
 from ..contracts import ModelRunner
 from . import ModelState
+from .decoding import DTYPES, Rows, decode_rows
+from .decoding import JSON as _JSON
+from .decoding import RAW as _RAW
+from .decoding import SAFETENSORS as _SAFETENSORS
+from .decoding import clip as _clip
+from .limits import RESPONSE_OVERHEAD, answer_floor, too_large
 from .trusted import TrustedHooks
 
-_JSON, _SAFETENSORS, _RAW = 0, 1, 2
-_NUMERIC_KINDS = frozenset("biuf")
-_MAX_MESSAGE = 300
+__all__ = ["DTYPES", "TensorRunner", "decode_rows", "example_rows", "make_runner", "summarize_error"]
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-    "double": torch.float64,
-    "int8": torch.int8,
-    "int16": torch.int16,
-    "int32": torch.int32,
-    "int64": torch.int64,
-    "uint8": torch.uint8,
-    "bool": torch.bool,
-}
-"""Names accepted in the `dtype` entry of a raw tensor (also with a `torch.` prefix)."""
+log = logging.getLogger(__name__)
 
 
 def make_runner(
     module: Any, *, device: str, state: ModelState, hooks: TrustedHooks | None = None
 ) -> TensorRunner:
     return TensorRunner(module, device=device, state=state, hooks=hooks)
-
-
-Rows: TypeAlias = "torch.Tensor | np.ndarray[Any, Any]"
-"""A request's samples, batch dimension first: numpy for JSON (see module docstring), else torch."""
 
 
 class _Item:
@@ -168,7 +154,7 @@ class TensorRunner:
                     if self._preprocess is not None:
                         rows, form, single = self._run_preprocess(request), _JSON, False
                     else:
-                        tensor, form = decode_rows(request)
+                        tensor, form = decode_rows(request, max_bytes=state.max_request_bytes)
                         rank = state.sample_ndim
                         if rank is None:
                             results[index] = self._probe(_as_tensor(tensor), form)
@@ -185,6 +171,9 @@ class TensorRunner:
                             )
                 except ModelFleetError as exc:
                     results[index] = exc
+                    continue
+                except Exception as exc:  # a decoder case the checks missed: still this request's alone
+                    results[index] = _undecodable(exc)
                     continue
                 item = _Item(index, rows, single, form)
                 # torch.Size is a tuple, so numpy and torch rows of one shape share a key; JSON is float32.
@@ -234,18 +223,33 @@ class TensorRunner:
     def _encode_group(
         self, group: list[_Item], out: torch.Tensor, results: list[bytes | ModelFleetError | None]
     ) -> None:
-        # JSON answers: one tolist() for the whole batch output instead of one per request.
-        listed: list[Any] | None = None
+        # Every answer's size is bounded from its shape first (arithmetic, no tensor call), so a
+        # too-large one is refused before anything is built for it. JSON answers then share one
+        # tolist() for the whole batch output instead of one per request (each is listed alone when
+        # one was refused, so the refused rows are never listed).
+        row_numel = out.numel() // out.shape[0] if out.shape[0] else 0
+        kept: list[tuple[_Item, int, int]] = []
+        refused = False
         start = 0
         for item in group:
             stop = start + item.rows.shape[0]
-            if item.form == _JSON and self._postprocess is None:
+            count = 1 if item.single else stop - start
+            shape = lambda: _rows_shape(out, item, count)  # noqa: E731  (built only for a refusal's message)
+            error = self._oversized(count * row_numel, out.dtype, item.form, shape=shape)
+            if error is None:
+                kept.append((item, start, stop))
+            else:
+                results[item.index], refused = error, True
+            start = stop
+        listed: list[Any] | None = None
+        for item, start, stop in kept:
+            if item.form == _JSON and self._postprocess is None and not refused:
                 if listed is None:
                     listed = out.tolist()
-                results[item.index] = json.dumps(listed[start] if item.single else listed[start:stop]).encode()
+                encoded = json.dumps(listed[start] if item.single else listed[start:stop]).encode()
+                results[item.index] = self._sized(encoded, shape=lambda: _rows_shape(out, item, stop - start))
             else:
-                results[item.index] = self._encode(out[start:stop], item.single, item.form)
-            start = stop
+                results[item.index] = self._encode(out[start] if item.single else out[start:stop], item.form)
 
     def _checked_forward(self, rows: torch.Tensor) -> torch.Tensor:
         out = self._forward(rows)
@@ -276,7 +280,10 @@ class TensorRunner:
                 failure = failure or exc
                 continue
             self._state.sample_ndim = rows.dim() - 1
-            return self._encode(out, single, form)
+            value = out[0] if single else out
+            return self._oversized(value.numel(), value.dtype, form, shape=lambda: value.shape) or self._encode(
+                value, form
+            )
         assert failure is not None
         return _rejected(failure, tensor)
 
@@ -295,19 +302,57 @@ class TensorRunner:
             raise _handler_failed(self._handler_name, "preprocess", why)
         return tensor
 
-    def _encode(self, out_rows: torch.Tensor, single: bool, form: int) -> bytes | ModelFleetError:
-        value = out_rows[0] if single else out_rows
+    def _encode(self, value: torch.Tensor, form: int) -> bytes | ModelFleetError:
+        """One answer (its size already bounded by _oversized), checked again once built."""
         if self._postprocess is not None:
             try:
-                return bytes(self._postprocess(value))
+                return self._sized(bytes(self._postprocess(value)), shape=lambda: value.shape)
             except Exception as exc:
                 return _handler_failed(self._handler_name, "postprocess", exc)
-        if form == _JSON:
-            return json.dumps(value.tolist()).encode()
-        if form == _SAFETENSORS:
-            return safetensors_save({"output": value.contiguous()})
-        return value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        try:
+            if form == _JSON:
+                encoded = json.dumps(value.tolist()).encode()
+            elif form == _SAFETENSORS:
+                encoded = safetensors_save({"output": value.contiguous()})
+            else:
+                encoded = value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        except Exception as exc:  # e.g. a dtype JSON or safetensors cannot write: the model's output, not the input
+            return ModelFleetError(
+                ErrorKind.INTERNAL, Reason.INTERNAL,
+                _clip(f"cannot encode the model's {str(value.dtype).removeprefix('torch.')} output: {exc}"),
+            )
+        return self._sized(encoded, shape=lambda: value.shape)
 
+    def _oversized(
+        self, numel: int, dtype: torch.dtype, form: int, *, shape: Callable[[], Sequence[int]]
+    ) -> ModelFleetError | None:
+        """MESSAGE_TOO_LARGE when the answer's smallest possible encoding exceeds the response limit.
+
+        A postprocess may shrink any output, so only its result (in _sized) is checked.
+        """
+        if self._postprocess is not None:
+            return None
+        floor = answer_floor(numel, dtype, json_text=form == _JSON)
+        if form == _SAFETENSORS:
+            floor += _SAFETENSORS_HEADER_FLOOR
+        if floor <= self._answer_limit:
+            return None
+        return too_large(floor, limit=self._state.max_response_bytes, shape=shape(), exact=form == _RAW)
+
+    def _sized(self, encoded: bytes, *, shape: Callable[[], Sequence[int]]) -> bytes | ModelFleetError:
+        """The encoded answer, or MESSAGE_TOO_LARGE if it exceeds the limit after all (JSON's floor is low)."""
+        if len(encoded) <= self._answer_limit:
+            return encoded
+        return too_large(len(encoded), limit=self._state.max_response_bytes, shape=shape(), exact=True)
+
+    @property
+    def _answer_limit(self) -> int:
+        """Bytes the answer itself may take: the response limit less the response message's own fields."""
+        return self._state.max_response_bytes - RESPONSE_OVERHEAD
+
+
+_SAFETENSORS_HEADER_FLOOR = 8 + len('{"output":{"dtype":"U8","shape":[],"data_offsets":[0,0]}}')
+"""Fewest bytes of a safetensors answer besides its data (length prefix and the smallest header)."""
 
 _WARMUP_RUNS = 2
 """TorchScript profiles a graph on its first call and runs the optimised one from the second."""
@@ -333,6 +378,12 @@ def example_rows(module: Any) -> torch.Tensor | None:
     return torch.zeros((batch, *sample), dtype=example.dtype)
 
 
+def _rows_shape(out: torch.Tensor, item: _Item, count: int) -> list[int]:
+    """The shape of one request's answer inside a batch output (for messages only)."""
+    sample = list(out.shape[1:])
+    return sample if item.single else [count, *sample]
+
+
 def _as_tensor(rows: Rows) -> torch.Tensor:
     return torch.from_numpy(rows) if isinstance(rows, np.ndarray) else rows
 
@@ -344,120 +395,16 @@ def _join(parts: list[Rows]) -> torch.Tensor:
     return torch.cat([_as_tensor(part) for part in parts])
 
 
-def decode_rows(request: Mapping[str, bytes]) -> tuple[Rows, int]:
-    """One request's rows and answer form (JSON stays a float32 numpy array: see the module docstring);
-    BAD_INPUT (ModelFleetError) when malformed."""
-    data = request.get("data")
-    if data is None:
-        data = request.get("body")
-        if data is None:
-            raise bad_input(
-                "no input tensor: send it in the 'data' (or 'body') input entry as a JSON number array, "
-                "a safetensors tensor, or raw bytes with 'dtype' and 'shape' entries"
-            )
-    if "dtype" in request or "shape" in request:
-        return _decode_raw(data, request.get("dtype"), request.get("shape")), _RAW
-    if len(data) > 9 and data[8] == 0x7B and int.from_bytes(data[:8], "little") <= len(data) - 8:
-        # safetensors: 8-byte little-endian header length, then a JSON header; JSON text never
-        # starts with a length that fits the payload.
-        return _decode_safetensors(data), _SAFETENSORS
-    return _decode_json(data), _JSON
-
-
-def _decode_json(data: bytes) -> np.ndarray[Any, Any]:
-    try:
-        # orjson parses a 256-number array ~5x faster than json (12 vs 56 us, with the array build),
-        # and this runs per request holding the GIL. What it refuses (NaN and Infinity, which json
-        # accepts, and every malformed input) goes through json, so the accepted values and the error
-        # messages stay json's. One difference: orjson reads an integer beyond 64 bits as the float
-        # it is closest to, which json's path refused as out of range; float32 holds it either way.
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        value = _decode_json_slow(data)
-    return _as_float32(value)
-
-
-def _decode_json_slow(data: bytes) -> Any:
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise bad_input(f"input is not valid UTF-8 (byte {exc.start}) and not a binary tensor") from None
-    except ValueError as exc:
-        raise bad_input(f"input is not valid JSON: {exc}") from None
-
-
-def _as_float32(value: Any) -> np.ndarray[Any, Any]:
-    if not isinstance(value, (list, int, float)):
-        raise bad_input(f"expected a JSON number array, got a JSON {type(value).__name__}")
-    # numpy builds the array several times faster than torch.tensor(list); converting without a dtype
-    # first keeps it strict (null, text and huge integers give an object or str array: refused).
-    try:
-        array = np.array(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise bad_input(_clip(f"expected a JSON array of numbers with equal-length rows: {exc}")) from None
-    if array.dtype.kind not in _NUMERIC_KINDS:
-        raise bad_input(
-            "expected a JSON array of numbers with equal-length rows; found null, text or out-of-range values"
-        )
-    return array.astype(np.float32)
-
-
-def _decode_safetensors(data: bytes) -> torch.Tensor:
-    try:
-        tensors = safetensors_load(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise bad_input(_clip(f"input is not a valid safetensors payload: {exc}")) from None
-    if len(tensors) != 1:
-        raise bad_input(f"a safetensors input must hold exactly one tensor, got {len(tensors)}")
-    return next(iter(tensors.values()))
-
-
-def _decode_raw(data: bytes, dtype_entry: bytes | None, shape_entry: bytes | None) -> torch.Tensor:
-    if dtype_entry is None or shape_entry is None:
-        raise bad_input("a raw tensor needs both 'dtype' and 'shape' input entries")
-    try:
-        dtype_name = dtype_entry.decode("ascii").strip().lower().removeprefix("torch.")
-        shape_text = shape_entry.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise bad_input("'dtype' and 'shape' must be ASCII text") from None
-    dtype = DTYPES.get(dtype_name)
-    if dtype is None:
-        raise bad_input(f"unknown dtype {dtype_name!r}; use one of {', '.join(sorted(DTYPES))}")
-    shape = _parse_shape(shape_text)
-    numel = 1
-    for size in shape:
-        numel *= size
-    itemsize = dtype.itemsize
-    if numel * itemsize != len(data):
-        raise bad_input(
-            f"raw input has {len(data)} bytes but shape {shape} of {dtype_name} needs {numel * itemsize}"
-        )
-    if numel == 0:
-        return torch.empty(shape, dtype=dtype)
-    # bytearray: torch.frombuffer wants a writable buffer (and the copy is cheap next to the model).
-    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
-
-
-def _parse_shape(text: str) -> list[int]:
-    try:
-        if text.startswith("["):
-            shape = json.loads(text)
-        else:
-            shape = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise bad_input(f"shape {text[:80]!r} is not a JSON list or comma-separated integers") from None
-    if not isinstance(shape, list) or not all(
-        isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape
-    ):
-        raise bad_input(f"shape {text[:80]!r} must list non-negative integers")
-    return shape
-
-
 def _rejected(exc: Exception, rows: Rows) -> ModelFleetError:
     return bad_input(
         _clip(f"the model rejected input of shape {list(rows.shape)} ({str(rows.dtype).removeprefix('torch.')}): "
               f"{summarize_error(exc)}")
     )
+
+
+def _undecodable(exc: Exception) -> ModelFleetError:
+    log.warning("input refused by an unexpected decoder error: %s", _clip(f"{type(exc).__name__}: {exc}"))
+    return bad_input(_clip(f"input could not be decoded ({type(exc).__name__}: {exc})"))
 
 
 def _output_error(exc: _OutputError) -> ModelFleetError:
@@ -490,10 +437,6 @@ def summarize_error(exc: BaseException) -> str:
         if sep and head.endswith(("Error", "Exception")) and head.isidentifier():
             return rest
     return " ".join(lines[:3])
-
-
-def _clip(message: str) -> str:
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
 
 if TYPE_CHECKING:
