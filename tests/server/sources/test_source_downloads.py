@@ -153,7 +153,9 @@ async def test_a_server_that_stalls_mid_body_fails_within_the_timeout(
     resolver = allow_server(download_timeout_s=0.5)
     started = time.monotonic()
 
-    error = await refused(resolver, server.url("/stall/tiny.pt"), ErrorKind.UNAVAILABLE, Reason.SOURCE_FETCH_FAILED)
+    error = await refused(
+        resolver, server.url("/stall/tiny.pt"), ErrorKind.DEADLINE_EXCEEDED, Reason.SOURCE_FETCH_FAILED
+    )
 
     assert time.monotonic() - started < 4.0
     assert "timeout" in error.message
@@ -175,7 +177,7 @@ async def test_a_server_that_never_answers_fails_within_the_timeout(
     resolver = make_resolver(re.escape(silent_listener) + "/.*", download_timeout_s=0.5)
     started = time.monotonic()
 
-    await refused(resolver, silent_listener + "/m.pt", ErrorKind.UNAVAILABLE, Reason.SOURCE_FETCH_FAILED)
+    await refused(resolver, silent_listener + "/m.pt", ErrorKind.DEADLINE_EXCEEDED, Reason.SOURCE_FETCH_FAILED)
 
     assert time.monotonic() - started < 4.0
 

@@ -2,7 +2,9 @@
 
 Called by loading.py. Parses the manifest and copies out ONLY the serialized model file, under a
 name this module chooses, into a private folder; entry names that could escape (absolute, `..`,
-backslashes) are refused and sizes are capped. Never imports, executes or extracts anything else.
+backslashes) are refused. Zip bombs are refused from the central directory before anything is
+inflated (check_zip_limits, also used for TorchScript/.pt2 zips) and sizes are counted again while
+copying. Never imports, executes or extracts anything else.
 """
 
 from __future__ import annotations
@@ -10,16 +12,54 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ErrorKind, ModelFleetError, Reason
+from ..settings import SourceSettings
 
 MANIFEST_PATH = "MAR-INF/MANIFEST.json"
 MAX_MANIFEST_BYTES = 1024 * 1024
 """A TorchServe manifest is a few hundred bytes; anything near this is not one."""
 _COPY_CHUNK = 1024 * 1024
+RATIO_FLOOR_BYTES = 1024 * 1024
+"""Members that inflate to at most this are not ratio-checked: they cannot be a bomb on their own
+(the total cap still counts them), and small text files (padding, JSON) compress far past 100:1."""
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Zip-bomb limits for one archive (SourceSettings' archive fields); see check_zip_limits."""
+
+    max_ratio: float = SourceSettings.max_archive_ratio
+    size_factor: float = SourceSettings.extract_size_factor
+    allowance_bytes: int = SourceSettings.extract_size_allowance_bytes
+    max_entries: int = SourceSettings.max_archive_entries
+
+    @classmethod
+    def of(cls, settings: SourceSettings) -> ZipLimits:
+        return cls(
+            max_ratio=settings.max_archive_ratio,
+            size_factor=settings.extract_size_factor,
+            allowance_bytes=settings.extract_size_allowance_bytes,
+            max_entries=settings.max_archive_entries,
+        )
+
+    def max_total(self, archive_bytes: int) -> int:
+        """Most bytes an archive of this size may inflate to: factor x its size + the allowance."""
+        return int(self.size_factor * archive_bytes) + self.allowance_bytes
+
+    def check(self, zf: zipfile.ZipFile, *, archive_bytes: int, origin: str) -> None:
+        check_zip_limits(
+            zf,
+            archive_bytes=archive_bytes,
+            origin=origin,
+            max_ratio=self.max_ratio,
+            max_total=self.max_total(archive_bytes),
+            max_entries=self.max_entries,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +127,50 @@ def _text(model: dict[str, Any], key: str, origin: str) -> str | None:
     return str(value)
 
 
+def zip_bomb(message: str, **metadata: str) -> ModelFleetError:
+    return ModelFleetError(ErrorKind.INVALID_ARGUMENT, Reason.UNSUPPORTED_FORMAT, message, metadata=metadata)
+
+
+def check_zip_limits(
+    zf: zipfile.ZipFile,
+    *,
+    archive_bytes: int,
+    origin: str,
+    max_ratio: float,
+    max_total: int,
+    max_entries: int = SourceSettings.max_archive_entries,
+) -> None:
+    """Refuse a zip bomb from its central directory alone, before any member is inflated.
+
+    Checks the number of entries, every member's declared compression ratio (members over
+    RATIO_FLOOR_BYTES) and the sum of the declared sizes against max_total. Declared sizes can lie
+    downwards, so whoever inflates a member must still count what comes out (extract_member does).
+    Raises INVALID_ARGUMENT/UNSUPPORTED_FORMAT naming the member and the limit.
+    """
+    entries = zf.infolist()
+    if len(entries) > max_entries:
+        raise zip_bomb(f"{origin}: the archive has {len(entries)} entries, more than the limit of {max_entries}")
+    total = 0
+    for info in entries:
+        size = info.file_size
+        if size > RATIO_FLOOR_BYTES:
+            ratio = size / max(info.compress_size, 1)
+            if ratio > max_ratio:
+                raise zip_bomb(
+                    f"{origin}: entry {info.filename!r} inflates {info.compress_size} bytes to {size} "
+                    f"(compression ratio {ratio:.0f}:1, over the limit of {max_ratio:g}:1); refused as a "
+                    "possible zip bomb",
+                    member=info.filename,
+                )
+        total += size
+        if total > max_total:
+            raise zip_bomb(
+                f"{origin}: entries up to {info.filename!r} inflate to {total} bytes, over the limit of "
+                f"{max_total} bytes for a {archive_bytes}-byte archive; refused as a possible zip bomb",
+                member=info.filename,
+            )
+
+
 def is_mar_zip(path: Path) -> bool:
     """True for a zip holding MAR-INF/MANIFEST.json, whatever the file is called (e.g. a download)."""
     try:
@@ -139,14 +223,19 @@ def folder_member(folder: Path, name: str, *, what: str = "serializedFile") -> P
     return target
 
 
-def extract_member(mar: Path, name: str, dest: Path, *, max_bytes: int) -> Path:
-    """Copy entry `name` of `mar` to the file `dest` (a name the caller chose), at most max_bytes.
+def extract_member(mar: Path, name: str, dest: Path, *, max_bytes: int, limits: ZipLimits | None = None) -> Path:
+    """Copy entry `name` of `mar` to the file `dest` (a name the caller chose).
 
-    The size is counted while copying, not taken from the zip header, which an archive can fake.
+    The central directory is checked against `limits` first (nothing inflated for a bomb); then the
+    size is counted while copying, not taken from the zip header, which an archive can fake. The
+    copy stops at max_bytes (the server's ceiling) or at the archive's own cap, whichever is lower.
     """
     check_member_name(name, origin=mar.name)
+    limits = limits if limits is not None else ZipLimits()
     try:
+        archive_bytes = mar.stat().st_size
         with zipfile.ZipFile(mar) as archive:
+            limits.check(archive, archive_bytes=archive_bytes, origin=mar.name)
             try:
                 info = archive.getinfo(name)
             except KeyError:
@@ -155,14 +244,21 @@ def extract_member(mar: Path, name: str, dest: Path, *, max_bytes: int) -> Path:
                 raise unsupported(f"{mar.name}: serializedFile {name!r} is a folder")
             if info.file_size > max_bytes:
                 raise _too_large(mar.name, name, max_bytes)
+            archive_cap = limits.max_total(archive_bytes)
             copied = 0
             with archive.open(info) as source, open(dest, "xb") as sink:
                 while chunk := source.read(_COPY_CHUNK):
                     copied += len(chunk)
                     if copied > max_bytes:
                         raise _too_large(mar.name, name, max_bytes)
+                    if copied > archive_cap:
+                        raise zip_bomb(
+                            f"{mar.name}: entry {name!r} inflates past {archive_cap} bytes, the limit for a "
+                            f"{archive_bytes}-byte archive, although its header says {info.file_size}; refused",
+                            member=name,
+                        )
                     sink.write(chunk)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error) as exc:  # zlib.error: a deflate stream that is not one
         dest.unlink(missing_ok=True)
         raise unsupported(f"{mar.name}: corrupt archive entry {name!r} ({exc})") from None
     except ModelFleetError:

@@ -1,8 +1,10 @@
 """Fetch an allow-listed http(s) model source into the download folder (stdlib urllib, off the event loop).
 
 Called by sources.SourceResolver after it has checked the URL; every redirect hop goes back through
-the resolver's check before it is followed. Streams to a private temp file, enforces the size limit
-and the idle timeout, verifies an optional sha256, then renames atomically. Never disables TLS
+the resolver's check before it is followed. Downloads run on their own bounded thread pool
+(Downloader), never the loop's default executor, so slow sources cannot starve model-store loads.
+Streams to a private temp file, enforces the size limit, the total deadline and the minimum rate
+(download_guard), verifies an optional sha256, then renames atomically. Never disables TLS
 verification and never keeps a partial or mismatching file.
 """
 
@@ -10,22 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import http.client
 import os
 import re
-import ssl
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urljoin, urlsplit
-from urllib.request import HTTPRedirectHandler, HTTPSHandler, Request, build_opener
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 from ..errors import ErrorKind, ModelFleetError, Reason
+from .download_guard import GuardedHTTPHandler, GuardedHTTPSHandler, TransferGuard, TransferLimits
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+ABANDON_SLACK_S = 1.0
+"""Past its deadline the caller stops waiting even if the thread is stuck where no read is
+(e.g. a DNS lookup); the thread then ends at its next read."""
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.+-]")
 _MAX_NAME_CHARS = 200
 
@@ -97,19 +106,76 @@ class _CheckedRedirects(HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-async def download(
-    url: str,
-    target: Path,
-    *,
-    max_bytes: int,
-    timeout_s: float,
-    sha256: str | None,
-    check_redirect: Callable[[str], None],
-) -> Path:
-    """Fetch `url` (no fragment) to `target`; returns target. Raises ModelFleetError only."""
-    return await asyncio.to_thread(
-        _fetch, url, target, max_bytes=max_bytes, timeout_s=timeout_s, sha256=sha256, check_redirect=check_redirect
-    )
+class Downloader:
+    """Runs downloads on a private pool of max_concurrent threads, each bounded by a TransferGuard.
+
+    Beyond max_concurrent, a download waits for a slot, and the wait counts against its own
+    deadline (a queue, not a refusal: registrations from a desired state often come together).
+    A slot is freed when its thread really ends, not when the caller gives up, so the pool never
+    holds more threads than the limit. A caller that is cancelled or runs past the deadline aborts
+    its download: the thread stops at its next read and removes the partial file.
+    """
+
+    def __init__(self, *, max_concurrent: int) -> None:
+        self.max_concurrent = max_concurrent
+        # Neither starts a thread here: the executor spawns on first submit, the semaphore binds
+        # to the loop that first waits on it.
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="modelfleet-download")
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.active: set[TransferGuard] = set()
+        """Downloads holding a slot (their threads may outlive an abandoned caller)."""
+
+    async def download(
+        self,
+        url: str,
+        target: Path,
+        *,
+        max_bytes: int,
+        limits: TransferLimits,
+        sha256: str | None,
+        check_redirect: Callable[[str], None],
+    ) -> Path:
+        """Fetch `url` (no fragment) to `target`; returns target. Raises ModelFleetError only."""
+        guard = TransferGuard(url, limits)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), guard.remaining())
+        except TimeoutError:
+            raise guard.failed(
+                ErrorKind.DEADLINE_EXCEEDED,
+                f"all {self.max_concurrent} download slots stayed busy for the whole download deadline of "
+                f"{limits.timeout_s:g}s (--max-concurrent-downloads)",
+            ) from None
+        self.active.add(guard)
+        try:
+            future = asyncio.get_running_loop().run_in_executor(
+                self._executor,
+                lambda: _fetch(
+                    url, target, max_bytes=max_bytes, guard=guard, sha256=sha256, check_redirect=check_redirect
+                ),
+            )
+        except BaseException:
+            self._release(guard)
+            raise
+        future.add_done_callback(lambda done: self._finished(guard, done))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), guard.remaining() + ABANDON_SLACK_S)
+        except TimeoutError:
+            guard.abort()
+            raise guard.deadline_error() from None
+        except asyncio.CancelledError:
+            guard.abort()
+            raise
+
+    def _finished(self, guard: TransferGuard, done: asyncio.Future[Path]) -> None:
+        # Nobody awaits an abandoned download's outcome; retrieving it here keeps asyncio quiet.
+        error = None if done.cancelled() else done.exception()
+        if error is not None and guard.aborted:
+            log.debug("abandoned download of %s stopped: %s", guard.url, error)
+        self._release(guard)
+
+    def _release(self, guard: TransferGuard) -> None:
+        self.active.discard(guard)
+        self._slots.release()
 
 
 def _fetch(
@@ -117,10 +183,11 @@ def _fetch(
     target: Path,
     *,
     max_bytes: int,
-    timeout_s: float,
+    guard: TransferGuard,
     sha256: str | None,
     check_redirect: Callable[[str], None],
 ) -> Path:
+    guard.begin()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # With a checksum the content is pinned, so a cached copy that matches is the same model.
@@ -131,9 +198,10 @@ def _fetch(
         raise _cannot_write(url, target.parent, error) from None
     try:
         with os.fdopen(fd, "wb") as out:
-            actual = _stream(url, out, max_bytes=max_bytes, timeout_s=timeout_s, check_redirect=check_redirect)
+            actual = _stream(url, out, max_bytes=max_bytes, guard=guard, check_redirect=check_redirect)
         if sha256 is not None and actual != sha256:
             raise checksum_mismatch(url, expected=sha256, actual=actual)
+        guard.check()  # an abandoned download never lands in the cache
         try:
             os.replace(temp_name, target)
         except OSError as error:
@@ -151,15 +219,15 @@ def _cannot_write(url: str, folder: Path, error: OSError) -> ModelFleetError:
 
 
 def _stream(
-    url: str, out: IO[bytes], *, max_bytes: int, timeout_s: float, check_redirect: Callable[[str], None]
+    url: str, out: IO[bytes], *, max_bytes: int, guard: TransferGuard, check_redirect: Callable[[str], None]
 ) -> str:
-    """Copy the body to `out`; returns its sha256. The timeout applies to connect and to every read."""
-    opener = build_opener(_CheckedRedirects(check_redirect), HTTPSHandler(context=ssl.create_default_context()))
+    """Copy the body to `out`; returns its sha256. The guard bounds every socket read (download_guard)."""
+    opener = build_opener(_CheckedRedirects(check_redirect), GuardedHTTPHandler(guard), GuardedHTTPSHandler(guard))
     request = Request(url, headers={"User-Agent": "modelfleet-server", "Accept-Encoding": "identity"})
     too_large = fetch_failed(ErrorKind.INVALID_ARGUMENT, url, f"the source is larger than {max_bytes} bytes")
     digest = hashlib.sha256()
     try:
-        with opener.open(request, timeout=timeout_s) as response:
+        with opener.open(request, timeout=max(guard.check(), 0.001)) as response:
             length = response.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > max_bytes:
                 raise too_large
@@ -175,19 +243,15 @@ def _stream(
         raise _http_status_error(url, error.code) from None
     except URLError as error:
         if isinstance(error.reason, TimeoutError):
-            raise _timed_out(url, timeout_s) from None
+            raise guard.timed_out() from None
         raise fetch_failed(ErrorKind.UNAVAILABLE, url, str(error.reason)) from None
     except TimeoutError:
-        raise _timed_out(url, timeout_s) from None
+        raise guard.timed_out() from None
     except (OSError, http.client.HTTPException) as error:
         raise fetch_failed(ErrorKind.UNAVAILABLE, url, f"{type(error).__name__}: {error}") from None
     except ValueError as error:  # http.client.InvalidURL and friends: the URL cannot be requested
         raise fetch_failed(ErrorKind.INVALID_ARGUMENT, url, str(error)) from None
     return digest.hexdigest()
-
-
-def _timed_out(url: str, timeout_s: float) -> ModelFleetError:
-    return fetch_failed(ErrorKind.UNAVAILABLE, url, f"no data for {timeout_s:g}s (timeout)")
 
 
 def _http_status_error(url: str, status: int) -> ModelFleetError:

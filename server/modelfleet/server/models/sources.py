@@ -20,7 +20,8 @@ from .. import names
 from ..errors import ErrorKind, ModelFleetError, Reason, bad_input
 from ..settings import SourceSettings
 from .contracts import ResolvedSource
-from .download import checksum_mismatch, download, download_target, sha256_of
+from .download import Downloader, checksum_mismatch, download_target, sha256_of
+from .download_guard import TransferLimits
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -121,6 +122,13 @@ class SourceResolver:
             raise ValueError(f"invalid --allowed-sources pattern: {error}") from None
         self._store = os.path.abspath(settings.model_store)
         self._download_dir = Path(os.path.abspath(settings.download_dir or Path(self._store) / ".downloads"))
+        self.downloader = Downloader(max_concurrent=settings.max_concurrent_downloads)
+        """http(s) downloads run here, never on the loop's default executor that store loads use."""
+        self._transfer_limits = TransferLimits(
+            timeout_s=settings.download_timeout_s,
+            min_rate_bytes_s=settings.min_download_rate_bytes_s,
+            grace_s=settings.download_rate_grace_s,
+        )
 
     def allowed(self, url_without_fragment: str) -> bool:
         return any(pattern.fullmatch(url_without_fragment) for pattern in self._patterns)
@@ -135,11 +143,11 @@ class SourceResolver:
         scheme = match.group(1).lower() if match else ""
         if scheme in ("http", "https"):
             self.check_http(base, shown=url)
-            path = await download(
+            path = await self.downloader.download(
                 base,
                 download_target(self._download_dir, base),
                 max_bytes=self.settings.max_download_bytes,
-                timeout_s=self.settings.download_timeout_s,
+                limits=self._transfer_limits,
                 sha256=fragment.sha256,
                 check_redirect=self._check_redirect,
             )
