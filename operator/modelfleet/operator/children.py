@@ -38,6 +38,8 @@ TOKENS_DIR = f"{MOUNT_ROOT}/tokens"
 MANAGEMENT_TOKEN_FILE = "management"
 INFERENCE_TOKEN_FILE = "inference"
 LIVENESS_SERVICE = "modelfleet.liveness"
+POD_UID_ENV = "MODELFLEET_POD_UID"
+"""The server's --pod-uid as an environment variable (its CLI reads MODELFLEET_<FLAG>)."""
 
 STARTUP_PERIOD_S = 2
 """Startup probe period; failureThreshold = modelLoadTimeoutSeconds / this."""
@@ -163,7 +165,12 @@ def _container(spec: DeploymentSpec) -> Json:
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["modelfleet-server"],
         "args": server_args(spec),
-        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}],
+        "env": [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
+            # The server's --pod-uid: it answers it on health Check, and the operator sends the
+            # management token only to a server that answers this pod's UID (podidentity.py).
+            {"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}},
+        ],
         "ports": ports,
         # The load timeout is the startup budget; liveness never depends on models.
         "startupProbe": _grpc_probe(

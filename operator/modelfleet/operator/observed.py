@@ -47,6 +47,8 @@ class ObservedPod:
     models: Mapping[str, ObservedModel] | None
     """None when the pod's management API could not be read (see error)."""
     error: str | None = None
+    unverified: bool = False
+    """The server at the pod's address did not prove it is this pod (its UID): nothing was sent to it."""
 
     @property
     def reachable(self) -> bool:

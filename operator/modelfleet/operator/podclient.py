@@ -1,8 +1,9 @@
 """Management gRPC client for one server pod: token, deadlines, retries, and ErrorInfo decisions.
 
 reconcile.py holds one PodClient per pod address and calls observe() and the four write calls.
-Every call sends `authorization: Bearer <management token>` and a deadline; transient failures are
-retried with exponential backoff; the outcome is decided on the server's google.rpc.ErrorInfo
+Every call sends `authorization: Bearer <management token>` and a deadline, but only once the server
+at the address proved it is the pod meant (podidentity.py); transient failures are retried with
+exponential backoff; the outcome is decided on the server's google.rpc.ErrorInfo
 reason (the `grpc-status-details-bin` trailer), never on the status code alone. No Kubernetes I/O.
 """
 
@@ -22,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelfleet.protos import management_pb2, management_pb2_grpc
 
+from . import podidentity
 from .observed import ObservedModel, ObservedPod, ObservedVersion, PodRef
 from .settings import PodClientSettings
 from .spec import ModelSpec, ModelVersionSpec
@@ -98,6 +100,11 @@ class PodCallError(Exception):
     def stale(self) -> bool:
         return self.reason in STALE_REASONS
 
+    @property
+    def unverified(self) -> bool:
+        """The server at the pod's address is not (or did not prove it is) the pod meant; nothing was sent."""
+        return self.reason in podidentity.REASONS
+
 
 
 def error_reason(error: aio.AioRpcError) -> tuple[str | None, str]:
@@ -138,11 +145,17 @@ class Health:
 
 
 class PodClient:
-    """Talks to one pod's management port; create it and close() it on the running loop."""
+    """Talks to one pod's management port; create it and close() it on the running loop.
 
-    def __init__(self, address: str, token: str, *, settings: PodClientSettings) -> None:
+    `pod_uid`: the UID of the pod object meant; every call waits until the server at the address
+    answered it (podidentity.py). None trusts the address (tests and tools that started the server
+    themselves); the operator always passes the UID.
+    """
+
+    def __init__(self, address: str, token: str, *, pod_uid: str | None, settings: PodClientSettings) -> None:
         self.address = address
         self.token = token
+        self.pod_uid = pod_uid
         self._settings = settings
         options = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -150,13 +163,61 @@ class PodClient:
             # Reconnect quickly to a restarted pod instead of waiting out grpc's default 20 s backoff.
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2_000),
+            # No transparent retries: grpc must never replay a call (token included) on a connection
+            # made after the verification; _call retries itself, verifying first.
+            ("grpc.enable_retries", 0),
         ]
         self._channel = aio.insecure_channel(address, options=options)
         self._stub = management_pb2_grpc.ManagementAPIsServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._identity = podidentity.ConnectionWatch(self._channel)
+        self._reported: str | None = None
 
     async def close(self) -> None:
         await self._channel.close()
+        await self._identity.close()
+
+    async def verify(self) -> None:
+        """Make sure the server on this channel's connection is pod `pod_uid`; PodCallError if not.
+
+        Asks grpc.health.v1 Check with no token and reads `modelfleet-pod-uid`; cached until the
+        channel's connection changes. Unverified: reason POD_IDENTITY_MISMATCH or _MISSING, not retried.
+        """
+        if self.pod_uid is None or self._identity.verified:
+            return
+        self._identity.start()
+        answered, unreachable = await self._ask_identity()
+        if unreachable is not None:
+            raise unreachable
+        problem = podidentity.identity_problem(self.pod_uid, answered, address=self.address)
+        if problem is None:
+            self._identity.mark_verified()
+            self._reported = None
+            return
+        self._identity.forget()
+        reason, message = problem
+        message += "; the management token was not sent"
+        if message != self._reported:  # once per new answer, not once per pass
+            log.warning("Pod %s unverified: %s", self.pod_uid, message)
+            self._reported = message
+        raise PodCallError("Health/Check", grpc.StatusCode.UNAUTHENTICATED, message, reason)
+
+    async def _ask_identity(self) -> tuple[list[str], PodCallError | None]:
+        """The UIDs the server answered, or the error when nobody answered (unreachable: retried as
+        usual). Returned, not raised here: a traceback through this frame would keep the call object,
+        and with it the channel's shutdown, alive until the garbage collector runs."""
+        call = self._health.Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=self._settings.call_timeout_s, wait_for_ready=False
+        )
+        try:
+            await call
+        except aio.AioRpcError as exc:
+            answered = podidentity.answered_uids(exc.initial_metadata())
+            if not answered and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                reason, message = error_reason(exc)
+                return [], PodCallError("Health/Check", exc.code(), message, reason)
+            return answered, None  # someone answered (any status): what it said about itself decides
+        return podidentity.answered_uids(await call.initial_metadata()), None
 
     @property
     def _metadata(self) -> tuple[tuple[str, str], ...]:
@@ -168,11 +229,14 @@ class PodClient:
         attempt = 0
         while True:
             try:
+                await self.verify()
                 response = await call(request, timeout=timeout_s, metadata=self._metadata, wait_for_ready=False)
                 return str(response.msg)
             except aio.AioRpcError as exc:
                 reason, message = error_reason(exc)
                 error = PodCallError(method, exc.code(), message, reason)
+            except PodCallError as exc:  # from verify(): unreachable (transient) or unverified (not)
+                error = exc
             if not error.transient or attempt >= len(delays):
                 raise error
             log.debug("%s on %s failed (%s); retrying in %.2f s", method, self.address, error, delays[attempt])
@@ -211,6 +275,7 @@ class PodClient:
 
     async def health(self, service: str) -> str:
         """SERVING / NOT_SERVING / UNKNOWN (NOT_FOUND: the server does not know the name)."""
+        await self.verify()  # no token here, but the answer must come from the pod meant
         try:
             answer = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=self._settings.call_timeout_s
@@ -232,7 +297,7 @@ class PodClient:
                     models[name] = observed
             return ObservedPod(pod=pod, models=models)
         except PodCallError as exc:
-            return ObservedPod(pod=pod, models=None, error=str(exc))
+            return ObservedPod(pod=pod, models=None, error=str(exc), unverified=exc.unverified)
 
     async def _observe_model(self, name: str) -> ObservedModel | None:
         try:
@@ -333,13 +398,15 @@ class PodClients:
         self._settings = settings
         self._clients: dict[str, PodClient] = {}
 
-    def get(self, address: str, token: str) -> PodClient:
+    def get(self, address: str, token: str, *, pod_uid: str) -> PodClient:
+        """The client for the pod `pod_uid` at `address`; it verifies that pod before sending the token."""
         client = self._clients.get(address)
-        if client is None or client.token != token:
+        if client is None or client.token != token or client.pod_uid != pod_uid:
             if client is not None:
-                # The token changed (rotated Secret): a fresh client; the old channel closes later.
+                # The token changed (rotated Secret) or another pod has the address now: a fresh
+                # client with nothing verified; the old channel closes later.
                 asyncio.get_running_loop().create_task(client.close())
-            client = self._clients[address] = PodClient(address, token, settings=self._settings)
+            client = self._clients[address] = PodClient(address, token, pod_uid=pod_uid, settings=self._settings)
         return client
 
     async def retain(self, addresses: Mapping[str, object] | set[str]) -> None:

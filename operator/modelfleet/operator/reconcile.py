@@ -213,7 +213,8 @@ class Reconciler:
 
         async def one(address: str, pod: Mapping[str, Any]) -> ObservedPod:
             async with limit:
-                return await memory.clients.get(address, token).observe(pod_ref(pod))
+                ref = pod_ref(pod)
+                return await memory.clients.get(address, token, pod_uid=ref.uid).observe(ref)
 
         results = await asyncio.gather(*(one(a, p) for a, p in addresses.items()))
         return sorted(results, key=lambda o: o.pod.name)
@@ -381,12 +382,12 @@ class Reconciler:
                     if error is None:
                         memory.failures.pop((action.pod.uid, action.model, action.version), None)
                         continue
-                    if action.kind == "register" and not error.stale:
+                    if action.kind == "register" and not error.stale and not error.unverified:
                         new_failures.append(self._record_failure(spec, action, error, memory))
                     elif not error.stale:
                         errors.append(f"{action.describe()}: {error.reason or error.code.name}: {error.message}")
-                    if action.kind in ("register", "set_default"):
-                        break  # later calls for this pod depend on this one
+                    if action.kind in ("register", "set_default") or error.unverified:
+                        break  # later calls for this pod depend on this one (or cannot be sent at all)
 
         await asyncio.gather(*(run_pod(a) for a in by_pod.values()))
         memory.action_errors = errors
@@ -400,7 +401,7 @@ class Reconciler:
                 )
 
     async def _call(self, spec: DeploymentSpec, action: Action, memory: Memory, token: str) -> PodCallError | None:
-        client = memory.clients.get(management_address(action.pod.ip), token)
+        client = memory.clients.get(management_address(action.pod.ip), token, pod_uid=action.pod.uid)
         model = spec.model(action.model)
         try:
             if action.kind == "register" and model is not None:

@@ -40,6 +40,14 @@ def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condi
 
     if seen.child_error:
         degraded = Condition(DEGRADED, True, "ChildWriteFailed", seen.child_error)
+    elif unverified := [o for o in seen.observed if o.unverified]:
+        # Before the rest: whatever else is wrong, the operator cannot manage a pod it cannot verify.
+        degraded = Condition(
+            DEGRADED,
+            True,
+            "PodUnverified",
+            "; ".join(f"{o.pod.name}: {o.error}" for o in sorted(unverified, key=lambda o: o.pod.name)[:3]),
+        )
     elif failed:
         degraded = Condition(DEGRADED, True, "ModelLoadFailed", "; ".join(f"{m.name} {m.message}" for m in failed))
     elif crashing := [p for p in seen.live_pods if not p.ready and p.restarts > 0]:

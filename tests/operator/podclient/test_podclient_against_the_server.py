@@ -21,8 +21,8 @@ TOKEN = "test-management-token"
 
 @pytest.fixture
 async def server(start_server: Callable[..., Any], poll: Callable[..., Any]) -> AsyncIterator[Any]:
-    process = start_server("127.0.0.21", desired_state=json.dumps(DESIRED))
-    client = PodClient(process.management, TOKEN, settings=PodClientSettings(attempts=1))
+    process = start_server("127.0.0.21", desired_state=json.dumps(DESIRED), extra=("--pod-uid", "u"))
+    client = PodClient(process.management, TOKEN, pod_uid="u", settings=PodClientSettings(attempts=1))
 
     async def up() -> bool:
         try:
@@ -78,7 +78,7 @@ async def test_a_missing_source_is_a_permanent_failure(server: Any) -> None:
 
 async def test_a_wrong_token_is_refused_with_token_invalid(server: Any) -> None:
     process, _ = server
-    client = PodClient(process.management, "wrong", settings=PodClientSettings(attempts=1))
+    client = PodClient(process.management, "wrong", pod_uid="u", settings=PodClientSettings(attempts=1))
     with pytest.raises(PodCallError) as failed:
         await client.set_default("tiny", "1.0")
     await client.close()

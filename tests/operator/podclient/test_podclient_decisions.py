@@ -74,7 +74,7 @@ MODEL = ModelSpec(name="tiny", versions=(ModelVersionSpec("2.0", "tiny2.pt"),), 
 
 async def test_every_call_carries_the_bearer_token(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
-    client = PodClient(address, "s3cret", settings=PodClientSettings())
+    client = PodClient(address, "s3cret", pod_uid=None, settings=PodClientSettings())
     await client.set_default("tiny", "2.0")
     await client.close()
     assert servicer.calls[0][1]["authorization"] == "Bearer s3cret"
@@ -83,7 +83,7 @@ async def test_every_call_carries_the_bearer_token(scripted: tuple[Scripted, str
 async def test_transient_reasons_are_retried_with_backoff_until_success(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
     servicer.script = [(grpc.StatusCode.UNAVAILABLE, "QUEUE_FULL"), (grpc.StatusCode.UNAVAILABLE, "SOURCE_FETCH_FAILED")]
-    client = PodClient(address, "t", settings=PodClientSettings(attempts=3, backoff_initial_s=0.01))
+    client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings(attempts=3, backoff_initial_s=0.01))
     await client.register(MODEL, MODEL.versions[0], load_timeout_s=5)
     await client.close()
     assert [c[0] for c in servicer.calls] == ["RegisterModel"] * 3
@@ -93,7 +93,7 @@ async def test_permanent_reasons_are_not_retried_whatever_the_status_code(script
     servicer, address = scripted
     # TorchServe's code for a refused source is NOT_FOUND; the reason decides, not the code.
     servicer.script = [(grpc.StatusCode.NOT_FOUND, "SOURCE_NOT_ALLOWED")]
-    client = PodClient(address, "t", settings=PodClientSettings(attempts=5, backoff_initial_s=0.01))
+    client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings(attempts=5, backoff_initial_s=0.01))
     with pytest.raises(PodCallError) as failed:
         await client.register(MODEL, MODEL.versions[0], load_timeout_s=5)
     await client.close()
@@ -104,7 +104,7 @@ async def test_permanent_reasons_are_not_retried_whatever_the_status_code(script
 async def test_transient_failures_give_up_after_the_configured_attempts(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
     servicer.script = [(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN")] * 5
-    client = PodClient(address, "t", settings=PodClientSettings(attempts=2, backoff_initial_s=0.01))
+    client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings(attempts=2, backoff_initial_s=0.01))
     with pytest.raises(PodCallError) as failed:
         await client.set_default("tiny", "2.0")
     await client.close()
@@ -114,7 +114,7 @@ async def test_transient_failures_give_up_after_the_configured_attempts(scripted
 async def test_a_registration_that_already_exists_counts_as_done(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
     servicer.script = [(grpc.StatusCode.UNKNOWN, "ALREADY_EXISTS")]
-    client = PodClient(address, "t", settings=PodClientSettings())
+    client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings())
     await client.register(MODEL, MODEL.versions[0], load_timeout_s=5)
     await client.close()
 
@@ -122,7 +122,7 @@ async def test_a_registration_that_already_exists_counts_as_done(scripted: tuple
 async def test_unregistering_what_is_gone_counts_as_done(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
     servicer.script = [(grpc.StatusCode.NOT_FOUND, "VERSION_NOT_FOUND")]
-    client = PodClient(address, "t", settings=PodClientSettings())
+    client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings())
     await client.unregister("tiny", "1.0")
     await client.close()
 
@@ -130,7 +130,7 @@ async def test_unregistering_what_is_gone_counts_as_done(scripted: tuple[Scripte
 async def test_calls_have_deadlines(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
     servicer.hang = True
-    client = PodClient(address, "t", settings=PodClientSettings(call_timeout_s=0.1, attempts=1))
+    client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings(call_timeout_s=0.1, attempts=1))
     with pytest.raises(PodCallError) as failed:
         await client.set_default("tiny", "2.0")
     await client.close()
@@ -143,7 +143,7 @@ async def test_list_models_follows_next_page_tokens(scripted: tuple[Scripted, st
         '{"nextPageToken": "2", "models": [{"modelName": "a"}, {"modelName": "b"}]}',
         '{"models": [{"modelName": "c"}]}',
     ]
-    client = PodClient(address, "t", settings=PodClientSettings())
+    client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings())
     assert await client.list_models() == ["a", "b", "c"]
     await client.close()
 
@@ -151,7 +151,7 @@ async def test_list_models_follows_next_page_tokens(scripted: tuple[Scripted, st
 async def test_an_unreachable_pod_is_reported_not_raised() -> None:
     from modelfleet.operator.observed import PodRef
 
-    client = PodClient("127.0.0.1:1", "t", settings=PodClientSettings(attempts=1, call_timeout_s=0.5))
+    client = PodClient("127.0.0.1:1", "t", pod_uid=None, settings=PodClientSettings(attempts=1, call_timeout_s=0.5))
     observed = await client.observe(PodRef("p", "u", "127.0.0.1", ready=True))
     await client.close()
     assert not observed.reachable and "UNAVAILABLE" in (observed.error or "")

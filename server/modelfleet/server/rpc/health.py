@@ -15,6 +15,7 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from modelfleet.server.echo import quoted
 from modelfleet.server.errors import Reason
 from modelfleet.server.rpc.error_details import error_status_trailer
 
@@ -28,6 +29,15 @@ LIVENESS_SERVICE = "modelfleet.liveness"
 """SERVING while the process runs; never depends on models (NOT_SERVING only while draining)."""
 
 _Response = health_pb2.HealthCheckResponse
+MAX_SERVICE_NAME_CHARS = 512
+"""Longest service name Watch keeps a key for; the server's own names are far shorter (model and
+version names are at most 63 characters each), so a longer unknown name can never become known."""
+
+POD_UID_METADATA = "modelfleet-pod-uid"
+"""Initial metadata of every Check answer when the server knows its pod UID (--pod-uid): the
+operator reads it, unauthenticated, to be sure who answers at a pod address before it sends the
+management token (operator/modelfleet/operator/podclient.py). The UID is no secret (any pod reader sees it)."""
+
 SERVING: int = _Response.SERVING
 NOT_SERVING: int = _Response.NOT_SERVING
 SERVICE_UNKNOWN: int = _Response.SERVICE_UNKNOWN
@@ -37,7 +47,8 @@ SERVICE_UNKNOWN: int = _Response.SERVICE_UNKNOWN
 class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     """Serving status per name; starts with "" NOT_SERVING and the liveness name SERVING."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pod_uid: str | None = None) -> None:
+        self._pod_uid = pod_uid
         self._serving: dict[str, bool] = {OVERALL_SERVICE: False, LIVENESS_SERVICE: True}
         self._draining = False
         self._closed = False
@@ -98,14 +109,18 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext
     ) -> health_pb2.HealthCheckResponse:
-        status = self.status(request.service)
+        if self._pod_uid:  # first, so that it also comes with a NOT_FOUND
+            await context.send_initial_metadata(((POD_UID_METADATA, self._pod_uid),))
+        service = request.service
+        status = self.status(service)
         if status == SERVICE_UNKNOWN:
-            message = f"Unknown health service name: {request.service!r}"
+            # Unauthenticated callers send names up to the message size: quote a clipped copy only.
+            message = f"Unknown health service name: {quoted(service)}"
             trailer = error_status_trailer(
                 grpc.StatusCode.NOT_FOUND,
                 message,
                 reason=Reason.MODEL_NOT_FOUND.value,
-                metadata={"service": request.service},
+                metadata={"service": service},  # clipped by error_status_trailer
             )
             await context.abort(grpc.StatusCode.NOT_FOUND, message, trailing_metadata=trailer)
         return _Response(status=status)
@@ -121,6 +136,11 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         service = request.service
+        if len(service) > MAX_SERVICE_NAME_CHARS and service not in self._serving:
+            # No name this long is ever set: answer once and end rather than hold a megabyte key
+            # (and the call) open until the server stops.
+            yield _Response(status=SERVICE_UNKNOWN)
+            return
         changed = asyncio.Event()
         self._watchers.setdefault(service, set()).add(changed)
         try:
