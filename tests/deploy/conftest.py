@@ -1,16 +1,15 @@
 """Fixtures for the packaging tests: the real helm/kubectl/hadolint binaries, chart rendering, the CRD.
 
-The binaries come from scripts/install-k8s-tools.sh (.tools/bin) or PATH; a missing one fails the
-test with the command that installs it (CI installs them, so nothing is skipped silently).
+The binaries come from scripts/install-k8s-tools.sh (.tools/bin) or the venv, never from PATH
+(mf_tools); a missing one fails the test with the command that installs it (CI installs them, so
+nothing is skipped silently).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mf_tools import tool_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelfleet"
@@ -29,14 +29,11 @@ K8S_VERSIONS = ("1.31.0", "1.37.0")
 
 
 def tool(name: str) -> str:
-    """.tools/bin first (kubectl there is 1.37; /usr/bin may hold an older one), then the venv, then PATH."""
-    for folder in (ROOT / ".tools" / "bin", Path(sys.executable).parent):
-        if (folder / name).is_file() and os.access(folder / name, os.X_OK):
-            return str(folder / name)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found: run `bash scripts/install-k8s-tools.sh .tools/bin` (or pip install -r requirements-test.txt)")
-    return found
+    """.tools/bin first (kubectl there is 1.37; /usr/bin may hold an older one), then the venv."""
+    try:
+        return tool_path(name)
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing))
 
 
 def tool_env(tmp_home: Path) -> dict[str, str]:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import kubernetes
 import pytest
+from mf_tools import tool_path
 
 from modelfleet.local.apiserver import RunningApi, apiserver_thread
-
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 
 @pytest.fixture
@@ -54,13 +52,12 @@ def kubeconfig(api: RunningApi, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def kubectl(kubeconfig: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    if not os.path.exists(KUBECTL):
-        pytest.skip("kubectl is not installed")
+    kubectl_binary = tool_path("kubectl")  # .tools/bin's 1.37, not whatever kubectl PATH holds
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(tmp_path))
 
     def run(*args: str, check: bool = True, stdin: str | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([KUBECTL, *args], env=env, input=stdin, capture_output=True, text=True,
+        result = subprocess.run([kubectl_binary, *args], env=env, input=stdin, capture_output=True, text=True,
                                 timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
+from mf_tools import console_script
 from modelfleet.operator.__main__ import parse_settings
 
 
@@ -35,7 +35,7 @@ def test_environment_sets_and_flags_override() -> None:
 
 
 def test_module_and_console_script_answer_help() -> None:
-    for command in ([sys.executable, "-m", "modelfleet.operator", "--help"], [shutil.which("modelfleet-operator") or "modelfleet-operator", "--help"]):
+    for command in ([sys.executable, "-m", "modelfleet.operator", "--help"], [console_script("modelfleet-operator"), "--help"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "--lease-duration" in result.stdout
 

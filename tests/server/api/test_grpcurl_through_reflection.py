@@ -5,23 +5,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mf_tools import console_script
 
 from modelfleet.server.settings import AuthSettings, ModelSettings, NetworkSettings
 
 INFERENCE = "org.pytorch.serve.grpc.inference.InferenceAPIsService"
 MANAGEMENT = "org.pytorch.serve.grpc.management.ManagementAPIsService"
-GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 
 
 async def grpcurl(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        GRPCURL, "-plaintext", "-max-time", "30", *args,
+        console_script("grpcurl"), "-plaintext", "-max-time", "30", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc import aio
 from grpc_reflection.v1alpha import reflection_pb2
+from mf_tools import console_script
 
 from modelfleet.protos import inference_pb2, management_pb2
 from modelfleet.server.rpc.auth import INFERENCE, MANAGEMENT, TokenAuthInterceptor, TokenStore
@@ -22,8 +22,6 @@ from modelfleet.server.settings import AuthSettings
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceAPIsService"].full_name
 MANAGEMENT_SERVICE = management_pb2.DESCRIPTOR.services_by_name["ManagementAPIsService"].full_name
 EXPECTED = {INFERENCE_SERVICE, MANAGEMENT_SERVICE, HEALTH, *REFLECTION_SERVICES}
-
-pytestmark = pytest.mark.skipif(shutil.which("grpcurl") is None, reason="grpcurl is installed by requirements-test.txt")
 
 
 @pytest.fixture
@@ -45,7 +43,7 @@ async def port(start_server, tmp_path: Path) -> int:
 async def grpcurl(*args: str) -> str:
     # The server runs on this loop, so grpcurl must run as an asyncio subprocess (never blocking).
     process = await asyncio.create_subprocess_exec(
-        "grpcurl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        console_script("grpcurl"), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout=30)
