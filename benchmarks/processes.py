@@ -35,15 +35,16 @@ def spawn(command: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] |
 
 def _group_alive(pgid: int) -> bool:
     """Whether any process of the group still runs (zombies have exited for our purposes)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state ppid pgrp ...
-            return True
+    with os.scandir("/proc") as entries:  # closed on the early return too (ResourceWarning otherwise)
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state ppid pgrp ...
+                return True
     return False
 
 

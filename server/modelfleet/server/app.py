@@ -20,6 +20,7 @@ from grpc import aio
 from modelfleet.protos import inference_pb2_grpc, management_pb2_grpc
 from modelfleet.server.errors import ModelFleetError
 from modelfleet.server.metrics import MetricsServer
+from modelfleet.server.models.archive import ZipLimits
 from modelfleet.server.models.desired_state import (
     DesiredState,
     apply_desired_state,
@@ -33,6 +34,7 @@ from modelfleet.server.models.registry import ModelRegistry
 from modelfleet.server.models.sources import SourceResolver
 from modelfleet.server.rpc import inference, management, status
 from modelfleet.server.rpc.auth import INFERENCE, MANAGEMENT, TokenAuthInterceptor, TokenFileError, TokenStore
+from modelfleet.server.rpc.decoding import DecodingInterceptor
 from modelfleet.server.rpc.health import LIVENESS_SERVICE, OVERALL_SERVICE, HealthServicer
 from modelfleet.server.rpc.health import SERVICE_NAME as HEALTH_SERVICE
 from modelfleet.server.rpc.reflection import REFLECTION_SERVICES, enable_reflection
@@ -55,7 +57,7 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.health = HealthServicer()
+        self.health = HealthServicer(pod_uid=settings.network.pod_uid)
         self.registry: ModelRegistry | None = None
         self.tokens: TokenStore | None = None
         self.inference_port = 0
@@ -114,7 +116,12 @@ class App:
         registry = self.registry = ModelRegistry(
             settings.models,
             resolver=SourceResolver(settings.sources),
-            loader=ModelLoader(settings.models),
+            loader=ModelLoader(
+                settings.models,
+                zip_limits=ZipLimits.of(settings.sources),
+                max_request_bytes=settings.network.max_receive_message_bytes,
+                max_response_bytes=settings.network.max_send_message_bytes,
+            ),
             devices=visible_devices(settings.models.devices),
         )
         registry.subscribe(self._sync_health)
@@ -130,6 +137,10 @@ class App:
                     code=status.token_denied_code(mode),
                 )
             )
+        # After auth on purpose: a refused call is never parsed, so garbage without a token gets
+        # the token error; every parsed body that is undecodable gets INVALID_ARGUMENT (decoding.py).
+        decoding = DecodingInterceptor(mode)
+        interceptors.append(decoding)
         credentials = server_credentials(settings.tls)
         options = server_options(network)
 
@@ -158,7 +169,7 @@ class App:
         self.management_port = bind(management_server, network.management_address, credentials)
         if network.health_address is not None:
             # Plaintext and token-free on purpose: kubelet gRPC probes send neither TLS nor metadata.
-            health_server = aio.server(options=options)
+            health_server = aio.server(interceptors=[decoding], options=options)
             self.health.add_to_server(health_server)
             self._servers.append(health_server)
             self.health_port = bind(health_server, network.health_address, None)
