@@ -170,8 +170,8 @@ fi
 phase "installing requirements-test.txt and torch's dependencies ..."
 pip_install "torch==$TORCH_VERSION" -r requirements-test.txt
 
-phase "installing protos, server, operator and local (editable) ..."
-pip_install --no-deps -e ./protos -e ./server -e ./operator -e ./local
+phase "installing protos, server, operator, local and convert (editable) ..."
+pip_install --no-deps -e ./protos -e ./server -e ./operator -e ./local -e ./convert
 
 phase "installing kubectl and helm into .tools/bin ..."
 run env PYTHON="$VENV_PY" bash scripts/install-k8s-tools.sh .tools/bin
