@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,25 +166,6 @@ def cluster_doc_blocks() -> list[DocBlock]:
     ]
 
 
-KUBECTL_WRAPPER = """#!/bin/sh
-# kubectl with --validate=false on apply/create: the local API serves no OpenAPI.
-# `kubectl create namespace X` sends protobuf, which the local API cannot decode: kubectl builds the
-# same object client-side and creates it as JSON instead.
-set -e
-if [ "$1" = create ] && [ "$2" = namespace ]; then
-  shift
-  "$REAL_KUBECTL" create "$@" --dry-run=client -o json | "$REAL_KUBECTL" create --validate=false -f -
-  exit 0
-fi
-if [ "$1" = port-forward ] && [ -n "$PORT_FORWARD" ]; then
-  shift
-  exec "$PORT_FORWARD" "$@"
-fi
-case "$1" in apply|create) sub=$1; shift; exec "$REAL_KUBECTL" "$sub" --validate=false "$@";; esac
-exec "$REAL_KUBECTL" "$@"
-"""
-
-
 def run_doc_block(block: DocBlock, *, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a block verbatim with bash -euo pipefail; fail the test (with its output) unless it exits 0."""
     result = subprocess.run(
@@ -206,9 +188,15 @@ def run_block() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture
 def doc_bin(tmp_path: Path) -> Path:
-    """A folder for PATH holding the `kubectl` wrapper (it calls $REAL_KUBECTL)."""
+    """A folder for PATH, empty: tests put stand-ins there only for what the local API cannot be
+    (helm's release storage); kubectl is never wrapped (see doc_path)."""
     folder = tmp_path / "bin"
     folder.mkdir()
-    (folder / "kubectl").write_text(KUBECTL_WRAPPER)
-    (folder / "kubectl").chmod(0o700)
     return folder
+
+
+@pytest.fixture
+def doc_path(doc_bin: Path, kubectl_binary: str) -> str:
+    """PATH for the README's commands: stand-ins, then the real kubectl's folder (.tools/bin), the venv."""
+    return os.pathsep.join([str(doc_bin), str(Path(kubectl_binary).parent), str(Path(sys.executable).parent),
+                            os.environ.get("PATH", "")])

@@ -10,8 +10,8 @@ blocks whose first line is `# <file name>`), with a fresh API each.
 `helm install/upgrade/test/uninstall` cannot target the in-memory API (it stores releases as
 protobuf Secrets and needs OpenAPI), so a `helm` wrapper on PATH turns them into `helm template`
 with the same arguments and applies (or, for uninstall, deletes) the rendered objects with the real
-kubectl, as `helm install` would; any other helm command runs the real helm. A `kubectl` wrapper
-adds --validate=false to apply/create (the local API serves no OpenAPI).
+kubectl, as `helm install` would; any other helm command runs the real helm. kubectl is the real
+binary (.tools/bin), unwrapped: the local API speaks protobuf, OpenAPI and strict field validation.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def test_the_readme_has_the_cluster_sections_in_order() -> None:
         "### Supported Kubernetes versions", "### Build the images", "### Install with Helm",
         "### Install with kubectl", "### Write your first ModelDeployment",
         "### Call it with grpcurl and with a TorchServe client", "### Upgrade", "### Uninstall",
+        "### Where the local API differs from a real cluster",
     ]  # fmt: skip
     outside = CLUSTER_DOCS.sub("", README.read_text())
     assert "<!-- test:" not in outside, "only the cluster part's blocks are run by these tests"
@@ -138,7 +139,7 @@ def test_commands_left_to_ci_are_run_by_ci(doc_blocks: list[Any]) -> None:
 
 @pytest.fixture
 def sandbox(
-    tmp_path: Path, helm_binary: str, kubectl_binary: str, doc_blocks: list[Any], doc_bin: Path
+    tmp_path: Path, helm_binary: str, kubectl_binary: str, doc_blocks: list[Any], doc_bin: Path, doc_path: str
 ) -> Iterator[tuple[Path, dict[str, str], Any]]:
     from modelfleet.local.apiserver import apiserver_thread
 
@@ -155,7 +156,7 @@ def sandbox(
         (tmp_path / "kubeconfig").write_text(api.kubeconfig())
         env = {
             **os.environ,
-            "PATH": f"{doc_bin}{os.pathsep}{os.environ['PATH']}",
+            "PATH": doc_path,
             "HOME": str(tmp_path),
             "KUBECONFIG": str(tmp_path / "kubeconfig"),
             "REAL_KUBECTL": kubectl_binary,

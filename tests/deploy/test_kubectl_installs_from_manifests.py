@@ -1,8 +1,9 @@
 """`kubectl apply -f manifests/` installs ModelFleet, and the examples then apply, against the local
 in-memory Kubernetes API (modelfleet.local.apiserver; real HTTP, real kubectl 1.37).
 
-The local API serves no OpenAPI, so kubectl runs with --validate=false; the API itself validates
-custom resources against the CRD's schema, which is what makes a bad ModelDeployment fail here.
+kubectl runs as users type it (default --validate=strict: the local API serves OpenAPI v3 and checks
+unknown fields itself); the API validates custom resources against the CRD's schema, which is what
+makes a bad ModelDeployment fail here.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _get(kubectl: Kubectl, *args: str) -> Any:
 
 
 def test_kubectl_apply_of_the_manifests_creates_every_object(kubectl: Kubectl) -> None:
-    kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests"))
+    kubectl("apply", "-f", str(ROOT / "manifests"))
     expected = [
         (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])
         for path in sorted((ROOT / "manifests").glob("*.yaml"))
@@ -59,13 +60,13 @@ def test_kubectl_apply_of_the_manifests_creates_every_object(kubectl: Kubectl) -
     operator = _get(kubectl, "deployment", "modelfleet-operator", "-n", "modelfleet-system")
     assert operator["spec"]["template"]["spec"]["serviceAccountName"] == "modelfleet-operator"
     # A second apply of unchanged files is a no-op, as an upgrade with nothing new must be.
-    again = kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests")).stdout
+    again = kubectl("apply", "-f", str(ROOT / "manifests")).stdout
     assert "configured" not in again and "created" not in again, again
 
 
 def test_examples_apply_and_get_the_crd_defaults(kubectl: Kubectl) -> None:
-    kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
-    kubectl("apply", "--validate=false", "-f", str(ROOT / "examples"))
+    kubectl("apply", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
+    kubectl("apply", "-f", str(ROOT / "examples"))
     names = {doc["metadata"]["name"] for doc in (yaml.safe_load(p.read_text()) for p in (ROOT / "examples").glob("*.yaml"))}
     listed = _get(kubectl, "modeldeployments")
     assert {item["metadata"]["name"] for item in listed["items"]} == names
@@ -75,9 +76,18 @@ def test_examples_apply_and_get_the_crd_defaults(kubectl: Kubectl) -> None:
 
 
 def test_a_broken_modeldeployment_is_refused_by_the_api(kubectl: Kubectl) -> None:
-    kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
+    kubectl("apply", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
     broken = yaml.safe_load((ROOT / "examples" / "cpu.yaml").read_text())
     broken["spec"]["replicas"] = -1
-    result = kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(broken), check=False)
+    result = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(broken), check=False)
     assert result.returncode != 0
     assert "replicas" in result.stderr
+
+
+def test_a_modeldeployment_with_a_typoed_field_is_refused_by_strict_validation(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
+    typo = yaml.safe_load((ROOT / "examples" / "cpu.yaml").read_text())
+    typo["spec"]["replicaz"] = typo["spec"].pop("replicas", 2)
+    result = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(typo), check=False)
+    assert result.returncode != 0
+    assert 'strict decoding error: unknown field "spec.replicaz"' in result.stderr, result.stderr

@@ -55,7 +55,7 @@ async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kube
             assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
             return result.stdout
 
-        await kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests"))
+        await kubectl("apply", "-f", str(ROOT / "manifests"))
         await kubectl(
             "patch", "deployment", "modelfleet-operator", "-n", "modelfleet-system", "--type", "json", "-p",
             json.dumps([{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
@@ -63,12 +63,12 @@ async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kube
         )  # fmt: skip
 
         # The model store the example mounts: a claim whose folder holds the demo model.
-        await kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(MODEL_CLAIM))
+        await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(MODEL_CLAIM))
         store = state / "persistentvolumes" / "default" / "modelfleet-models"
         store.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(write_torchscript, "tiny", store / "tiny.pt")
 
-        await kubectl("apply", "--validate=false", "-n", "default", "-f", str(ROOT / "examples" / "cpu.yaml"))
+        await kubectl("apply", "-n", "default", "-f", str(ROOT / "examples" / "cpu.yaml"))
 
         mds = fleet.client.type("modelfleet.io", "modeldeployments")
         def status_and_operator_log() -> str:

@@ -9,11 +9,10 @@ the token from the fleet's Secret, grpcurl (reflection, health, a prediction) an
 client, its stubs generated from TorchServe's own inference.proto (the copy in
 tests/server/api/torchserve_protos/ stands in for the user's download).
 
-`kubectl` is a wrapper that adds --validate=false to apply (the local API serves no OpenAPI) and
-turns `kubectl port-forward ... service/<name> LOCAL:REMOTE` into a forwarder from LOCAL on the
-loopback to the Service's cluster IP (the local fleet gives every Service a loopback cluster IP),
-printing kubectl's own "Forwarding from" lines, so grpcurl and the client reach `localhost:7070`
-exactly as on a real cluster. Three pods: the operator and two servers.
+`kubectl` is the real binary (.tools/bin), unwrapped: `kubectl port-forward service/cpu-tiny
+7070:7070` goes through the local API's pods/portforward (kubectl picks a pod behind the Service),
+so grpcurl and the client reach `localhost:7070` exactly as on a real cluster. Three pods: the
+operator and two servers.
 """
 
 from __future__ import annotations
@@ -46,67 +45,6 @@ MODEL_CLAIM = {
     "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
 }
 
-PORT_FORWARD = r'''#!{python}
-"""kubectl port-forward [-n NS] service/NAME LOCAL:REMOTE... on the local fleet: LOCAL -> clusterIP:REMOTE."""
-import asyncio, json, os, signal, subprocess, sys
-
-args, namespace, target, pairs = sys.argv[1:], "default", None, []
-while args:
-    a = args.pop(0)
-    if a in ("-n", "--namespace"):
-        namespace = args.pop(0)
-    elif a.startswith("--namespace="):
-        namespace = a.split("=", 1)[1]
-    elif a.startswith("service/") or a.startswith("svc/"):
-        target = a.split("/", 1)[1]
-    elif ":" in a:
-        pairs.append(tuple(int(p) for p in a.split(":")))
-    else:
-        sys.exit(f"port-forward wrapper: unsupported argument {a!r}")
-service = json.loads(subprocess.run([os.environ["REAL_KUBECTL"], "get", "service", target, "-n", namespace, "-o", "json"],
-                                    check=True, capture_output=True, text=True).stdout)
-cluster_ip = service["spec"]["clusterIP"]
-
-
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.close()
-
-
-async def main():
-    servers = []
-    for local, remote in pairs:
-        async def handle(reader, writer, remote=remote):
-            try:
-                up_reader, up_writer = await asyncio.open_connection(cluster_ip, remote)
-            except OSError:
-                writer.close()
-                return
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        for host, shown in (("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")):
-            try:
-                servers.append(await asyncio.start_server(handle, host, local))
-            except OSError as error:
-                if host == "127.0.0.1":
-                    sys.exit(f"unable to listen on port {local}: {error}")
-                continue
-            print(f"Forwarding from {shown}:{local} -> {remote}", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-asyncio.run(main())
-'''
-
-
 def _ready(md: dict[str, Any] | None) -> bool:
     conditions = ((md or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -118,7 +56,7 @@ def _first_command(body: str) -> str:
 
 @pytest.mark.timeout(600)
 async def test_the_readme_fleet_commands_deploy_and_call_a_model(
-    tmp_path: Path, kubectl_binary: str, doc_blocks: list[Any], doc_bin: Path, run_block: Callable[..., Any]
+    tmp_path: Path, kubectl_binary: str, doc_blocks: list[Any], doc_bin: Path, doc_path: str, run_block: Callable[..., Any]
 ) -> None:
     from modelfleet.local.fleet import run_fleet
     from modelfleet.server.demo import write_torchscript
@@ -136,8 +74,6 @@ async def test_the_readme_fleet_commands_deploy_and_call_a_model(
             (work / block.file_name).write_text(block.body)
     assert (work / "client.py").is_file(), "the README defines client.py"
     shutil.copy(TORCHSERVE_PROTOS / "inference.proto", work / "inference.proto")
-    (doc_bin / "port-forward").write_text(PORT_FORWARD.replace("{python}", sys.executable))
-    (doc_bin / "port-forward").chmod(0o700)
 
     state = tmp_path / "state"
     forwarder: subprocess.Popen[str] | None = None
@@ -145,11 +81,9 @@ async def test_the_readme_fleet_commands_deploy_and_call_a_model(
         (tmp_path / "kubeconfig").write_text(fleet.api.kubeconfig())
         env = {
             **os.environ,
-            "PATH": os.pathsep.join([str(doc_bin), str(Path(sys.executable).parent), os.environ["PATH"]]),
+            "PATH": doc_path,
             "HOME": str(tmp_path),
             "KUBECONFIG": str(tmp_path / "kubeconfig"),
-            "REAL_KUBECTL": kubectl_binary,
-            "PORT_FORWARD": str(doc_bin / "port-forward"),
         }
 
         async def kubectl(*args: str, stdin: str | None = None) -> str:
@@ -160,15 +94,14 @@ async def test_the_readme_fleet_commands_deploy_and_call_a_model(
             return result.stdout
 
         # What the install part and the cluster's storage provide before the first ModelDeployment.
-        await kubectl("apply", "--validate=false", "-f", str(ROOT / "manifests"))
+        await kubectl("apply", "-f", str(ROOT / "manifests"))
         await kubectl(
             "patch", "deployment", "modelfleet-operator", "-n", "modelfleet-system", "--type", "json", "-p",
             json.dumps([{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
                          "value": {"name": "MODELFLEET_OPERATOR_SERVER", "value": fleet.api.url}}]),
         )  # fmt: skip
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-        await kubectl("create", "--validate=false", "-f", "-", stdin=json.dumps(namespace))
-        await kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(MODEL_CLAIM))
+        await kubectl("create", "namespace", NAMESPACE)
+        await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(MODEL_CLAIM))
         store = state / "persistentvolumes" / NAMESPACE / "modelfleet-models"
         store.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(write_torchscript, "tiny", store / "tiny.pt")

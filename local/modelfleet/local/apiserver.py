@@ -31,7 +31,7 @@ import attrs
 import kmock
 import yaml
 
-from modelfleet.local import crds, scale, selectors, tables
+from modelfleet.local import crds, fieldvalidation, openapi, portforward, protobody, scale, selectors, tables
 from modelfleet.local.apistore import Store
 from modelfleet.local.apitypes import JSON, ApiError, ApiRequest, AuditLog, ResourceType, ScalePaths
 from modelfleet.local.apiwatch import Watch
@@ -101,6 +101,10 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
     _kmock_resources: dict[tuple[str, str], Any] = attrs.field(factory=dict, init=False)
     # Set by the local kubelet: (namespace, pod, container or None) -> the container's log file.
     pod_logs: Callable[[str, str, str | None], Path | None] | None = attrs.field(default=None, init=False)
+    # OpenAPI v3 documents by group/version key, built on first request; dropped when a CRD changes.
+    _openapi: dict[str, JSON] | None = attrs.field(default=None, init=False)
+    # "websocket" or "spdy" per port-forward request, for tests and the audit of what kubectl used.
+    port_forwards: list[str] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -146,6 +150,7 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
     def _on_crd_change(self, rtype: ResourceType, event_type: str, obj: JSON) -> None:
         if rtype.key != CRD_TYPE:
             return
+        self._openapi = None
         if event_type == "DELETED":
             for served in crds.resource_types(obj):
                 for item in list(self.store.list_objects(served)):
@@ -208,7 +213,51 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
         return await super()._render_error(exc)
 
     # ---- HTTP entry --------------------------------------------------------------------------
+    # ---- OpenAPI -------------------------------------------------------------------------------
+    def openapi_documents(self) -> dict[str, JSON]:
+        if self._openapi is None:
+            self._openapi = openapi.v3_documents(list(self.store.types.values()))
+        return self._openapi
+
+    def _serve_openapi(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """/openapi/v2 (JSON only: kubectl asks for protobuf there, gets 406 and uses v3) and /openapi/v3."""
+        path = raw.path.rstrip("/")
+        accept = raw.headers.get("Accept", "")
+        if path == "/openapi/v2":
+            if "json" not in accept and accept not in ("", "*/*"):
+                error = ApiError(406, "NotAcceptable", "only application/json is served here; "
+                                                       "kubectl uses /openapi/v3")
+                return aiohttp.web.json_response(error.status(), status=406)
+            return _json(openapi.v2_document(self.openapi_documents()))
+        documents = self.openapi_documents()
+        if path == "/openapi/v3":
+            return _json(openapi.v3_discovery(self.store.types.values(), documents))
+        document = documents.get(path.removeprefix("/openapi/v3/"))
+        if document is None:
+            error = ApiError(404, "NotFound", f"no OpenAPI document at {path}")
+            return aiohttp.web.json_response(error.status(), status=404)
+        return _json(document, headers={"Cache-Control": "public, immutable"} if raw.query.get("hash") else {})
+
+    def _check_fields(self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, verb: str,
+                      body: Any) -> list[str]:
+        """fieldValidation=Strict: ApiError 400 on unknown fields; Warn: the warnings to send."""
+        directive = raw.query.get("fieldValidation", "")
+        if directive not in ("Strict", "Warn") or not isinstance(body, dict):
+            return []
+        if verb == "patch" and "json-patch" in raw.headers.get("Content-Type", ""):
+            return []
+        found = openapi.schema_for(rtype)
+        if found is None:
+            return []
+        schema, components = found
+        unknown = fieldvalidation.unknown_fields(body, schema, components)
+        if unknown and directive == "Strict":
+            raise ApiError(400, "BadRequest", fieldvalidation.strict_error_message(rtype.kind, rtype.version, unknown))
+        return [f'unknown field "{field}"' for field in unknown]
+
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path.startswith("/openapi/"):
+            return self._serve_openapi(raw_request)
         route = parse_route(raw_request.path, self.store.types)
         if route is None:
             if len(self._requests) > self.keep_requests:
@@ -225,19 +274,33 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             if verb == "watch":
                 self.audit.add(record)
                 return await self._serve_watch_stream(raw_request, rtype, route)
+            if route.subresource == "portforward" and rtype.key == ("", "pods"):
+                self.audit.add(record)
+                return await self._port_forward(raw_request, route)
             if route.subresource == "log" and rtype.key == ("", "pods") and verb == "get":
                 text = self._pod_log(route, raw_request.query)
                 self.audit.add(record)
                 return aiohttp.web.Response(text=text, content_type="text/plain")
             body = await _read_body(raw_request)
+            warnings = self._check_fields(raw_request, rtype, verb, body) if verb in ("create", "update", "patch") else []
             code, payload = self._dispatch(raw_request, rtype, route, verb, body)
             if verb in ("get", "list") and "as=Table" in raw_request.headers.get("Accept", ""):
                 payload = tables.render(rtype, payload)
         except ApiError as exc:
-            code, payload = exc.code, exc.status()
+            code, payload, warnings = exc.code, exc.status(), []
         self.audit.add(attrs_evolve(record, code=code))
-        return aiohttp.web.Response(body=json.dumps(payload).encode(), status=code,
+        headers = [("Warning", '299 - "{}"'.format(w.replace('"', '\\"'))) for w in warnings]
+        return aiohttp.web.Response(body=json.dumps(payload).encode(), status=code, headers=headers,
                                     content_type="application/json")
+
+    async def _port_forward(self, raw: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.StreamResponse:
+        """pods/<name>/portforward: to the pod's loopback address (status.podIP), as the kubelet would."""
+        pod = self.store.get(self.store.type_of("", "pods"), route.namespace, route.name or "")
+        status = pod.get("status") or {}
+        if status.get("phase") != "Running" or not status.get("podIP"):
+            raise ApiError(400, "BadRequest", f'pod {route.name} is not running (phase {status.get("phase")})')
+        self.port_forwards.append("websocket" if portforward.wants_websocket(raw) else "spdy")
+        return await portforward.serve(raw, str(status["podIP"]))
 
     def _pod_log(self, route: Route, query: Any) -> str:
         """`kubectl logs`: the container's output as the local kubelet captured it."""
@@ -384,8 +447,16 @@ def _verb(raw: aiohttp.web.BaseRequest, route: Route) -> str:
     return method.lower()
 
 
+def _json(document: JSON, *, headers: dict[str, str] | None = None) -> aiohttp.web.Response:
+    return aiohttp.web.Response(body=json.dumps(document).encode(), content_type="application/json",
+                                headers=headers)
+
+
 async def _read_body(raw: aiohttp.web.BaseRequest) -> Any:
-    text = (await raw.read()).decode("utf-8", errors="replace")
+    data = await raw.read()
+    if raw.headers.get("Content-Type", "").startswith(protobody.PROTOBUF):
+        return protobody.decode(data)  # kubectl's typed clients (kubectl create namespace ...)
+    text = data.decode("utf-8", errors="replace")
     if not text.strip():
         return None
     try:

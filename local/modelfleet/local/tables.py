@@ -2,7 +2,7 @@
 
 Called by the API emulator when a GET, list or watch carries `Accept: ...;as=Table`. Custom resources
 get their CRD's additionalPrinterColumns (simple JSONPath: `.a.b`, `.a[0]`, `.a[?(@.k=="v")].b`);
-pods, Deployments and Services get the columns kubectl users expect; anything else NAME and AGE.
+pods, Deployments, Services and Events get a real API server's columns; anything else NAME and AGE.
 Pure functions: never changes the objects.
 """
 
@@ -80,7 +80,42 @@ def _ports(service: JSON) -> str:
     return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in (service.get("spec") or {}).get("ports") or [])
 
 
+def _event_time(event: JSON) -> Any:
+    return event.get("lastTimestamp") or (event.get("series") or {}).get("lastObservedTime") \
+        or event.get("eventTime") or event.get("firstTimestamp") or event["metadata"].get("creationTimestamp")
+
+
+def _event_object(event: JSON) -> str:
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
+
+
+def _short_time(timestamp: Any) -> str:
+    # Events may carry MicroTime (fractional seconds); age() reads whole seconds.
+    try:
+        return age(str(timestamp).split(".")[0].rstrip("Z") + "Z") if timestamp else "<unknown>"
+    except ValueError:
+        return "<unknown>"
+
+
+_EVENT_COLUMNS: list[Column] = [
+    ("Last Seen", "string", 0, lambda e: _short_time(_event_time(e))),
+    ("Type", "string", 0, lambda e: e.get("type", "")),
+    ("Reason", "string", 0, lambda e: e.get("reason", "")),
+    ("Object", "string", 0, _event_object),
+    ("Subobject", "string", 1, lambda e: (e.get("involvedObject") or {}).get("fieldPath", "")),
+    ("Source", "string", 1, lambda e: (e.get("source") or {}).get("component", "") or e.get("reportingComponent", "")),
+    ("Message", "string", 0, lambda e: e.get("message", "") or e.get("note", "")),
+    ("First Seen", "string", 1, lambda e: _short_time(e.get("firstTimestamp") or e.get("eventTime"))),
+    ("Count", "integer", 1, lambda e: e.get("count") or (e.get("series") or {}).get("count") or 1),
+    ("Name", "string", 1, lambda e: e["metadata"]["name"]),
+]
+# Kinds whose table does not start with the object's name (a real API server's event table).
+_NO_NAME_COLUMN = frozenset({("", "events"), ("events.k8s.io", "events")})
+
 _BUILTIN: dict[tuple[str, str], list[Column]] = {
+    ("", "events"): _EVENT_COLUMNS,
+    ("events.k8s.io", "events"): _EVENT_COLUMNS,
     ("", "pods"): [
         ("Ready", "string", 0, _pod_ready),
         ("Status", "string", 0, _pod_status),
@@ -137,12 +172,13 @@ def render(rtype: ResourceType, payload: JSON) -> JSON:
     """A Table for one object or a list (the payload as the API would otherwise send it)."""
     items = payload.get("items") if "items" in payload else [payload]
     columns = _columns(rtype)
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}]
+    named = rtype.key not in _NO_NAME_COLUMN
+    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}][:int(named)]
     definitions += [{"name": name, "type": kind, "format": "", "description": "", "priority": priority}
                     for name, kind, priority, _ in columns]
     rows = []
     for obj in items or []:
-        rows.append({"cells": [obj["metadata"]["name"]] + [cell(obj) for _, _, _, cell in columns],
+        rows.append({"cells": [obj["metadata"]["name"]][:int(named)] + [cell(obj) for _, _, _, cell in columns],
                      "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                 "metadata": obj["metadata"]}})
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",

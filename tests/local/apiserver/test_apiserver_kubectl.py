@@ -1,4 +1,4 @@
-"""Real kubectl (with --validate=false: the local API serves no OpenAPI) works against the local API."""
+"""Real kubectl, as users type it, works against the local API (apply, patch, scale, wait, watch)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 
 
 def _apply(kubectl, obj: dict) -> None:
-    kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(obj))
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(obj))
 
 
 def test_kubectl_applies_gets_patches_and_deletes(kubectl, make_deployment):
@@ -62,7 +62,7 @@ def test_kubectl_status_patch_and_wait(kubectl, widget_crd):
 
 def test_kubectl_server_side_apply_and_dry_run(kubectl, make_deployment):
     body = yaml.safe_dump(make_deployment(replicas=2))
-    kubectl("apply", "--server-side", "--validate=false", "-f", "-", stdin=body)
+    kubectl("apply", "--server-side", "-f", "-", stdin=body)
     assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout == "2"
     kubectl("scale", "deployment", "web", "--replicas=4", "--dry-run=server")
     assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout == "2"
