@@ -219,8 +219,8 @@ until API_URL=$(sed -n 's/^READY \(.*\)\/$/\1/p' "$WORK/smoke-api.log") && [ -n 
   sleep 0.5
 done
 k() { "$KUBECTL" --server "$API_URL" "$@"; }
-k apply --validate=false -f manifests/00-crds.yaml >/dev/null
-k apply --validate=false -n default -f examples/cpu.yaml >/dev/null
+k apply -f manifests/00-crds.yaml >/dev/null
+k apply -n default -f examples/cpu.yaml >/dev/null
 oc=$("${BUILDAH[@]}" from --pull=never --quiet "$OPERATOR_IMAGE"); CONTAINERS+=("$oc")
 mapfile -t OP_ENTRY < <(image_config "$OPERATOR_IMAGE" '{{range .OCIv1.Config.Entrypoint}}{{println .}}{{end}}')
 OP_USER=$(image_config "$OPERATOR_IMAGE" '{{.OCIv1.Config.User}}')
