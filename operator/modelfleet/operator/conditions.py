@@ -73,3 +73,48 @@ def merge(
     result.sort(key=lambda c: order.get(c["type"], len(order)))
     result.extend(before.values())  # conditions someone else owns are kept untouched
     return result, flips
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An Event one pass's conditions call for."""
+
+    type: str
+    """"Normal" or "Warning"."""
+    reason: str
+    message: str
+
+
+_PRIORITY = (DEGRADED, READY, PROGRESSING)
+
+
+def notices(previous: Iterable[Mapping[str, Any]] | None, decided: Sequence[Condition]) -> list[Notice]:
+    """One Event per transition: a status flip (a fresh object's False is not news), or `Degraded`
+    staying True for another cause (reason or message). Several flips of one pass that share a
+    reason (an invalid spec turns Ready False and Degraded True at once) make one Event."""
+    before = {str(c.get("type")): c for c in previous or () if isinstance(c, Mapping)}
+    found: dict[str, Notice] = {}
+    for condition in sorted(decided, key=lambda c: _PRIORITY.index(c.type) if c.type in _PRIORITY else len(_PRIORITY)):
+        old = before.get(condition.type) or {}
+        old_status = str(old["status"]) if "status" in old else None
+        new = condition.status_text
+        if old_status == new:
+            moved = condition.type == DEGRADED and new == "True" and (
+                (old.get("reason"), old.get("message")) != (condition.reason, condition.message)
+            )
+            if not moved:
+                continue
+        elif old_status is None and new == "False":
+            continue
+        warning = (
+            (condition.type == DEGRADED and new == "True")
+            or (condition.type == READY and old_status == "True")
+            or condition.reason == "InvalidSpec"
+        )
+        notice = Notice("Warning" if warning else "Normal", condition.reason, condition.message or f"{condition.type} is now {new}")
+        same = found.get(condition.reason)
+        if same is None:
+            found[condition.reason] = notice
+        elif warning and same.type != "Warning":
+            found[condition.reason] = Notice("Warning", same.reason, same.message)
+    return list(found.values())

@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import children, failures, status
-from .conditions import Condition, Flip, merge
+from . import children, failures, podcauses, status, unreachable
+from .conditions import Condition, merge, notices
+from .events import EventRecorder
 from .kube import Kube, KubeError
 from .observed import ObservedPod, PodRef
 from .patches import child_patch, status_changed
@@ -48,6 +49,10 @@ class Memory:
     last_actions: tuple[tuple[str, str, str, str], ...] = ()
     repeats: int = 0
     seeded: bool = False
+    unreachable: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """Ready pods (uid) whose management API failed: (first failure, consecutive passes)."""
+    served: frozenset[str] = frozenset()
+    """Pods that served on the previous pass (held through a brief unreachable spell)."""
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Reconciler:
         self._clock = clock
         self._memory: dict[Key, Memory] = {}
         self.last: dict[Key, PassResult] = {}
+        self.events = EventRecorder(kube)
 
     async def close(self) -> None:
         for memory in self._memory.values():
@@ -162,6 +168,7 @@ class Reconciler:
         else:  # unreadable, not absent: a plan must not read "no pod" as "every pod switched"
             observed = [ObservedPod(pod_ref(p), None, error=token_error) for p in running]
         drivable = {str(p["metadata"]["name"]) for p in running if _started(p)} if token else set()
+        causes, stuck = await self._pod_causes(namespace, pods)
 
         failures.forget_stale(memory.failures, spec, live_uids={r.uid for r in refs})
 
@@ -169,6 +176,11 @@ class Reconciler:
         current_cm = await self.kube.get("ConfigMap", namespace, configmap_name)
         previous_document = _document(current_cm)
         now = self._clock()
+        settled = unreachable.settle(
+            memory.unreachable, observed, now=now, grace_s=self.settings.reconcile.pod_unreachable_grace_s,
+            min_delay_s=self.settings.reconcile.requeue_after_action_s,
+        )
+        memory.unreachable = settled.spells
         plan = make_plan(
             spec, observed, failures=memory.failures, previous_document=previous_document, now=now, drivable=drivable
         )
@@ -180,7 +192,11 @@ class Reconciler:
             failures=dict(memory.failures),
             child_error=child_error,
             action_errors=tuple(memory.action_errors) if plan.actions else (),
+            causes=tuple(causes),
+            settling=settled.settling,
+            served_before=memory.served,
         )
+        memory.served = status.serving_pods(spec, plan, seen=seen)
         body = await self._write_status(
             body,
             status.build(spec, plan, seen=seen, selector=children.label_selector(spec), pod_cap=self.settings.reconcile.status_pod_cap),
@@ -193,7 +209,8 @@ class Reconciler:
         if not plan.actions:
             memory.action_errors.clear()
             memory.last_actions, memory.repeats = (), 0
-            return self._idle_requeue(plan, memory, now)
+            delays = [d for d in (self._idle_requeue(plan, memory, now), settled.recheck_after, stuck) if d is not None]
+            return min(delays) if delays else None
 
         signature = tuple((a.kind, a.pod.uid, a.model, a.version) for a in plan.actions)
         memory.repeats = memory.repeats + 1 if signature == memory.last_actions else 0
@@ -218,6 +235,36 @@ class Reconciler:
 
         results = await asyncio.gather(*(one(a, p) for a, p in addresses.items()))
         return sorted(results, key=lambda o: o.pod.name)
+
+    async def _pod_causes(self, namespace: str, pods: Sequence[Mapping[str, Any]]) -> tuple[list[podcauses.PodCause], float | None]:
+        """Why each pod that is not Ready does not run, and when to look again (None: every pod is
+        Ready). The pods' Warning events are read only when a pod's status alone does not say."""
+        waiting = [p for p in pods if not pod_ref(p).ready]
+        if not waiting:
+            return [], None
+        found = {str(p["metadata"].get("uid")): podcauses.cause_of(p) for p in waiting}
+        if any(cause is None for cause in found.values()):
+            events = await self._pod_events(namespace, {uid for uid, cause in found.items() if cause is None})
+            for pod in waiting:
+                uid = str(pod["metadata"].get("uid"))
+                if found[uid] is None and events.get(uid):
+                    found[uid] = podcauses.cause_of(pod, events[uid])
+        # A real kubelet reports a failed mount only as an Event, which starts no pass: look again.
+        return [c for c in found.values() if c is not None], self.settings.reconcile.stuck_pod_poll_s
+
+    async def _pod_events(self, namespace: str, uids: set[str]) -> dict[str, list[Json]]:
+        query = {"fieldSelector": "involvedObject.kind=Pod,type=Warning"}
+        try:
+            listed = await self.kube.request("GET", Kube.path("Event", namespace), query=query)
+        except KubeError as exc:  # e.g. RBAC without `list events`: the pod statuses still tell most
+            log.warning("Listing the pod events of namespace %s failed: %s", namespace, exc)
+            return {}
+        result: dict[str, list[Json]] = {}
+        for event in (listed or {}).get("items") or []:
+            uid = str((event.get("involvedObject") or {}).get("uid"))
+            if uid in uids:
+                result.setdefault(uid, []).append(event)
+        return result
 
     async def _management_token(
         self, body: Mapping[str, Any], spec: DeploymentSpec, result: PassResult
@@ -262,11 +309,13 @@ class Reconciler:
         self, body: Mapping[str, Any], spec: DeploymentSpec, plan: Plan, current_cm: Json | None, result: PassResult
     ) -> tuple[str | None, set[str]]:
         """Create or patch every child; (the error text, the kinds whose write failed)."""
+        # The ConfigMap first: a pod the Deployment starts mounts it, and would report a failed
+        # mount (Degraded, an Event) for the moment it is missing.
         desired = [
+            children.configmap(spec, plan.document),
             children.deployment(spec),
             children.service(spec),
             children.headless_service(spec),
-            children.configmap(spec, plan.document),
             children.pod_disruption_budget(spec),
         ]
         if spec.network_policy_enabled:
@@ -295,8 +344,7 @@ class Reconciler:
             except KubeError as exc:
                 errors.append(f"NetworkPolicy removal: {exc.message or exc.reason}")
                 failed.add("NetworkPolicy")
-        if errors:
-            await self.kube.event(body, type="Warning", reason="ChildWriteFailed", message="; ".join(errors))
+        # No Event here: the status says Degraded=ChildWriteFailed, and its transition posts one.
         return "; ".join(errors) or None, failed
 
     async def _delete_orphans(self, namespace: str, name: str, uid: str, result: PassResult) -> None:
@@ -328,9 +376,10 @@ class Reconciler:
     ) -> Json:
         meta = body["metadata"]
         current = body.get("status") or {}
-        conditions, flips = merge(
+        conditions, _ = merge(
             current.get("conditions"), decided, generation=int(meta.get("generation") or 0), now=_now_iso()
         )
+        news = notices(current.get("conditions"), decided)
         desired = {**desired, "conditions": conditions}
         if not status_changed(current, desired):
             return body
@@ -341,16 +390,9 @@ class Reconciler:
             if exc.status == 404:
                 return body
             raise
-        for flip in flips:
-            await self._flip_event(body, flip)
+        for notice in news:
+            await self.events.post(body, type=notice.type, reason=notice.reason, message=notice.message)
         return body
-
-    async def _flip_event(self, body: Json, flip: Flip) -> None:
-        if flip.old is None and flip.new == "False" and flip.type != "Ready":
-            return  # a fresh object's Degraded=False / Progressing=False is not news
-        warning = (flip.type == "Degraded" and flip.new == "True") or flip.reason in ("BlockedByFailedLoad", "InvalidSpec")
-        message = flip.message or f"{flip.type} is now {flip.new}"
-        await self.kube.event(body, type="Warning" if warning else "Normal", reason=flip.reason, message=message)
 
     async def _cutover_events(self, body: Json, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:
         """A changed default in the desired-state document means a cut-over just finished."""
@@ -358,7 +400,7 @@ class Reconciler:
         for model in after.get("models", []):
             was = old.get(model["name"])
             if was is not None and was != model["defaultVersion"]:
-                await self.kube.event(
+                await self.events.post(
                     body,
                     type="Normal",
                     reason="DefaultVersionChanged",
@@ -373,7 +415,6 @@ class Reconciler:
             by_pod.setdefault(action.pod.name, []).append(action)
         limit = asyncio.Semaphore(self.settings.reconcile.pod_call_concurrency)
         errors: list[str] = []
-        new_failures: list[Failure] = []
 
         async def run_pod(actions: list[Action]) -> None:
             async with limit:
@@ -383,7 +424,7 @@ class Reconciler:
                         memory.failures.pop((action.pod.uid, action.model, action.version), None)
                         continue
                     if action.kind == "register" and not error.stale and not error.unverified:
-                        new_failures.append(self._record_failure(spec, action, error, memory))
+                        self._record_failure(spec, action, error, memory)
                     elif not error.stale:
                         errors.append(f"{action.describe()}: {error.reason or error.code.name}: {error.message}")
                     if action.kind in ("register", "set_default") or error.unverified:
@@ -391,14 +432,8 @@ class Reconciler:
 
         await asyncio.gather(*(run_pod(a) for a in by_pod.values()))
         memory.action_errors = errors
-        for failure in new_failures:
-            if failure.attempts == 1 or failure.permanent:
-                await self.kube.event(
-                    body,
-                    type="Warning",
-                    reason="ModelLoadFailed",
-                    message=f"{failure.model}/{failure.version} failed to load ({failure.reason}): {failure.message}",
-                )
+        # No Event per failed pod here: the next pass shows them in Degraded=ModelLoadFailed, whose
+        # transition posts one Event for the fleet.
 
     async def _call(self, spec: DeploymentSpec, action: Action, memory: Memory, token: str) -> PodCallError | None:
         client = memory.clients.get(management_address(action.pod.ip), token, pod_uid=action.pod.uid)

@@ -42,6 +42,12 @@ class ReconcileSettings:
     """Pods listed one by one in status.pods; the rest are counted in podsOmitted."""
     pod_call_concurrency: int = 16
     """Pods of one ModelDeployment talked to at the same time."""
+    pod_unreachable_grace_s: float = 5.0
+    """How long (and at least two passes) a Ready pod's management API must fail before the status
+    says Degraded=PodUnreachable: a start-up race is not an outage."""
+    stuck_pod_poll_s: float = 10.0
+    """Re-read interval while a pod is not Ready: some causes (a failed mount) appear only as pod
+    Events, which start no pass."""
 
 
 @dataclass(frozen=True)

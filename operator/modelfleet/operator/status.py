@@ -12,6 +12,7 @@ from typing import Any
 
 from .conditions import DEGRADED, PROGRESSING, READY, Condition
 from .observed import ObservedPod, PodRef
+from .podcauses import PodCause, short, summarize
 from .plan import Failure, FailureKey, ModelProgress, Plan
 from .spec import DeploymentSpec
 
@@ -29,45 +30,84 @@ class Observation:
     """A child object could not be written (message), else None."""
     action_errors: Sequence[str] = ()
     """Messages of management calls of this pass that failed with a non-load reason."""
+    causes: Sequence[PodCause] = ()
+    """Why pods that are not Ready do not run (podcauses.py), at most one per pod."""
+    settling: frozenset[str] = frozenset()
+    """Ready pods whose management API failed only briefly (reconcile.py's grace): not yet called
+    unreachable, and still counted as serving if they served on the previous pass."""
+    served_before: frozenset[str] = frozenset()
+    """Pods counted as serving on the previous pass."""
+
+
+def current_defaults(plan: Plan) -> dict[str, str]:
+    """Model → the default the fleet serves now (the desired-state document's: during a cut-over
+    still the old one; the new one once every pod switched)."""
+    return {str(m["name"]): str(m["defaultVersion"]) for m in plan.document.get("models", [])}
+
+
+def serving_pods(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> frozenset[str]:
+    """Ready pods whose default of every servable model is SERVING and is the fleet's current
+    default or the desired one (a pod that switched first, mid-cut-over, still serves)."""
+    current = current_defaults(plan)
+    observed = {o.pod.name: o for o in seen.observed}
+    result = set()
+    for pod in seen.live_pods:
+        o = observed.get(pod.name)
+        if not pod.ready or o is None:
+            continue
+        if not o.reachable:
+            if pod.name in seen.settling and pod.name in seen.served_before:
+                result.add(pod.name)
+            continue
+        if all(_serves(o, m.name, {current[m.name], m.default_version}) for m in spec.models if m.name in current):
+            result.add(pod.name)
+    return frozenset(result)
+
+
+def _serves(pod: ObservedPod, model: str, defaults: set[str]) -> bool:
+    have = (pod.models or {}).get(model)
+    if have is None or have.default_version not in defaults:
+        return False
+    version = have.versions.get(have.default_version)
+    return version is not None and version.serving
+
+
+def _pods_text(pods: Sequence[ObservedPod]) -> str:
+    return "; ".join(f"{o.pod.name}: {o.error}" for o in sorted(pods, key=lambda o: o.pod.name)[:3])
+
+
+def _degraded(plan: Plan, seen: Observation) -> Condition:
+    failed = [m for m in plan.models if m.state == "FailedToLoad"]
+    explained = {c.pod for c in seen.causes}
+    if seen.child_error:
+        return Condition(DEGRADED, True, "ChildWriteFailed", short(seen.child_error))
+    if unverified := [o for o in seen.observed if o.unverified]:
+        # Before the rest: whatever else is wrong, the operator cannot manage a pod it cannot verify.
+        return Condition(DEGRADED, True, "PodUnverified", short(_pods_text(unverified)))
+    if failed:
+        return Condition(DEGRADED, True, "ModelLoadFailed", short("; ".join(f"{m.name} {m.message}" for m in failed)))
+    if trouble := summarize(seen.causes):
+        return Condition(DEGRADED, True, trouble[0], trouble[1])
+    if crashing := [p for p in seen.live_pods if not p.ready and p.restarts > 0 and p.name not in explained]:
+        return Condition(
+            DEGRADED, True, "PodsRestarting", short("; ".join(f"{p.name} restarted {p.restarts} times (see its log)" for p in crashing[:3]))
+        )
+    unreachable = [o for o in seen.observed if not o.reachable and not o.unverified and o.pod.ready and o.pod.name not in seen.settling]
+    if unreachable:
+        return Condition(DEGRADED, True, "PodUnreachable", short(_pods_text(unreachable)))
+    if seen.action_errors:
+        return Condition(DEGRADED, True, "ManagementCallFailed", short("; ".join(sorted(seen.action_errors)[:3])))
+    return Condition(DEGRADED, False, "AsExpected", "")
 
 
 def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condition]:
-    ready_pods = [p for p in seen.live_pods if p.ready and p.name in plan.converged_pods]
-    failed = [m for m in plan.models if m.state == "FailedToLoad"]
+    serving = serving_pods(spec, plan, seen=seen)
+    converged = [p for p in seen.live_pods if p.ready and p.name in plan.converged_pods]
     blocked = [m for m in plan.models if m.blocked]
-    unreachable = [o for o in seen.observed if not o.reachable and o.pod.ready]
+    current = current_defaults(plan)
+    unservable = [m.name for m in spec.models if m.name not in current]
     starting = [p for p in seen.live_pods if not p.ready]
-
-    if seen.child_error:
-        degraded = Condition(DEGRADED, True, "ChildWriteFailed", seen.child_error)
-    elif unverified := [o for o in seen.observed if o.unverified]:
-        # Before the rest: whatever else is wrong, the operator cannot manage a pod it cannot verify.
-        degraded = Condition(
-            DEGRADED,
-            True,
-            "PodUnverified",
-            "; ".join(f"{o.pod.name}: {o.error}" for o in sorted(unverified, key=lambda o: o.pod.name)[:3]),
-        )
-    elif failed:
-        degraded = Condition(DEGRADED, True, "ModelLoadFailed", "; ".join(f"{m.name} {m.message}" for m in failed))
-    elif crashing := [p for p in seen.live_pods if not p.ready and p.restarts > 0]:
-        degraded = Condition(
-            DEGRADED,
-            True,
-            "PodsRestarting",
-            "; ".join(f"{p.name} restarted {p.restarts} times (see its log)" for p in crashing[:3]),
-        )
-    elif unreachable:
-        degraded = Condition(
-            DEGRADED,
-            True,
-            "PodUnreachable",
-            "; ".join(f"{o.pod.name}: {o.error}" for o in sorted(unreachable, key=lambda o: o.pod.name)[:3]),
-        )
-    elif seen.action_errors:
-        degraded = Condition(DEGRADED, True, "ManagementCallFailed", "; ".join(sorted(seen.action_errors)[:3]))
-    else:
-        degraded = Condition(DEGRADED, False, "AsExpected", "")
+    degraded = _degraded(plan, seen)
 
     pending = [a.describe() for a in plan.actions]
     if blocked:
@@ -75,34 +115,38 @@ def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condi
             PROGRESSING,
             False,
             "BlockedByFailedLoad",
-            "; ".join(f"{m.name} stays on {m.default_version or 'its previous default'}: {m.message}" for m in blocked),
+            short("; ".join(
+                f"{m.name} stays on {m.default_version or 'no version'}: {m.desired_default_version} failed to load"
+                for m in blocked
+            )),
         )
     elif pending:
         more = f" (+{len(pending) - 3} more)" if len(pending) > 3 else ""
-        progressing = Condition(PROGRESSING, True, "RolloutInProgress", "; ".join(pending[:3]) + more)
+        progressing = Condition(PROGRESSING, True, "RolloutInProgress", short("; ".join(pending[:3]) + more))
     elif len(seen.live_pods) != spec.replicas or starting:
         progressing = Condition(
             PROGRESSING,
             True,
             "PodsStarting" if starting else "ScalingPods",
-            f"{len(ready_pods)} of {spec.replicas} pods ready ({len(seen.live_pods)} exist)",
+            f"{len(serving)} of {spec.replicas} pods ready ({len(seen.live_pods)} exist)",
         )
-    elif plan.waiting or len(ready_pods) != len(seen.live_pods):
+    elif plan.waiting or len(converged) != len(seen.live_pods):
         progressing = Condition(PROGRESSING, True, "RolloutInProgress", "waiting for model workers to become ready")
     else:
         progressing = Condition(PROGRESSING, False, "RolloutComplete", "every pod serves every desired model")
 
-    all_ready = len(ready_pods) == spec.replicas == len(seen.live_pods)
-    if all_ready and spec.replicas == 0:
+    # Ready means "serves": a cut-over in progress (Progressing) or a blocked one (Degraded) leaves
+    # it True while every pod serves the fleet's current default of every model.
+    if spec.replicas == 0 and not seen.live_pods:
         ready = Condition(READY, True, "ScaledToZero", "no pods requested")
-    elif all_ready:
-        ready = Condition(READY, True, "AllPodsServing", f"{len(ready_pods)} pods serve every desired model")
-    elif blocked or failed:
-        ready = Condition(READY, False, "ModelLoadFailed", degraded.message)
+    elif len(serving) == spec.replicas == len(seen.live_pods) and not unservable:
+        ready = Condition(READY, True, "AllPodsServing", f"{len(serving)} pods serve the current default of every model")
+    elif unservable:
+        ready = Condition(READY, False, "ModelLoadFailed", short(f"no version of {', '.join(unservable)} loads: {degraded.message}"))
     elif len(seen.live_pods) < spec.replicas or starting:
-        ready = Condition(READY, False, "PodsNotReady", f"{len(ready_pods)} of {spec.replicas} pods serve every model")
+        ready = Condition(READY, False, "PodsNotReady", f"{len(serving)} of {spec.replicas} pods serve every model")
     else:
-        ready = Condition(READY, False, "ModelsNotServing", f"{len(ready_pods)} of {spec.replicas} pods serve every model")
+        ready = Condition(READY, False, "ModelsNotServing", f"{len(serving)} of {spec.replicas} pods serve every model")
     return [ready, progressing, degraded]
 
 
@@ -126,15 +170,15 @@ def models_summary(plan: Plan) -> str:
 
 def build(spec: DeploymentSpec, plan: Plan, *, seen: Observation, selector: str, pod_cap: int) -> dict[str, Any]:
     """The status body without conditions (reconcile.py merges those in)."""
-    ready_pods = [p for p in seen.live_pods if p.ready and p.name in plan.converged_pods]
+    serving = serving_pods(spec, plan, seen=seen)
     return {
         "observedGeneration": spec.generation,
         "replicas": len(seen.live_pods),
-        "readyReplicas": len(ready_pods),
+        "readyReplicas": len(serving),
         "selector": selector,
         "modelsSummary": models_summary(plan),
         "models": [_model(m) for m in plan.models],
-        **_pods(plan, seen, cap=pod_cap),
+        **_pods(serving, seen, cap=pod_cap),
     }
 
 
@@ -156,9 +200,9 @@ def _model(m: ModelProgress) -> dict[str, Any]:
     return entry
 
 
-def _pods(plan: Plan, seen: Observation, *, cap: int) -> dict[str, Any]:
+def _pods(serving: frozenset[str], seen: Observation, *, cap: int) -> dict[str, Any]:
     observed = {o.pod.name: o for o in seen.observed}
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {c.pod: f"{c.reason}: {c.detail}" for c in seen.causes}
     for f in sorted(seen.failures.values(), key=lambda f: (f.model, f.version)):
         for pod in seen.live_pods:
             if pod.uid == f.pod_uid:
@@ -166,7 +210,7 @@ def _pods(plan: Plan, seen: Observation, *, cap: int) -> dict[str, Any]:
     entries = []
     for pod in seen.live_pods:
         o = observed.get(pod.name)
-        entry: dict[str, Any] = {"name": pod.name, "ready": pod.ready and pod.name in plan.converged_pods, "models": []}
+        entry: dict[str, Any] = {"name": pod.name, "ready": pod.name in serving, "models": []}
         if o is not None and o.models is not None:
             for name, model in sorted(o.models.items()):
                 default = model.versions.get(model.default_version)
