@@ -172,6 +172,9 @@ def _container(spec: DeploymentSpec) -> Json:
             {"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}},
         ],
         "ports": ports,
+        # A crash's last log lines become the termination message the operator's Degraded reason quotes
+        # (podcauses.py); with the default policy a crashing server leaves it empty.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         # The load timeout is the startup budget; liveness never depends on models.
         "startupProbe": _grpc_probe(
             "",
