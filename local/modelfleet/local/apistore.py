@@ -3,8 +3,9 @@
 Called by the HTTP layer (apiserver.py) and by in-process controllers (through LocalClient). Stamps
 metadata (uid, creationTimestamp, generation bumped only on spec changes, resourceVersion bumped only
 on real changes), keeps the status subresource apart from the main resource, applies defaults and
-CRD schemas (admission.py), handles finalizers, graceful pod deletion and garbage collection through
-ownerReferences (background, foreground, orphan), and feeds watches with a replayable history.
+CRD schemas (admission.py), refuses objects in namespaces that do not exist or are being deleted,
+handles finalizers, graceful pod deletion and garbage collection through ownerReferences
+(background, foreground, orphan), and feeds watches with a replayable history.
 Stored objects are never mutated in place: every write stores a new dict, so events are snapshots.
 Must not do I/O: it is plain data, driven from one event loop.
 """
@@ -160,6 +161,21 @@ class Store:
     def _ns(self, rtype: ResourceType, namespace: str | None) -> str:
         return (namespace or "default") if rtype.namespaced else ""
 
+    def _require_namespace(self, namespace: str) -> None:
+        """A real API server (NamespaceLifecycle admission) refuses objects in a namespace that does
+        not exist (404) or is being deleted (403); so does this one."""
+        namespaces = self.types.get(("", "namespaces"))
+        if namespaces is None:
+            return  # a bare store without the Namespace kind (nothing to check against)
+        found = self._objects[namespaces.key].get(("", namespace))
+        if found is None:
+            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
+                           details={"name": namespace, "kind": "namespaces"})
+        if _meta(found).get("deletionTimestamp"):
+            raise ApiError(403, "Forbidden", f"unable to create new content in namespace {namespace} because "
+                                             "it is being terminated",
+                           details={"name": namespace, "kind": "namespaces"})
+
     def _next_rv(self) -> str:
         self.resource_version = next(self._counter)
         return str(self.resource_version)
@@ -175,6 +191,7 @@ class Store:
                 raise ApiError(400, "BadRequest", "the namespace of the provided object does not match "
                                                   "the namespace sent on the request")
             meta["namespace"] = namespace or body_ns or "default"
+            self._require_namespace(meta["namespace"])
         else:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):

@@ -1,19 +1,21 @@
 """`modelfleet-local`'s script: the whole product on this machine, shown converging and answering.
 
-Called by __main__.py. On top of run_fleet() (API, controllers, kubelet, service proxy) it creates the
-operator's namespace and a model-store PersistentVolumeClaim, builds the demo models into that claim's
-folder (`python -m modelfleet.server.demo`), applies the CRD from its single source file, starts the
-operator as a child process (`python -m modelfleet.operator` with a kubeconfig for the local API),
-applies an example ModelDeployment, prints pods and per-model states as they converge, sends one
-TorchServe-protocol Predictions call through the inference Service's local address with the token
-from the generated Secret, and prints how to use kubectl. It stops every process it started.
+Called by __main__.py. On top of run_fleet() (API, controllers, kubelet, service proxy) it creates what
+the README's commands expect of a cluster: the operator's namespace `modelfleet-system`, the namespace
+`ml-serving` with the model-store PersistentVolumeClaim `modelfleet-models`, into whose folder it
+builds the demo models (`python -m modelfleet.server.demo`), and the CRD from its single source file.
+It starts the operator as a child process (`python -m modelfleet.operator` with a kubeconfig for the
+local API) and applies `examples/cpu.yaml` in `ml-serving` (unless told not to: then you apply it),
+prints pods and per-model states as they converge, sends one TorchServe-protocol Predictions call
+through the inference Service's local address with the token from the generated Secret, and prints
+commands to try (hints.py). When it gives up it prints the failing pods' log tails. It stops every
+process it started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import os
 import sys
@@ -28,28 +30,19 @@ import yaml
 from modelfleet.local import podstatus
 from modelfleet.local.apitypes import JSON, ApiError
 from modelfleet.local.fleet import Fleet, run_fleet
+from modelfleet.local.hints import try_lines
 from modelfleet.local.localclient import LocalClient
+from modelfleet.local.podreport import failing_pods
 from modelfleet.local.processes import ChildProcess, run_to_end
 from modelfleet.protos import inference_pb2, inference_pb2_grpc
 
 CRD_FILE = "operator/crds/modeldeployments.modelfleet.io.yaml"
+EXAMPLE_FILE = "examples/cpu.yaml"
 OPERATOR_NAMESPACE = "modelfleet-system"
+NAMESPACE = "ml-serving"
+"""Where the README's commands put fleets: the local fleet creates it and applies the example there."""
 MODEL_CLAIM = "modelfleet-models"
 SAMPLE = [float(i) / 16 for i in range(16)]  # one input for the demo model "tiny" (Linear 16->4)
-
-EXAMPLE: JSON = {
-    "apiVersion": "modelfleet.io/v1alpha1",
-    "kind": "ModelDeployment",
-    "metadata": {"name": "demo", "namespace": "default"},
-    "spec": {
-        "image": "ghcr.io/modelfleet/modelfleet-server:0.1.0",
-        "replicas": 2,
-        "models": [{"name": "tiny", "versions": [{"version": "1.0", "url": "tiny.pt#version=1.0"}],
-                    "minWorkers": 1, "batchSize": 8, "maxBatchDelayMs": 5}],
-        "modelStore": {"mountPath": "/models", "readOnly": True,
-                       "volume": {"persistentVolumeClaim": {"claimName": MODEL_CLAIM, "readOnly": True}}},
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -59,9 +52,11 @@ class DemoSettings:
     api_port: int = 0
     """Port of the local API on 127.0.0.1 (0: a free one)."""
     replicas: int | None = None
-    """Server pods of the example ModelDeployment (None: the example's own, 2 for the built-in one)."""
+    """Server pods of the example ModelDeployment (None: the example's own, 2 in examples/cpu.yaml)."""
     example: Path | None = None
-    """A ModelDeployment YAML to apply instead of the built-in example."""
+    """The ModelDeployment YAML to apply; default: examples/cpu.yaml of this checkout."""
+    demo: bool = True
+    """Apply the example (False: start the fleet empty, for your own `kubectl apply`)."""
     crd: Path | None = None
     """The CRD file; default: operator/crds/... found next to this checkout or in the working folder."""
     probe_period_scale: float = 1.0
@@ -69,18 +64,27 @@ class DemoSettings:
     timeout_s: float = 600.0
     """How long to wait for the fleet to become Ready before giving up on the prediction."""
     exit_after_demo: bool = False
-    """Stop everything after the prediction (tests, CI) instead of serving until Ctrl-C."""
+    """Stop everything after the prediction (with demo=False: once the fleet is up) instead of serving
+    until Ctrl-C; for tests and CI."""
     operator_command: tuple[str, ...] = field(default_factory=lambda: (sys.executable, "-m", "modelfleet.operator"))
     """The operator's command line; the kubeconfig comes through KUBECONFIG and
     MODELFLEET_OPERATOR_KUBECONFIG."""
 
 
-def find_crd(explicit: Path | None) -> Path:
-    candidates = [explicit] if explicit else [Path.cwd() / CRD_FILE, Path(__file__).resolve().parents[3] / CRD_FILE]
-    for candidate in candidates:
-        if candidate is not None and candidate.is_file():
-            return candidate
-    raise SystemExit(f"cannot find the ModelDeployment CRD ({CRD_FILE}); pass --crd FILE")
+def find_checkout() -> Path | None:
+    """The source checkout this runs from (it holds the CRD, the examples and setup's .tools)."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (candidate / CRD_FILE).is_file():
+            return candidate.absolute()
+    return None
+
+
+def find_file(explicit: Path | None, relative: str, *, flag: str) -> Path:
+    checkout = find_checkout()
+    candidate = explicit or (checkout / relative if checkout else None)
+    if candidate is not None and candidate.is_file():
+        return candidate.absolute()
+    raise SystemExit(f"cannot find {explicit or relative}; pass {flag} FILE")
 
 
 def _ensure(client: LocalClient, group: str, plural: str, namespace: str | None, body: JSON) -> JSON:
@@ -103,8 +107,8 @@ class Progress:
         self.last = ""
         self.started = time.monotonic()
 
-    def show(self, fleet: Fleet, md: JSON | None, name: str) -> None:
-        pods = [p for p in fleet.client.list(fleet.client.type("", "pods"), "default")
+    def show(self, fleet: Fleet, md: JSON | None, namespace: str, name: str) -> None:
+        pods = [p for p in fleet.client.list(fleet.client.type("", "pods"), namespace)
                 if (p["metadata"].get("labels") or {}).get("modelfleet.io/deployment") == name]
         ready = sum(1 for p in pods if podstatus.is_ready(p) and not podstatus.is_terminating(p))
         status = (md or {}).get("status") or {}
@@ -145,9 +149,9 @@ async def predict(fleet: Fleet, md: JSON) -> tuple[str, str]:
     return address, reply.prediction.decode(errors="replace")
 
 
-def _example(settings: DemoSettings) -> JSON:
-    body = yaml.safe_load(settings.example.read_text()) if settings.example else copy.deepcopy(EXAMPLE)
-    body.setdefault("metadata", {}).setdefault("namespace", "default")
+def _example(path: Path, settings: DemoSettings) -> JSON:
+    body = yaml.safe_load(path.read_text())
+    body.setdefault("metadata", {}).setdefault("namespace", NAMESPACE)
     if settings.replicas is not None:
         body["spec"]["replicas"] = settings.replicas
     return dict(body)
@@ -155,22 +159,25 @@ def _example(settings: DemoSettings) -> JSON:
 
 async def run_demo(settings: DemoSettings, *, stop: asyncio.Event, out: Callable[[str], None]) -> int:
     """The whole demo (see the module docstring); the process exit code."""
-    crd = yaml.safe_load(find_crd(settings.crd).read_text())
+    crd = yaml.safe_load(find_file(settings.crd, CRD_FILE, flag="--crd").read_text())
+    example = find_file(settings.example, EXAMPLE_FILE, flag="--example")
     state = settings.state_dir
     async with run_fleet(state, port=settings.api_port, probe_period_scale=settings.probe_period_scale) as fleet:
         client = LocalClient(fleet.api.store, fleet.api.emulator.audit, user_agent="modelfleet-local")
         kubeconfig = state / "kubeconfig"
         kubeconfig.write_text(fleet.api.kubeconfig())
         out(f"Kubernetes API (in memory) at {fleet.api.url}   kubeconfig: {kubeconfig}")
-        _ensure(client, "", "namespaces", None, {"metadata": {"name": OPERATOR_NAMESPACE}})
+        for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
+            _ensure(client, "", "namespaces", None, {"metadata": {"name": namespace}})
         _ensure(client, "apiextensions.k8s.io", "customresourcedefinitions", None, crd)
-        claim = _ensure(client, "", "persistentvolumeclaims", "default", {
+        claim = _ensure(client, "", "persistentvolumeclaims", NAMESPACE, {
             "metadata": {"name": MODEL_CLAIM},
             "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
-        client.patch(client.type("", "persistentvolumeclaims"), "default", claim["metadata"]["name"],
+        client.patch(client.type("", "persistentvolumeclaims"), NAMESPACE, claim["metadata"]["name"],
                      {"status": {"phase": "Bound"}}, subresource="status")
-        store = state / "persistentvolumes" / "default" / MODEL_CLAIM
-        out(f"building the demo models into the claim {MODEL_CLAIM} ({store})")
+        store = state / "persistentvolumes" / NAMESPACE / MODEL_CLAIM
+        out(f"namespaces {OPERATOR_NAMESPACE} (the operator's) and {NAMESPACE}; building the demo models "
+            f"into the claim {NAMESPACE}/{MODEL_CLAIM} ({store})")
         code = await run_to_end([sys.executable, "-m", "modelfleet.server.demo", str(store)],
                                 log_path=state / "demo-models.log", timeout_s=600)
         if code != 0:
@@ -182,47 +189,79 @@ async def run_demo(settings: DemoSettings, *, stop: asyncio.Event, out: Callable
         await operator.start()
         out(f"operator started (pid {operator.process.pid if operator.process else '?'}); log: {operator.log_path}")
         try:
+            if not settings.demo:
+                return await _serve_empty(settings, operator, stop=stop, out=out, kubeconfig=kubeconfig,
+                                          example=example)
             return await _converge_and_serve(settings, fleet, client, operator, stop=stop, out=out,
-                                             kubeconfig=kubeconfig)
+                                             kubeconfig=kubeconfig, example=example)
         finally:
             out("stopping the operator and every pod")
             await operator.stop(grace_s=10)
 
 
+async def _serve_empty(settings: DemoSettings, operator: ChildProcess, *, stop: asyncio.Event,
+                       out: Callable[[str], None], kubeconfig: Path, example: Path) -> int:
+    """--no-demo: the fleet is up with no ModelDeployment; the hints say how to apply one."""
+    out(f"no ModelDeployment applied (--no-demo); the namespace {NAMESPACE} and the claim {MODEL_CLAIM} are ready")
+    for line in try_lines(kubeconfig=kubeconfig, namespace=NAMESPACE, service=None, checkout=find_checkout(),
+                          example=example):
+        out(line)
+    if settings.exit_after_demo:
+        return 0 if operator.running else 1
+    out("Serving until Ctrl-C.")
+    await stop.wait()
+    return 0
+
+
+def _give_up(fleet: Fleet, client: LocalClient, namespace: str, out: Callable[[str], None]) -> None:
+    """The failing pods' states and log tails: where the cause of a fleet that never gets Ready is."""
+    report = failing_pods(client, fleet.kubelet, namespace)
+    out(f"pods that are not Ready, with their log tails:\n{report}" if report else f"no pods in {namespace}")
+
+
 async def _converge_and_serve(settings: DemoSettings, fleet: Fleet, client: LocalClient, operator: ChildProcess,
-                              *, stop: asyncio.Event, out: Callable[[str], None], kubeconfig: Path) -> int:
-    body = _example(settings)
+                              *, stop: asyncio.Event, out: Callable[[str], None], kubeconfig: Path,
+                              example: Path) -> int:
+    body = _example(example, settings)
     mds = client.type("modelfleet.io", "modeldeployments")
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    _ensure(client, "", "namespaces", None, {"metadata": {"name": namespace}})  # --example may name another
     _ensure(client, "modelfleet.io", "modeldeployments", namespace, body)
-    out(f"applied ModelDeployment {namespace}/{name} ({body['spec'].get('replicas', 1)} replicas); converging...")
+    out(f"applied ModelDeployment {namespace}/{name} from {example} ({body['spec'].get('replicas', 1)} replicas); "
+        "converging...")
     progress = Progress(out)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout_s
     md: JSON | None = None
     while not stop.is_set():
         md = client.get(mds, namespace, name)
-        progress.show(fleet, md, name)
+        progress.show(fleet, md, namespace, name)
         if _is_ready(md):
             break
         if not operator.running:
             out(f"the operator exited ({operator.process.returncode if operator.process else '?'}):\n{operator.tail()}")
+            _give_up(fleet, client, namespace, out)
             return 1
         if loop.time() > deadline:
             out(f"not Ready after {settings.timeout_s:g}s; operator log tail:\n{operator.tail()}")
+            _give_up(fleet, client, namespace, out)
             return 1
         await asyncio.sleep(0.25)
     if stop.is_set() or md is None:
         return 0
+    address = None
     try:
         address, answer = await predict(fleet, md)
     except (grpc.aio.AioRpcError, RuntimeError) as exc:
         out(f"prediction through the Service failed: {exc}")
+        _give_up(fleet, client, namespace, out)
         if settings.exit_after_demo:
             return 1
     else:
         out(f"Predictions(tiny) through Service {namespace}/{name} at {address} -> {answer}")
-    out(f"Try: kubectl --kubeconfig {kubeconfig} get modeldeployments,pods,services")
+    for line in try_lines(kubeconfig=kubeconfig, namespace=namespace, service=address, checkout=find_checkout(),
+                          example=None):
+        out(line)
     if settings.exit_after_demo:
         return 0
     out("Serving until Ctrl-C.")

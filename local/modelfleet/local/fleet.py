@@ -42,6 +42,7 @@ async def run_fleet(state_dir: Path, *, host: str = "127.0.0.1", port: int = 0, 
                     services: AddressPool | None = None) -> AsyncIterator[Fleet]:
     state_dir.mkdir(parents=True, exist_ok=True)
     service_addresses = services or service_pool()
+    pod_addresses = pods or pod_pool()
     async with run_apiserver(host=host, port=port) as api:
         store = api.emulator.store
         store.allocate_cluster_ip = service_addresses.allocate
@@ -50,7 +51,7 @@ async def run_fleet(state_dir: Path, *, host: str = "127.0.0.1", port: int = 0, 
         kubelet = Kubelet(LocalClient(store, audit, user_agent="kubelet/local"),
                           KubeletSettings(state_dir=state_dir, probe_period_scale=probe_period_scale,
                                           shutdown_grace_s=shutdown_grace_s),
-                          addresses=pods or pod_pool())
+                          addresses=pod_addresses)
         api.emulator.pod_logs = kubelet.log_path
         proxy = ServiceProxy(LocalClient(store, audit, user_agent="kube-proxy/local"))
         manager = LocalClient(store, audit, user_agent="kube-controller-manager/local")
@@ -72,3 +73,5 @@ async def run_fleet(state_dir: Path, *, host: str = "127.0.0.1", port: int = 0, 
                     log.error("%s ended with %r", task.get_name(), result)
             await kubelet.shutdown()
             await proxy.stop()
+            pod_addresses.close()
+            service_addresses.close()

@@ -1,7 +1,9 @@
 """The local kubelet: every pod in the API becomes real processes on its own loopback address.
 
 Watches pods and binds each new one to this node (spec.nodeName), gives it an address 127.0.0.N
-(status.podIP; released when the pod is gone), sets up its volumes (volumes.py), starts one
+(status.podIP; released when the pod is gone; reserved machine-wide, see addresses.py; a pod whose
+address another program took meanwhile moves to a new one before a container starts, with a
+Warning event AddressInUse), sets up its volumes (volumes.py), starts one
 ContainerRunner per container (runtime.py: process, probes, restarts) and writes the pod status
 (phase, conditions with stable lastTransitionTime, containerStatuses) whenever it changes. A deleted
 pod (deletionTimestamp) gets SIGTERM, then SIGKILL after its grace period, and is then removed from
@@ -16,12 +18,13 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelfleet.local import containers
-from modelfleet.local.addresses import AddressPool
+from modelfleet.local.addresses import AddressPool, can_bind
 from modelfleet.local.apistore import now_rfc3339
 from modelfleet.local.apitypes import JSON, ApiError
 from modelfleet.local.apiwatch import Watch
@@ -44,6 +47,17 @@ class KubeletSettings:
     """The longest a pod gets to stop when the whole fleet shuts down."""
 
 
+def container_ports(container: JSON) -> list[int]:
+    return [int(port["containerPort"]) for port in container.get("ports") or [] if port.get("containerPort")]
+
+
+def pod_ports(pod: JSON) -> list[int]:
+    """Every port the pod's containers declare: its address must have them all free."""
+    spec = pod.get("spec") or {}
+    return [port for container in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+            for port in container_ports(container)]
+
+
 class PodWorker:
     """Runs one pod (see the module docstring)."""
 
@@ -60,6 +74,7 @@ class PodWorker:
         self.start_time = now_rfc3339()
         self._published: JSON | None = None
         self._transitions: dict[str, tuple[str, str]] = {}
+        self._warned: set[str] = set()
         self._stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.grace_s = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
@@ -75,8 +90,39 @@ class PodWorker:
 
         return ContainerRunner(
             container, build=build, build_exec=lambda command: build(dict(container, command=command, args=[])),
-            pod_ip=self.ip, log_path=self.dir / "logs" / f"{container['name']}.log", restart_policy=restart_policy,
-            grace_s=self.grace_s, period_scale=self.kubelet.settings.probe_period_scale, on_change=self.publish)
+            pod_ip=lambda: self.ip, log_path=self.dir / "logs" / f"{container['name']}.log",
+            restart_policy=restart_policy, grace_s=self.grace_s,
+            period_scale=self.kubelet.settings.probe_period_scale, on_change=self.publish,
+            before_start=self.check_address)
+
+    async def check_address(self, container: JSON) -> None:
+        """Before a container starts: are its ports on the pod's address free?
+
+        Another program may have taken one since the address was allocated (the pool checks only
+        then). With no other container of the pod running, the pod moves to a fresh address, so the
+        restart succeeds; otherwise the container would crash-loop, and a Warning event says why.
+        Either way the pod gets one Warning event (reason AddressInUse) per address and port."""
+        taken = [port for port in container_ports(container) if not can_bind(self.ip, port)]
+        if not taken:
+            return
+        where = f"{self.ip}:{taken[0]}"
+        others_running = any(runner.running for runner in self.runners if runner.name != container["name"])
+        fresh = None
+        if not others_running:
+            with contextlib.suppress(RuntimeError):  # the pool is exhausted: stay, and say why below
+                fresh = self.kubelet.addresses.allocate(pod_ports(self.pod))
+        if fresh is not None:
+            old, self.ip = self.ip, fresh
+            self.kubelet.addresses.release(old)
+            self.kubelet.warn(self.pod, "AddressInUse", f"{where} is in use by another program on this machine; "
+                                                        f"the pod moved to {self.ip}")
+            log.warning("pod %s/%s: %s is in use; moved to %s", *self.key, where, self.ip)
+            self.publish()
+        elif where not in self._warned:
+            self._warned.add(where)
+            self.kubelet.warn(self.pod, "AddressInUse", f"{where} is in use by another program on this machine: "
+                                                        f"container {container['name']} cannot listen there; "
+                                                        "stop that program or delete the pod")
 
     async def run(self) -> None:
         spec = self.pod.get("spec") or {}
@@ -197,6 +243,24 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def warn(self, pod: JSON, reason: str, message: str) -> None:
+        """Post a Warning event about `pod`, as the kubelet does (`kubectl describe pod` shows it)."""
+        meta = pod["metadata"]
+        stamp = now_rfc3339()
+        event: JSON = {
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
+                               "name": meta["name"], "uid": meta.get("uid")},
+            "type": "Warning", "reason": reason, "message": message, "count": 1,
+            "firstTimestamp": stamp, "lastTimestamp": stamp,
+            "source": {"component": "kubelet", "host": self.settings.node_name},
+            "reportingComponent": "kubelet", "reportingInstance": self.settings.node_name,
+        }
+        try:
+            self.client.create(self.client.type("", "events"), meta["namespace"], event)
+        except ApiError as exc:
+            log.warning("cannot post event %s for pod %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+
     def lookup(self, plural: str, namespace: str, name: str) -> JSON | None:
         return self.client.get(self.client.type("", plural), namespace, name)
 
@@ -258,9 +322,7 @@ class Kubelet:
                 self.client.patch(self.pods, meta["namespace"], meta["name"],
                                   {"spec": {"nodeName": self.settings.node_name}})
                 return  # the bound pod comes back as a MODIFIED event
-            ports = [int(port["containerPort"]) for container in spec.get("containers") or []
-                     for port in container.get("ports") or [] if port.get("containerPort")]
-            worker = PodWorker(self, pod, self.addresses.allocate(ports))
+            worker = PodWorker(self, pod, self.addresses.allocate(pod_ports(pod)))
             self.workers[uid] = worker
             worker.task = asyncio.create_task(worker.run(), name=f"pod-{meta['name']}")
             return

@@ -4,7 +4,9 @@ The pod worker (kubelet.py) owns one ContainerRunner per container. run() starts
 by containers.build(), runs the startup probe and then liveness and readiness with their periods and
 thresholds, restarts the process when it exits (restartPolicy) or fails liveness or startup, with the
 kubelet's exponential back-off (10 s doubling to 300 s, reset after 10 minutes of running; times scaled
-by `period_scale`), and reports every change through `on_change`. Processes run in their own process
+by `period_scale`), and reports every change through `on_change`. `before_start` runs before every
+start (the pod worker checks the pod's address there); `pod_ip` is read at each probe, because the
+worker may move the pod to a new address between starts. Processes run in their own process
 group; stop() sends SIGTERM to the group and SIGKILL after the grace period.
 """
 
@@ -16,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +50,10 @@ class ContainerState:
 
 class ContainerRunner:
     def __init__(self, container: JSON, *, build: Callable[[JSON], ProcessSpec],
-                 build_exec: Callable[[list[str]], ProcessSpec], pod_ip: str, log_path: Path,
+                 build_exec: Callable[[list[str]], ProcessSpec], pod_ip: Callable[[], str], log_path: Path,
                  restart_policy: str, grace_s: float, period_scale: float,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None],
+                 before_start: Callable[[JSON], Awaitable[None]] | None = None) -> None:
         self.container = container
         self.name = str(container["name"])
         self.status = ContainerState()
@@ -62,9 +65,15 @@ class ContainerRunner:
         self._grace_s = grace_s
         self._scale = period_scale
         self._on_change = on_change
+        self._before_start = before_start
         self._stopping = asyncio.Event()
         self._process: asyncio.subprocess.Process | None = None
         self.finished = False
+
+    @property
+    def running(self) -> bool:
+        """Whether this container's process is alive now (not waiting, backing off or done)."""
+        return self._process is not None and self._process.returncode is None
 
     # ---- reporting ---------------------------------------------------------------------------
     def _set(self, **changes: Any) -> None:
@@ -86,6 +95,8 @@ class ContainerRunner:
     async def run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            if self._before_start is not None:
+                await self._before_start(self.container)  # e.g. move the pod off an address in use
             try:
                 spec = self._build(self.container)
             except ContainerConfigError as exc:
@@ -189,7 +200,7 @@ class ContainerRunner:
         await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)) * self._scale)
         successes = failures = 0
         while True:
-            ok, message = await probe_once(probe, pod_ip=self._pod_ip, container=self.container,
+            ok, message = await probe_once(probe, pod_ip=self._pod_ip(), container=self.container,
                                            exec_spec=self._build_exec)
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if successes >= int(probe.get("successThreshold", 1)):
@@ -203,7 +214,7 @@ class ContainerRunner:
         await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)) * self._scale)
         successes = failures = 0
         while True:
-            ok, _ = await probe_once(probe, pod_ip=self._pod_ip, container=self.container,
+            ok, _ = await probe_once(probe, pod_ip=self._pod_ip(), container=self.container,
                                      exec_spec=self._build_exec)
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if ok and successes >= int(probe.get("successThreshold", 1)) and not self.status.ready:

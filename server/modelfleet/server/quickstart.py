@@ -3,15 +3,18 @@
 `python -m modelfleet.server.quickstart [--once]` runs `python -m modelfleet.server` as a child
 process on free loopback ports with token auth on, waits for gRPC health, calls Predictions with
 the TorchServe API using the generated inference token, prints the answer and the grpcurl
-equivalent, then keeps serving until Ctrl-C (or stops at once with --once). It stops only the
-process it started.
+equivalent (grpcurl by absolute path, so it works when pasted into a shell without the venv), then
+keeps serving until Ctrl-C (or stops at once with --once). It stops only the process it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +56,29 @@ def _wait_serving(address: str, process: subprocess.Popen[bytes], timeout_s: flo
     raise SystemExit("health stream ended before the server was SERVING")
 
 
+def grpcurl_path() -> Path | None:
+    """grpcurl by absolute path: setup installs it next to this Python (.venv/bin), which a fresh
+    shell does not have on PATH, so a hint saying plain `grpcurl` would fail when pasted."""
+    beside = Path(sys.executable).parent / "grpcurl"  # not resolved: .venv/bin/python is a symlink
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside.absolute()
+    found = shutil.which("grpcurl")
+    return None if found is None else Path(found).absolute()
+
+
+def _grpcurl_hint(*, token: str, inference: str) -> str:
+    grpcurl = grpcurl_path()
+    if grpcurl is None:
+        return "(grpcurl is not installed: `bash scripts/setup.sh` puts it next to this Python)"
+    data = base64.b64encode(json.dumps(SAMPLE).encode()).decode()
+    body = json.dumps({"model_name": "tiny", "input": {"data": data}})
+    return (
+        "Try it yourself (paste as printed):\n  "
+        f"{shlex.quote(str(grpcurl))} -plaintext -H {shlex.quote(f'authorization: Bearer {token}')} "
+        f"-d {shlex.quote(body)} {inference} org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--once", action="store_true", help="stop after showing the prediction")
@@ -86,13 +112,7 @@ def main() -> int:
                 timeout=30,
             )
         print(f"Predictions(tiny, {SAMPLE[:3]}...) -> {reply.prediction.decode()}")
-        print(
-            "Try it yourself:\n  grpcurl -plaintext -H 'authorization: Bearer "
-            f"{token}' -d '{{\"model_name\":\"tiny\",\"input\":{{\"data\":\"'$(echo -n "
-            f"'{json.dumps(SAMPLE)}' | base64 -w0)'\"}}}}' {inference} "
-            "org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions",
-            flush=True,
-        )
+        print(_grpcurl_hint(token=token, inference=inference), flush=True)
         if not args.once:
             print(f"Serving on {inference} (inference) and {management} (management); Ctrl-C stops.", flush=True)
             process.wait()

@@ -13,6 +13,7 @@ import mf_polling as polling
 import pytest
 
 from modelfleet.local.fleet import Fleet, run_fleet
+from modelfleet.local.podreport import failing_pods
 
 PODSERVER = str(Path(__file__).with_name("podserver.py"))
 PROBE_SCALE = 0.1  # a periodSeconds: 1 probe runs every 0.1 s; the first restart back-off is 1 s
@@ -30,8 +31,17 @@ async def eventually(predicate: Callable[[], Any], *, timeout: float = 30.0, wha
 
 
 @pytest.fixture
-def wait() -> Callable[..., Any]:
-    return eventually
+def wait(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """eventually(), which on a timeout also shows the pods that are not Ready with their log tails."""
+    if "fleet" not in request.fixturenames:
+        return eventually
+    running: Fleet = request.getfixturevalue("fleet")
+
+    async def wait_explaining(predicate: Callable[[], Any], **options: Any) -> Any:
+        options.setdefault("diagnose", lambda: failing_pods(running.client, running.kubelet) or "every pod is Ready")
+        return await polling.eventually(predicate, interval=0.05, **{"timeout": 30.0, **options})
+
+    return wait_explaining
 
 
 def _container(*, extra_args: list[str] | None = None, env: list[dict] | None = None,

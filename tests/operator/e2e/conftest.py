@@ -241,6 +241,8 @@ class Product:
                          f"ready {ready} deleting {bool(pod['metadata'].get('deletionTimestamp'))}")
         if self.runtime is not None:
             lines.append(f"last passes: {self.runtime.reconciler.last} resyncs {self.runtime.resyncs}")
+        from modelfleet.local.podreport import failing_pods  # the cause of a pod that never serves is in its log
+        lines.append(failing_pods(self.fleet.client, self.fleet.kubelet, "default"))
         return "\n".join(lines)
 
     operator_identity = OPERATOR_IDENTITY
