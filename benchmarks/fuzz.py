@@ -281,11 +281,15 @@ class Campaign:
             found.append(f"no answer within the {message.timeout_s:g} s deadline")
         if len(outcome.details) > MAX_DETAILS:
             found.append(f"error message of {len(outcome.details):,} characters (client input echoed untruncated?)")
+        # gRPC refuses a message over --max-request-size before any interceptor or decoder sees it.
+        oversized = any(len(body) > MAX_REQUEST_BYTES for body in message.bodies)
         if message.auth != "good":
-            if code != self.denied:
+            if code != self.denied and not (oversized and code == C.RESOURCE_EXHAUSTED):
                 found.append(f"bad token ({message.auth}) answered {code.name}, not {self.denied.name}")
             return found
-        if message.undecodable and code != C.INVALID_ARGUMENT:
+        if message.undecodable and oversized and code != C.RESOURCE_EXHAUSTED:
+            found.append(f"oversized undecodable body answered {code.name}, not RESOURCE_EXHAUSTED")
+        elif message.undecodable and not oversized and code != C.INVALID_ARGUMENT:
             found.append(f"undecodable body answered {code.name}, not INVALID_ARGUMENT")
         if message.method.endswith("/StreamPredictions2"):
             for raw in outcome.responses:
