@@ -254,6 +254,12 @@ FLAGS: tuple[Flag, ...] = (
          metavar="N"),
     Flag("version-limit", "most versions one model holds (loading ones included)", positive_int,
          _MODELS.version_limit, metavar="N"),
+    Flag("max-image-pixels", "most pixels (width x height) an image may have for the standard vision handlers",
+         positive_int, _MODELS.max_image_pixels, metavar="N"),
+    Flag("sequence-idle-timeout", "seconds a StreamPredictions2 sequence of a stateful handler may idle before "
+         "its state is released", positive_seconds, _MODELS.sequence_idle_timeout_s, metavar="S"),
+    Flag("max-sequences", "most open sequences of a stateful handler per model version", positive_int,
+         _MODELS.max_sequences, metavar="N"),
     Flag("pod-uid", "this pod's UID (downward API metadata.uid), answered on health Check so the operator can "
          "verify the pod before it sends its token; default none", pod_uid, metavar="UID"),
     Flag("log-level", f"one of {', '.join(LOG_LEVELS)}", log_level, "INFO", metavar="LEVEL"),
@@ -375,6 +381,9 @@ def _settings(parser: argparse.ArgumentParser, v: Mapping[str, Any]) -> Settings
             response_timeout_limit_s=v["response_timeout_limit"],
             model_limit=v["model_limit"],
             version_limit=v["version_limit"],
+            max_image_pixels=v["max_image_pixels"],
+            sequence_idle_timeout_s=v["sequence_idle_timeout"],
+            max_sequences=v["max_sequences"],
         ),
         shutdown=ShutdownSettings(drain_delay_s=v["drain_delay"], grace_s=v["grace"]),
         status_mode=v["status_codes"],

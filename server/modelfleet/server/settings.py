@@ -139,6 +139,13 @@ class ModelSettings:
     """Most models one server holds (registered or loading); above ListModels' page of 100, below worker_limit."""
     version_limit: int = 16
     """Most versions one model holds (registered or loading): room for rollouts and canaries, not thousands."""
+    sequence_idle_timeout_s: float = 60.0
+    """Seconds a StreamPredictions2 sequence of a stateful handler may go without a request before its state is released."""
+    max_sequences: int = 64
+    """Most open sequences (with state) per model version; one more is refused: state is memory a client holds."""
+    max_image_pixels: int = 50_000_000
+    """Most pixels (width x height) an image may have for the standard vision handlers, checked from its
+    header before it is decoded: decompression bombs and huge images are refused (TorchServe has no limit)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.models.batching import BatchPolicy, JobQueue
 from modelfleet.server.models.contracts import LoadedModel
 from modelfleet.server.models.workers import WorkerPool
+from mf_handlers import RunnerHandler
 
 import mf_domain_harness as h
 
@@ -31,7 +32,7 @@ class _CrashesOnBoom:
 
 async def test_a_runner_that_fails_a_whole_batch_fails_only_the_input_that_broke_it() -> None:
     runner = _CrashesOnBoom()
-    loaded = LoadedModel("m", "1.0", "default", "torchscript", runner_factory=lambda device: runner)
+    loaded = LoadedModel("m", "1.0", "default", "torchscript", handler=RunnerHandler(lambda device: runner))
     pool = WorkerPool(
         name="m/1.0",
         loaded=loaded,

@@ -20,7 +20,7 @@ from grpc import aio
 from modelfleet.protos import inference_pb2, management_pb2
 from modelfleet.server.demo import build_module
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
-from modelfleet.server.models.generation import GenerationEngine, generation_model
+from modelfleet.server.models.generation import GenerationEngine, GenerationHandler
 from modelfleet.server.models.handlers import ModelState
 from modelfleet.server.models.handlers.tensor import TensorRunner
 from modelfleet.server.rpc.error_details import error_info_from_trailer
@@ -135,11 +135,12 @@ def scripted(module_class: type) -> Any:
 
 
 def generate(module_class: type, prompts: list[bytes]) -> list[bytes | ModelFleetError]:
-    loaded = generation_model(scripted(module_class), name="gen", version="1.0", serialized_format="torchscript")
+    module = scripted(module_class)
+    handler = GenerationHandler(lambda device: module, name="gen/1.0")
     try:
-        return loaded.make_runner("cpu").run_batch([{"data": prompt} for prompt in prompts])
+        return handler.make_runner("cpu").run_batch([{"data": prompt} for prompt in prompts])
     finally:
-        loaded.extra["close"]()
+        handler.close()
 
 
 @pytest.mark.parametrize("module_class", [Embedder, CountingUp])

@@ -22,7 +22,7 @@ CONTRACT_FLAGS = [
     "worker-limit-per-version", "worker-limit", "batch-size-limit", "batch-delay-limit", "response-timeout-limit",
     "model-limit", "version-limit", "pod-uid", "min-download-rate", "download-rate-grace",
     "max-concurrent-downloads", "max-archive-ratio", "extract-size-factor", "extract-size-allowance",
-    "max-archive-entries",
+    "max-archive-entries", "max-image-pixels", "sequence-idle-timeout", "max-sequences",
 ]  # fmt: skip
 
 
@@ -86,6 +86,9 @@ def cases(files: dict[str, str]) -> list[tuple[str, list[str], str, Any]]:
         ("response-timeout-limit", ["30"], "models.response_timeout_limit_s", 30),
         ("model-limit", ["9"], "models.model_limit", 9),
         ("version-limit", ["3"], "models.version_limit", 3),
+        ("max-image-pixels", ["1000000"], "models.max_image_pixels", 1000000),
+        ("sequence-idle-timeout", ["2.5"], "models.sequence_idle_timeout_s", 2.5),
+        ("max-sequences", ["8"], "models.max_sequences", 8),
         ("pod-uid", ["3f1c2a9e-5b7d-4c1e-9a0b-1234567890ab"], "network.pod_uid", "3f1c2a9e-5b7d-4c1e-9a0b-1234567890ab"),
     ]  # fmt: skip
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from modelfleet.server.errors import ModelFleetError, Reason
-from modelfleet.server.models.generation import GenerationEngine, generation_model
+from modelfleet.server.models.contracts import StreamRequest
+from modelfleet.server.models.generation import GenerationEngine, GenerationHandler
 
 VOCAB = 50
 
@@ -67,10 +68,9 @@ async def test_bad_prompts_fail_only_their_own_stream(engine: GenerationEngine) 
 
 
 def test_predictions_path_generates_whole_sequences_batched() -> None:
-    loaded = generation_model(
-        torch.jit.script(CountingUp()), name="counter", version="1.0", serialized_format="torchscript"
-    )
-    runner = loaded.make_runner("cpu")
+    module = torch.jit.script(CountingUp())
+    handler = GenerationHandler(lambda device: module, name="counter/1.0")
+    runner = handler.make_runner("cpu")
     results = runner.run_batch(
         [
             {"data": b'{"tokens": [1], "max_new_tokens": 3}'},
@@ -81,7 +81,7 @@ def test_predictions_path_generates_whole_sequences_batched() -> None:
     assert json.loads(results[0]) == {"tokens": [2, 3, 4]}
     assert isinstance(results[1], ModelFleetError) and results[1].reason is Reason.BAD_INPUT
     assert json.loads(results[2])["tokens"][:3] == [6, 7, 8]
-    loaded.extra["close"]()
+    handler.close()
 
 
 async def test_the_loader_builds_a_streaming_model_for_the_generation_handler(tmp_path: Any) -> None:
@@ -97,10 +97,8 @@ async def test_the_loader_builds_a_streaming_model_for_the_generation_handler(tm
     loaded = loader.load(source, spec, loader.identify(source, spec))
     assert loaded.handler_name == "generation"
 
-    class Target:
-        class pool:
-            workers: list[Any] = []
-
-    chunks = [json.loads(c)["token"] async for c in loaded.extra["streamer"](Target, {"data": b"[1]"}, None)]
+    stream = loaded.handler.open_stream(StreamRequest({"data": b"[1]"}, "cpu", None))
+    assert stream is not None
+    chunks = [json.loads(c)["token"] async for c in stream]
     assert chunks == [2, 3, 4, 5]
-    loaded.extra["close"]()
+    loaded.handler.close()

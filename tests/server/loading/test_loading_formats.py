@@ -35,7 +35,7 @@ def test_torchscript_file_loads_and_predicts(models: Any, load: Any) -> None:
     assert (loaded.name, loaded.version, loaded.serialized_format, loaded.handler_name) == (
         "tiny", "1.0", "torchscript", "default"
     )
-    assert loaded.extra["engine"] == "torchscript" and loaded.extra["runtime"] == "python"
+    assert loaded.load_info.engine == "torchscript" and loaded.load_info.runtime == "python"
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
 
 
@@ -55,7 +55,7 @@ def test_mar_archive_loads_its_serialized_file(models: Any, load: Any, serialize
         serialized: model_file.read_bytes(),
     })
     loaded = load(mar)
-    assert (loaded.name, loaded.version, loaded.extra["layout"]) == ("tinymar", "2.0", "mar")
+    assert (loaded.name, loaded.version, loaded.load_info.layout) == ("tinymar", "2.0", "mar")
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
 
 
@@ -90,7 +90,7 @@ def test_model_folder_with_manifest_loads(models: Any, load: Any) -> None:
         "weights/tiny.pt2": models.export().read_bytes(),
     })
     loaded = load(folder)
-    assert (loaded.name, loaded.version, loaded.serialized_format, loaded.extra["layout"]) == (
+    assert (loaded.name, loaded.version, loaded.serialized_format, loaded.load_info.layout) == (
         "tinydir", "3.1", "export", "folder"
     )
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
@@ -112,7 +112,7 @@ def test_safetensors_weights_load_with_a_trusted_model_class(models: Any, load: 
     loader = ModelLoader(ModelSettings(trusted_handlers=(handler,)))
     loaded = load(weights, loader_=loader, handler=handler)
     assert (loaded.name, loaded.serialized_format, loaded.handler_name) == ("tiny", "safetensors", handler)
-    assert loaded.extra["handlerKind"] == "trusted"
+    assert loaded.load_info.handler_kind == "trusted"
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
 
 

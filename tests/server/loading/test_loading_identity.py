@@ -83,7 +83,7 @@ def test_empty_and_default_handler_are_the_builtin_tensor_handler(models: Any, i
     assert identify(mar_with(models, modelName="tiny", handler=handler)).handler_name == "default"
 
 
-@pytest.mark.parametrize("handler", ["handler.py", "image_classifier", "my_module:handle", "os"])
+@pytest.mark.parametrize("handler", ["handler.py", "densenet_handler", "my_module:handle", "os"])
 def test_handler_neither_builtin_nor_trusted_is_refused(models: Any, identify: Any, handler: str) -> None:
     for spec_handler, manifest_handler in ((handler, "default"), ("", handler)):
         mar = mar_with(models, modelName="tiny", handler=manifest_handler)

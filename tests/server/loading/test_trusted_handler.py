@@ -30,7 +30,7 @@ def test_preprocess_and_postprocess_wrap_the_model(models: Any, load: Any) -> No
     name = models.trusted_module(CSV_HANDLER)
     loader = ModelLoader(ModelSettings(trusted_handlers=(name,)))
     loaded = load(models.torchscript("tiny.pt"), loader_=loader, handler=name)
-    assert loaded.handler_name == name and loaded.extra["handlerKind"] == "trusted"
+    assert loaded.handler_name == name and loaded.load_info.handler_kind == "trusted"
     rows = torch.randn(3, 16, generator=torch.Generator().manual_seed(5))
     text = "\n".join(",".join(f"{v:.6f}" for v in row.tolist()) for row in rows)
     good, bad, good_again = loaded.make_runner("cpu").run_batch(

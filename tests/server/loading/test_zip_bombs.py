@@ -226,4 +226,4 @@ def test_legitimate_archives_still_load_under_the_default_limits(models: Any, lo
 
     loaded = load(mar, loader_=loader)
 
-    assert (loaded.name, loaded.extra["layout"]) == ("real", "mar")
+    assert (loaded.name, loaded.load_info.layout) == ("real", "mar")

@@ -16,6 +16,7 @@ from modelfleet.server.models.contracts import LoadedModel, RegisterSpec
 from modelfleet.server.models.handlers import ModelState
 from modelfleet.server.models.handlers.tensor import TensorRunner
 from modelfleet.server.models.workers import WorkerPool
+from mf_handlers import RunnerHandler
 
 import mf_domain_harness as h
 
@@ -85,7 +86,7 @@ class _RefusesZeros:
 
 async def test_a_failed_warm_up_is_logged_and_the_worker_still_becomes_ready_and_serves(caplog: Any) -> None:
     loop = asyncio.get_running_loop()
-    loaded = LoadedModel("m", "1.0", "default", "torchscript", runner_factory=lambda device: _RefusesZeros())
+    loaded = LoadedModel("m", "1.0", "default", "torchscript", handler=RunnerHandler(lambda device: _RefusesZeros()))
     pool = WorkerPool(
         name="m/1.0",
         loaded=loaded,

@@ -14,6 +14,8 @@ batches. Batch formation happens in the worker that is free, so it costs no even
   oldest has waited max_batch_delay.
 `BatchPolicy.decide` is pure and takes the clock reading and the busy-worker count as arguments,
 so tests check the rules with an injected clock and no timing.
+Jobs of a stateful sequence are *pinned*: they wait in their worker's own deque (put_pinned) and
+only that worker takes them, before anything from the shared queue.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorKind, ModelFleetError, Reason
+from .contracts import SequenceContext
 
 
 @dataclass(eq=False)
@@ -38,6 +41,22 @@ class Job:
     deadline: float | None
     """time.monotonic() after which the client no longer waits; the job is dropped, not run."""
     enqueued: float = field(default_factory=time.monotonic)
+    stream: StreamSink | None = None
+    """Set for a streaming request: the worker runs run_stream and sends each response through it;
+    the future then resolves with b"" (or the error)."""
+    action: Callable[[], None] | None = None
+    """Set for work that must run on this worker's thread (a sequence's release); no inputs."""
+
+
+@dataclass(eq=False)
+class StreamSink:
+    """Where a worker thread sends one streaming request's responses, in order, as they come."""
+
+    emit: Callable[[bytes], None]
+    """Thread-safe: queues one response for the waiting RPC on the event loop."""
+    sequence: SequenceContext | None = None
+    cancelled: bool = False
+    """Set on the event loop when the client left: the worker stops the handler at its next response."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,8 @@ class JobQueue:
         self._waiting_workers = 0
         self._busy_workers = 0
         self._closed = False
+        self._pinned: dict[str, deque[Job]] = {}
+        """Worker id -> jobs only that worker may run (requests and releases of its sequences)."""
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -107,6 +128,18 @@ class JobQueue:
             if self._waiting_workers and self._due_after_put(len(jobs)):
                 # One worker per batch's worth of jobs; a woken worker wakes another if work is left.
                 self._cond.notify(min(self._waiting_workers, -(-len(self._jobs) // self.policy.batch_size)))
+
+    def put_pinned(self, owner: str, job: Job) -> None:
+        """Queue a job for worker `owner` only (never refused: sequences are bounded by their own limit)."""
+        with self._cond:
+            self._pinned.setdefault(owner, deque()).append(job)
+            if self._waiting_workers:
+                self._cond.notify_all()  # one condition for all workers: wake them to find the owner
+
+    def drop_pinned(self, owner: str) -> list[Job]:
+        """The jobs still pinned to a worker that stopped, so the caller can fail or rerun them."""
+        with self._cond:
+            return list(self._pinned.pop(owner, ()))
 
     @property
     def waiting_workers(self) -> int:
@@ -158,15 +191,19 @@ class JobQueue:
             if leaving and self._jobs and self._waiting_workers:
                 self._cond.notify()
 
-    def take(self, should_stop: Callable[[], bool]) -> list[Job] | None:
+    def take(self, should_stop: Callable[[], bool], owner: str | None = None) -> list[Job] | None:
         """Block until a batch is due (worker threads only); None once should_stop() or close().
 
-        Call finished() after running the returned batch.
+        Jobs pinned to `owner` come first, as one batch. Call finished() after running the returned batch.
         """
         with self._cond:
             while True:
                 if self._closed or should_stop():
                     return None
+                pinned = self._pinned.get(owner) if owner is not None else None
+                if pinned:
+                    self._busy_workers += 1
+                    return [pinned.popleft() for _ in range(min(len(pinned), self.policy.batch_size))]
                 batch = self._try_take_locked(self._clock())
                 if isinstance(batch, list):
                     if self._jobs and self._waiting_workers and self._due_after_put(0):
@@ -189,5 +226,8 @@ class JobQueue:
             self._closed = True
             left = list(self._jobs)
             self._jobs.clear()
+            for pinned in self._pinned.values():
+                left.extend(pinned)
+            self._pinned.clear()
             self._cond.notify_all()
             return left

@@ -32,11 +32,12 @@ def describe_version(version: ModelVersion, *, job_queue_size: int) -> dict[str,
     gpu_ids = sorted({i for i in (device_index(w.device) for w in workers) if i is not None})
     memory = process_rss_bytes()
     pending = len(pool.queue)
+    sequences = version.sequences
     return {
         "modelName": version.key.name,
         "modelVersion": version.key.version,
         "modelUrl": version.source.url,
-        "engine": version.loaded.extra.get("engine", "Torch"),
+        "engine": version.loaded.load_info.engine,
         "runtime": "python",
         "minWorkers": version.min_workers,
         "maxWorkers": version.max_workers,
@@ -53,10 +54,10 @@ def describe_version(version: ModelVersion, *, job_queue_size: int) -> dict[str,
         "continuousBatching": False,
         "useJobTicket": False,
         "useVenv": False,
-        "stateful": False,
-        "sequenceMaxIdleMSec": 0,
+        "stateful": sequences is not None,
+        "sequenceMaxIdleMSec": round(sequences.idle_timeout_s * 1000) if sequences is not None else 0,
         "sequenceTimeoutMSec": 0,
-        "maxNumSequence": 0,
+        "maxNumSequence": sequences.max_sequences if sequences is not None else 0,
         "maxSequenceJobQueueSize": 0,
         "loadedAtStartup": version.loaded_at_startup,
         "workers": [

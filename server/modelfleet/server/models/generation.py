@@ -18,12 +18,13 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..echo import clip
 from ..errors import ModelFleetError, bad_input
+from .contracts import ModelHandler, ModelRunner, Request, SequenceContext, StreamRequest
 from .handlers.limits import check_json_depth
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ def _by_length(items: Sequence[tuple[Sequence[int], Any]]) -> list[list[tuple[Se
 
 
 class GenerationRunner:
-    """ModelRunner for the worker path (Predictions): whole generations, batched per worker."""
+    """ModelRunner for the worker path (Predictions: whole generations, batched per worker)."""
 
     def __init__(self, engine: GenerationEngine) -> None:
         self.engine = engine
@@ -314,62 +315,64 @@ class GenerationRunner:
     def run_batch(self, inputs: Sequence[Mapping[str, bytes]]) -> list[bytes | ModelFleetError]:
         return self.engine.generate_all(inputs)
 
+    def run_stream(self, request: Request) -> Iterator[bytes]:
+        """Unused in the server (GenerationHandler.open_stream streams on the shared decode loop)."""
+        result = self.engine.generate_all([request.inputs])[0]
+        if isinstance(result, ModelFleetError):
+            raise result
+        yield result
+
 
 DEFAULT_MAX_NEW_TOKENS = 64
 """Upper bound of generated tokens per request; a request may ask for fewer."""
 
 
-def generation_model(
-    module: Any,
-    *,
-    name: str,
-    version: str,
-    serialized_format: str,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    move: Any = None,
-) -> Any:
-    """A LoadedModel whose workers run whole generations and whose streams share one decode loop.
+class GenerationHandler:
+    """The `generation` ModelHandler: workers run whole generations, streams share one decode loop per device.
 
-    `move(module, device)` places the module on a device (the loader's placement); default: as is.
+    `place(device)` gives the module on a device (the loader's placement).
     """
-    from .contracts import LoadedModel
 
-    placed: dict[str, Any] = {}
+    def __init__(
+        self, place: Callable[[str], Any], *, name: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> None:
+        self._place = place
+        self._name = name
+        self._max_new_tokens = max_new_tokens
+        self.engines: dict[str, GenerationEngine] = {}
+        self._lock = threading.Lock()
 
-    def on(device: str) -> Any:
-        if device not in placed:
-            placed[device] = module if move is None else move(module, device)
-        return placed[device]
+    @property
+    def stateful(self) -> bool:
+        return False
 
-    engines: dict[str, GenerationEngine] = {}
+    @property
+    def streams(self) -> bool:
+        return True  # through open_stream, on the shared decode loop
 
-    def close() -> None:
-        for engine in engines.values():
+    def engine_for(self, device: str) -> GenerationEngine:
+        with self._lock:  # workers on several threads may ask for the same device's engine at once
+            engine = self.engines.get(device)
+            if engine is None:
+                engine = self.engines[device] = GenerationEngine(
+                    self._place(device), device=device, max_new_tokens_limit=self._max_new_tokens, name=self._name
+                )
+            return engine
+
+    def make_runner(self, device: str) -> GenerationRunner:
+        return GenerationRunner(self.engine_for(device))
+
+    def open_stream(self, request: StreamRequest) -> AsyncIterator[bytes]:
+        return self.engine_for(request.device).stream(request.inputs)
+
+    def end_sequence(self, sequence: SequenceContext) -> None:
+        pass
+
+    def close(self) -> None:
+        for engine in list(self.engines.values()):
             engine.close()
 
-    def engine_for(device: str) -> GenerationEngine:
-        if device not in engines:
-            engines[device] = GenerationEngine(
-                on(device), device=device, max_new_tokens_limit=max_new_tokens, name=f"{name}/{version}"
-            )
-        return engines[device]
 
-    async def streamer(target: Any, inputs: Mapping[str, bytes], deadline: float | None) -> AsyncIterator[bytes]:
-        workers = target.pool.workers
-        device = workers[0].device if workers else "cpu"
-        async for chunk in engine_for(device).stream(inputs):
-            yield chunk
-
-    return LoadedModel(
-        name=name,
-        version=version,
-        handler_name="generation",
-        serialized_format=serialized_format,
-        runner_factory=lambda device: GenerationRunner(engine_for(device)),
-        extra={
-            "streamer": streamer,
-            "engines": engines,
-            "engine": "Torch",
-            "close": close,
-        },
-    )
+if TYPE_CHECKING:
+    _IS_A_HANDLER: type[ModelHandler] = GenerationHandler
+    _IS_A_RUNNER: type[ModelRunner] = GenerationRunner

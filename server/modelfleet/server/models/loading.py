@@ -25,10 +25,10 @@ from .. import names
 from ..errors import ErrorKind, ModelFleetError, Reason, load_failed
 from ..settings import DEFAULT_MAX_MESSAGE_BYTES, ModelSettings
 from . import archive, handlers
-from .contracts import LoadedModel, ModelRunner, RegisterSpec, ResolvedSource
+from .contracts import LoadedModel, LoadInfo, ModelContext, ModelFiles, ModelState, RegisterSpec, ResolvedSource
 from .export_safety import check_export_archive
+from .model_files import FolderFiles, MarFiles, NoFiles
 from .torchscript_safety import check_loaded_module, check_torchscript_archive
-from .generation import generation_model
 
 TORCHSCRIPT = "torchscript"
 EXPORT = "export"
@@ -59,6 +59,8 @@ class ModelIdentity:
     """The file loaded: the manifest's serializedFile, or the bare file's name."""
     runtime: str = "python"
     """The manifest's runtime (reported by DescribeModel)."""
+    manifest: archive.Manifest | None = None
+    """The archive's manifest (MAR, FOLDER); handed to the handler at load."""
 
 
 class ModelLoader:
@@ -151,6 +153,7 @@ class ModelLoader:
             layout=layout,
             serialized_file=serialized,
             runtime=runtime,
+            manifest=manifest,
         )
 
     @staticmethod
@@ -178,42 +181,39 @@ class ModelLoader:
             module, sample_ndim = _load_module(
                 model_path, identity, handler, origin=source.path.name, zip_limits=self._zip_limits
             )
-        state = handlers.ModelState(
+        state = ModelState(
             sample_ndim=sample_ndim,
             max_request_bytes=self._max_request_bytes,
             max_response_bytes=self._max_response_bytes,
         )
         placement = DevicePlacement(module, shared_devices=self._shared_devices)
-
-        if handler.name == handlers.GENERATION:
-            # Streams share one decode loop per device, so this handler needs more than a runner.
-            loaded: LoadedModel = generation_model(
-                module,
-                name=identity.name,
-                version=identity.version,
-                serialized_format=identity.serialized_format,
-                max_new_tokens=self._settings.max_new_tokens,
-                move=lambda _module, device: placement.module_for(device),
-            )
-            loaded.extra.update(runtime=identity.runtime, handlerKind=handler.kind, layout=identity.layout)
-            return loaded
-
-        def runner_factory(device: str) -> ModelRunner:
-            return handler.make_runner(placement.module_for(device), device=device, state=state, hooks=handler.hooks)
-
+        context = ModelContext(
+            name=identity.name,
+            version=identity.version,
+            handler_name=identity.handler_name,
+            serialized_format=identity.serialized_format,
+            module=module,
+            place=placement.module_for,
+            state=state,
+            files=_model_files(source.path, identity),
+            manifest=identity.manifest,
+            settings=self._settings,
+        )
+        # Every handler, built in or trusted, becomes a ModelHandler the same way: no special case here.
+        model_handler = _guarded(source.path.name, f"handler {handler.name!r}", lambda: handler.create(context))
         return LoadedModel(
             name=identity.name,
             version=identity.version,
             handler_name=identity.handler_name,
             serialized_format=identity.serialized_format,
-            runner_factory=runner_factory,
-            extra={
-                "engine": identity.serialized_format,
-                "runtime": identity.runtime,
-                "handlerKind": handler.kind,
-                "layout": identity.layout,
-                "serializedFile": identity.serialized_file,
-            },
+            handler=model_handler,
+            info=LoadInfo(
+                engine=identity.serialized_format,
+                runtime=identity.runtime,
+                handler_kind=handler.kind,
+                layout=identity.layout,
+                serialized_file=identity.serialized_file,
+            ),
         )
 
     @contextlib.contextmanager
@@ -277,6 +277,15 @@ def _copy_to(module: Any, device: str) -> Any:
             return copy.deepcopy(module).to(device)
     except Exception as exc:
         raise load_failed(f"could not place the model on {device}: {_summary(exc)}") from None
+
+
+def _model_files(path: Path, identity: ModelIdentity) -> ModelFiles:
+    """The source's extra files for its handler (index_to_name.json and the like)."""
+    if identity.layout == MAR:
+        return MarFiles(path, skip=identity.serialized_file)
+    if identity.layout == FOLDER:
+        return FolderFiles(path, skip=identity.serialized_file)
+    return NoFiles(path.name)
 
 
 def format_of(file_name: str, *, origin: str) -> str:

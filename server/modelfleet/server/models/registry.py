@@ -21,9 +21,10 @@ from ..names import check_lookup, check_model_name, check_version
 from ..settings import ModelSettings
 from . import devices as devices_mod
 from .batching import BatchPolicy, JobQueue
-from .contracts import LoadedModel, RegisterSpec, ResolvedSource
+from .contracts import LoadedModel, RegisterSpec, ResolvedSource, StreamRequest
 from .describe import describe_version
 from .limits import Limits
+from .sequences import SequenceRequest, SequenceSession, SequenceTable
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class ModelVersion:
     response_timeout_s: int
     startup_timeout_s: int
     loaded_at_startup: bool = False
+    sequences: SequenceTable | None = None
+    """Open StreamPredictions2 sequences; set when the handler is stateful."""
 
     @property
     def serving(self) -> bool:
@@ -262,7 +265,17 @@ class ModelRegistry:
             on_change=self._changed,
             next_device=lambda: next(self._device_cycle),
         )
+        sequences = None
+        if loaded.handler.stateful:
+            sequences = SequenceTable(
+                name=pool.name,
+                pool=pool,
+                handler=loaded.handler,
+                idle_timeout_s=settings.sequence_idle_timeout_s,
+                max_sequences=settings.max_sequences,
+            )
         return ModelVersion(
+            sequences=sequences,
             key=key,
             spec=spec,
             source=source,
@@ -301,8 +314,7 @@ class ModelRegistry:
             del self._models[name]
         elif model.default == target.key.version:  # only when undoing a register raced by another
             model.default = next(iter(model.versions))
-        target.pool.close(version_not_found(name, target.key.version))
-        _release(target.loaded)
+        _close_version(target, version_not_found(name, target.key.version))
         self._retune_threads()
 
     async def scale(
@@ -392,32 +404,52 @@ class ModelRegistry:
         return await self._version(name, version).pool.submit(inputs, deadline)
 
     async def stream(
-        self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None
+        self,
+        name: str,
+        version: str | None,
+        inputs: Mapping[str, bytes],
+        *,
+        deadline: float | None,
+        sequence: SequenceRequest | None = None,
+        session: SequenceSession | None = None,
     ) -> AsyncIterator[bytes]:
-        """Responses of one streaming request; a handler without steps yields its one result."""
+        """Responses of one streaming request; a handler that does not stream yields its one result.
+
+        `sequence` (StreamPredictions2): a stateful handler runs it on the sequence's worker with its state.
+        """
         target = self._version(name, version)
-        streamer = target.loaded.extra.get("streamer")
-        if streamer is None:
-            yield await target.pool.submit(inputs, deadline)
+        handler = target.loaded.handler
+        if sequence is not None and target.sequences is not None:
+            async for chunk in target.sequences.run(sequence, inputs, deadline=deadline, session=session):
+                yield chunk
             return
-        async for chunk in streamer(target, inputs, deadline):
-            yield chunk
+        workers = target.pool.workers
+        own = handler.open_stream(StreamRequest(inputs, workers[0].device if workers else "cpu", deadline))
+        if own is not None:
+            async for chunk in own:
+                yield chunk
+        elif handler.streams:
+            async for chunk in target.pool.stream(inputs, deadline):
+                yield chunk
+        else:
+            yield await target.pool.submit(inputs, deadline)
 
     async def close(self) -> None:
         for model in list(self._models.values()):
             for version in model.versions.values():
-                version.pool.close(
-                    ModelFleetError(ErrorKind.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down")
+                _close_version(
+                    version, ModelFleetError(ErrorKind.UNAVAILABLE, Reason.SHUTTING_DOWN, "Server is shutting down")
                 )
-                _release(version.loaded)
         self._models.clear()
 
 
-def _release(loaded: LoadedModel) -> None:
-    """Run the loaded model's optional close hook (e.g. stop a generation decode loop)."""
-    close = loaded.extra.get("close")
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            log.exception("closing %s version %s failed", loaded.name, loaded.version)
+def _close_version(version: ModelVersion, error: ModelFleetError) -> None:
+    """Release its sequences (their hooks queue on the workers), fail its queue, close its handler."""
+    if version.sequences is not None:
+        version.sequences.close()
+    version.pool.close(error)
+    loaded = version.loaded
+    try:
+        loaded.handler.close()
+    except Exception:
+        log.exception("closing %s version %s failed", loaded.name, loaded.version)

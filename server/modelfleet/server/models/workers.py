@@ -35,18 +35,32 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ErrorKind, ModelFleetError, Reason, load_failed
-from .batching import Job, JobQueue, queue_full
-from .contracts import LoadedModel, ModelRunner
+from .batching import Job, JobQueue, StreamSink, queue_full
+from .contracts import LoadedModel, ModelRunner, Request, SequenceContext
 
 log = logging.getLogger(__name__)
 
 _worker_ids = itertools.count(9000)  # TorchServe numbers its workers from 9000
+
+
+STREAM_WINDOW = 64
+"""Streamed responses a handler may produce ahead of what its client has read."""
+STREAM_STALL_S = 30.0
+"""How long a handler waits for its client to read before the stream is stopped."""
+
+
+def _open_fully(window: threading.BoundedSemaphore) -> None:
+    while True:
+        try:
+            window.release()
+        except ValueError:  # back at its bound: nothing is waiting any more
+            return
 
 
 def _deadline_passed() -> ModelFleetError:
@@ -185,7 +199,7 @@ class Worker:
         queue = pool.queue
         clock = time.monotonic
         while True:
-            batch = queue.take(self.should_stop)
+            batch = queue.take(self.should_stop, self.id)
             if batch is None:
                 break
             try:
@@ -217,17 +231,25 @@ class Worker:
     def _run_batch(self, runner: ModelRunner, batch: list[Job], now: float) -> None:
         live: list[Job] = []
         dropped: list[Job] = []
+        streams: list[Job] = []
         for job in batch:
+            if job.action is not None:
+                self._run_action(job)
+                continue
             # Reading done() from this thread is a plain attribute read; a stale answer only
             # means we run a request whose caller just left, which is harmless.
             if job.future.done():
                 continue
             if job.deadline is not None and job.deadline <= now:
                 dropped.append(job)
+            elif job.stream is not None:
+                streams.append(job)
             else:
                 live.append(job)
         if dropped:
             self.pool.post(self.pool.deliver, dropped, [_deadline_passed()] * len(dropped))
+        for job in streams:
+            self._run_stream(runner, job)
         if not live:
             return
         self.current = live
@@ -261,6 +283,48 @@ class Worker:
             self.pool.post(self.pool.deliver, live, results)
 
 
+    def _run_action(self, job: Job) -> None:
+        assert job.action is not None
+        try:
+            job.action()
+        except Exception:
+            log.exception("a sequence release of %s failed", self.pool.name)
+        self.pool.post(self.pool.deliver, [job], [b""])
+
+    def _run_stream(self, runner: ModelRunner, job: Job) -> None:
+        """One streaming request: each response goes out as it comes; the future then says how it ended."""
+        sink = job.stream
+        assert sink is not None
+        self.current = [job]
+        started = self.busy_since = time.monotonic()
+        result: bytes | ModelFleetError = b""
+        chunks = runner.run_stream(Request(job.inputs, sink.sequence))
+        try:
+            for chunk in chunks:
+                if sink.cancelled or self.abandoned:
+                    break
+                sink.emit(chunk)
+        except ModelFleetError as exc:
+            result = exc
+        except Exception:
+            log.exception("model %s failed on a streaming request", self.pool.name)
+            result = _unexpected()
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # a generator left early (client gone): run its finally blocks now
+        finished = time.monotonic()
+        self.busy_since = None
+        self.current = []
+        if not self.abandoned:
+            self.stats.record(
+                1,
+                int(isinstance(result, ModelFleetError)),
+                queue_us=(started - job.enqueued) * 1e6,
+                inference_us=(finished - job.enqueued) * 1e6,
+            )
+            self.pool.post(self.pool.deliver, [job], [result])
+
     def _run_inputs(
         self, runner: ModelRunner, inputs: list[Mapping[str, bytes]]
     ) -> list[bytes | ModelFleetError] | ModelFleetError:
@@ -275,6 +339,13 @@ class Worker:
         except Exception:
             log.exception("model %s failed on a batch of %d", self.pool.name, len(inputs))
             return _unexpected()
+
+
+def _run_quietly(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except Exception:
+        log.exception("a sequence release failed")
 
 
 class WorkerPool:
@@ -309,10 +380,26 @@ class WorkerPool:
         self.closed = False
         self._staged: list[Job] = []
         self._flush_scheduled = False
+        self.on_worker_gone: Callable[[str], None] | None = None
+        """Told a worker's id when it stops or is replaced (the sequence table releases its sequences)."""
 
     # ---- request path -------------------------------------------------------------------
-    def submit(self, inputs: Mapping[str, bytes], deadline: float | None) -> asyncio.Future[bytes]:
-        """Queue one request; the returned future resolves with its bytes or a ModelFleetError."""
+    def submit(
+        self,
+        inputs: Mapping[str, bytes],
+        deadline: float | None,
+        *,
+        stream: StreamSink | None = None,
+        owner: str | None = None,
+    ) -> asyncio.Future[bytes]:
+        """Queue one request; the returned future resolves with its bytes or a ModelFleetError.
+
+        `stream`: a streaming request (see stream()); `owner`: run it on that worker only (a sequence's).
+        """
+        if owner is not None:
+            future_pinned: asyncio.Future[bytes] = self.loop.create_future()
+            self.queue.put_pinned(owner, Job(inputs, future_pinned, deadline, stream=stream))
+            return future_pinned
         if not self.workers:
             raise ModelFleetError(
                 ErrorKind.UNAVAILABLE, Reason.NO_WORKERS, f"Model {self.name} has no workers; scale it up"
@@ -322,11 +409,77 @@ class WorkerPool:
             self.rejected += 1
             raise queue_full(queue.capacity)
         future: asyncio.Future[bytes] = self.loop.create_future()
-        self._staged.append(Job(inputs, future, deadline))
+        self._staged.append(Job(inputs, future, deadline, stream=stream))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
         return future
+
+    async def stream(
+        self,
+        inputs: Mapping[str, bytes],
+        deadline: float | None,
+        *,
+        sequence: SequenceContext | None = None,
+        owner: str | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The responses of one streaming request, each as soon as the worker produces it."""
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        loop = self.loop
+        # Backpressure: a handler may run ahead of its client by STREAM_WINDOW responses, no more, so
+        # a client that stops reading cannot make the server buffer without bound.
+        window = threading.BoundedSemaphore(STREAM_WINDOW)
+
+        def emit(chunk: bytes) -> None:  # worker thread
+            if not window.acquire(timeout=STREAM_STALL_S):
+                raise ModelFleetError(
+                    ErrorKind.DEADLINE_EXCEEDED,
+                    Reason.RESPONSE_TIMEOUT,
+                    f"the client read none of {self.name}'s last {STREAM_WINDOW} streamed responses for "
+                    f"{STREAM_STALL_S:g} s; the stream was stopped",
+                )
+            try:
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+        sink = StreamSink(emit, sequence)
+        future = self.submit(inputs, deadline, stream=sink, owner=owner)
+        # Runs after every response the worker posted before its final deliver (one FIFO of callbacks).
+        future.add_done_callback(lambda _: chunks.put_nowait(None))
+        try:
+            while (chunk := await chunks.get()) is not None:
+                window.release()
+                yield chunk
+            future.result()  # raises the request's error, if any
+        finally:
+            sink.cancelled = True
+            _open_fully(window)  # a worker blocked on a full window sees `cancelled` at once
+            if not future.done():
+                future.cancel()  # a worker skips it, or stops it at its next response
+
+    def run_on(self, owner: str, action: Callable[[], None]) -> None:
+        """Run `action` on worker `owner`'s thread after the jobs already pinned to it (sequence releases)."""
+        self.queue.put_pinned(owner, Job({}, self.loop.create_future(), None, action=action))
+
+    def _settle(self, jobs: Sequence[Job], error: ModelFleetError) -> None:
+        """Fail jobs no worker will run; actions (releases) still run, on a pool thread."""
+        failed = [job for job in jobs if job.action is None]
+        self.deliver(failed, [error] * len(failed))
+        for job in jobs:
+            if job.action is not None and not job.future.done():
+                job.future.set_result(b"")
+                self.loop.run_in_executor(None, _run_quietly, job.action)
+
+    def _worker_gone(self, worker: Worker) -> None:
+        """A worker stopped or was replaced: its sequences end and the jobs pinned to it fail."""
+        if self.on_worker_gone is not None:
+            self.on_worker_gone(worker.id)
+        left = self.queue.drop_pinned(worker.id)
+        if left:
+            self._settle(left, ModelFleetError(
+                ErrorKind.UNAVAILABLE, Reason.NO_WORKERS, f"The worker of this sequence of {self.name} stopped"
+            ))
 
     def _flush(self) -> None:
         """Hand every request staged during this loop iteration to the workers at once.
@@ -394,6 +547,7 @@ class WorkerPool:
         while len(self.workers) > target:
             worker = self.workers.pop()
             worker.stop()  # still counted; its stats are folded in when its thread exits (worker_exited)
+            self._worker_gone(worker)
         self.queue.wake_all()
         self._arm_watchdog()
         self._on_change()
@@ -426,6 +580,7 @@ class WorkerPool:
 
     def worker_exited(self, worker: Worker) -> None:
         self._retire(worker)
+        self._worker_gone(worker)  # again: jobs may have been pinned to it while it finished
         if worker in self.workers:  # died by itself (failed start): keep the count honest
             self.workers.remove(worker)
             # Failed workers are not restarted, so a wait for more workers than are left can never
@@ -462,6 +617,7 @@ class WorkerPool:
             )
             self.deliver(jobs, [error] * len(jobs))
             self._retire(worker)
+            self._worker_gone(worker)
             index = self.workers.index(worker)
             replacement = Worker(self, worker.device)
             self.workers[index] = replacement
@@ -482,7 +638,7 @@ class WorkerPool:
         self.workers = []
         left = self.queue.close() + self._staged
         self._staged = []
-        self.deliver(left, [error] * len(left))
+        self._settle(left, error)
         for _, future in self._ready_waiters:
             if not future.done():
                 future.set_exception(error)

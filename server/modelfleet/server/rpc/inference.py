@@ -15,6 +15,7 @@ from grpc import aio
 from modelfleet.protos import inference_pb2
 from modelfleet.server.errors import ModelFleetError
 from modelfleet.server.models.registry import ModelRegistry
+from modelfleet.server.models.sequences import SequenceSession
 from modelfleet.server.rpc import convert, status
 from modelfleet.server.settings import StatusMode
 
@@ -55,16 +56,24 @@ class InferenceServicer:
         """One request at a time, in order; a failed request gets one response with `status` set.
 
         The call itself ends OK (TorchServe's behaviour), so one bad request does not end the
-        sequence. Responses echo the request's sequence_id.
+        sequence. Responses carry the request's sequence_id (the server's `ts-seq-<uuid>` when the
+        request only asked to start one). When the call ends, however it ends, the sequences it used
+        are released: grpc.aio ends the request stream of a cancelled call as if the client had
+        half-closed, so "client gone" cannot be told from "client done".
         """
-        async for request in requests:
-            sequence = request.sequence_id or None  # echoed; None leaves the field unset
-            try:
-                convert.sequence_id(request)
-                name, version = convert.prediction_target(request)
-                async for chunk in self._registry.stream(
-                    name, version, request.input, deadline=convert.deadline(context)
-                ):
-                    yield _Response(prediction=chunk, sequence_id=sequence)
-            except ModelFleetError as error:
-                yield _Response(sequence_id=sequence, status=status.in_band_status(error, self._in_band_codes))
+        session = SequenceSession()
+        try:
+            async for request in requests:
+                sequence = request.sequence_id or None  # echoed; None leaves the field unset
+                try:
+                    wanted, inputs = convert.sequence_request(request)
+                    sequence = wanted.sequence_id
+                    name, version = convert.prediction_target(request)
+                    async for chunk in self._registry.stream(
+                        name, version, inputs, deadline=convert.deadline(context), sequence=wanted, session=session
+                    ):
+                        yield _Response(prediction=chunk, sequence_id=sequence)
+                except ModelFleetError as error:
+                    yield _Response(sequence_id=sequence, status=status.in_band_status(error, self._in_band_codes))
+        finally:
+            session.disconnect()

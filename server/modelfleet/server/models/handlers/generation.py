@@ -1,20 +1,16 @@
-"""Built-in `generation` handler: greedy decoding for autoregressive TorchScript models.
+"""Built-in `generation` handler module: greedy decoding for autoregressive TorchScript models.
 
-The engine lives in models/generation.py; loading.py builds the LoadedModel with
-generation.generation_model() because streams need a shared decode loop, not just a runner.
-`make_runner` serves the worker path (Predictions: whole generations, batched).
+A handler module (not a hooks module): its streams share one decode loop per device, which a
+per-request hook cannot express. The engine lives in models/generation.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..contracts import ModelRunner
-from ..generation import DEFAULT_MAX_NEW_TOKENS, GenerationEngine, GenerationRunner
-from . import ModelState
-from .trusted import TrustedHooks
+from ..contracts import ModelContext
+from ..generation import GenerationHandler
 
 
-def make_runner(module: Any, *, device: str, state: ModelState, hooks: TrustedHooks | None) -> ModelRunner:
-    engine = GenerationEngine(module, device=device, max_new_tokens_limit=DEFAULT_MAX_NEW_TOKENS, name="generation")
-    return GenerationRunner(engine)
+def create(context: ModelContext) -> GenerationHandler:
+    return GenerationHandler(
+        context.place, name=f"{context.name}/{context.version}", max_new_tokens=context.settings.max_new_tokens
+    )

@@ -32,8 +32,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from ...errors import ErrorKind, ModelFleetError, Reason, bad_input
-from ..contracts import ModelRunner
-from . import ModelState
+from ..contracts import ModelRunner, ModelState, Request
 from .decoding import DTYPES, Rows, decode_rows
 from .decoding import JSON as _JSON
 from .decoding import RAW as _RAW
@@ -42,15 +41,9 @@ from .decoding import clip as _clip
 from .limits import RESPONSE_OVERHEAD, answer_floor, too_large
 from .trusted import TrustedHooks
 
-__all__ = ["DTYPES", "TensorRunner", "decode_rows", "example_rows", "make_runner", "summarize_error"]
+__all__ = ["DTYPES", "TensorRunner", "decode_rows", "example_rows", "summarize_error"]
 
 log = logging.getLogger(__name__)
-
-
-def make_runner(
-    module: Any, *, device: str, state: ModelState, hooks: TrustedHooks | None = None
-) -> TensorRunner:
-    return TensorRunner(module, device=device, state=state, hooks=hooks)
 
 
 class _Item:
@@ -192,6 +185,10 @@ class TensorRunner:
         if isinstance(result, ModelFleetError):
             raise result
         yield result
+
+    def run_stream(self, request: Request) -> Iterator[bytes]:
+        """One response: the tensor pipeline does not stream (StreamPredictions still answers once)."""
+        return self.stream(request.inputs)
 
     def _run_group(self, group: list[_Item], results: list[bytes | ModelFleetError | None]) -> None:
         if len(group) == 1:
