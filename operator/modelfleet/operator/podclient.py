@@ -40,6 +40,7 @@ PERMANENT_REASONS = frozenset(
     {
         "SOURCE_NOT_ALLOWED",
         "SOURCE_NOT_FOUND",
+        "MODEL_FILE_EXISTS",
         "CHECKSUM_MISMATCH",
         "PATH_ESCAPE",
         "UNSUPPORTED_FORMAT",

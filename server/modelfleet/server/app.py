@@ -155,7 +155,7 @@ class App:
         management_server = aio.server(interceptors=interceptors, options=options)
         status.add_servicer(
             management_server,
-            management.ManagementServicer(registry, enable_model_api=settings.auth.enable_model_api),
+            management.ManagementServicer(registry, enable_model_api=settings.auth.enable_model_api, mode=mode),
             management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server,
             service=management.SERVICE,
             mode=mode,

@@ -29,6 +29,8 @@ class Reason(enum.Enum):
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
     VERSION_NOT_FOUND = "VERSION_NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
+    MODEL_FILE_EXISTS = "MODEL_FILE_EXISTS"
+    """A URL's file name is already taken in the model store (TorchServe would have copied it there)."""
     SOURCE_NOT_ALLOWED = "SOURCE_NOT_ALLOWED"
     SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
     SOURCE_FETCH_FAILED = "SOURCE_FETCH_FAILED"

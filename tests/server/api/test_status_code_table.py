@@ -7,6 +7,7 @@ answers with gRPC's usual codes. Reasons are the same in both.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2
 
 from modelfleet.protos import inference_pb2, management_pb2
-from modelfleet.server.settings import AuthSettings, ModelSettings
+from modelfleet.server.settings import AuthSettings, ModelSettings, SourceSettings
 
 C = grpc.StatusCode
 
@@ -83,10 +84,65 @@ async def test_register_url_with_dot_dot_or_outside_the_allow_list(
     for url in ("../outside.pt", "sub/../../outside.pt", f"file://{model_store}/../outside.pt"):
         got = await api.failure(api.register(url))
         assert (got.code, got.reason) == (pick(mode, C.NOT_FOUND, C.INVALID_ARGUMENT), "PATH_ESCAPE"), url
+        assert got.details == f"Relative path is not allowed in url: {url}"  # TorchServe's words
     for url in (outside.as_uri(), "http://127.0.0.1:1/model.pt", "file:///etc/passwd"):
         got = await api.failure(api.register(url))
         assert (got.code, got.reason) == (pick(mode, C.NOT_FOUND, C.PERMISSION_DENIED), "SOURCE_NOT_ALLOWED"), url
+        assert got.details == f"Given URL {url} does not match any allowed URL(s)"
+        assert "--allowed-sources" in got.metadata["hint"]
+    long_url = "http://127.0.0.1:1/" + "m" * 1_000_000
+    got = await api.failure(api.register(long_url))
+    assert got.reason == "SOURCE_NOT_ALLOWED" and len(got.details) < 300  # echoed URLs are clipped
     assert (await api.list_models())["models"] == []
+
+
+async def test_register_from_a_url_whose_file_name_the_model_store_has(
+    start_api: Callable[..., Any], make_model: Callable[..., Any], mode: str, model_store: Path, tmp_path: Path
+) -> None:
+    """TorchServe copied a URL's file into the store: a taken name is INTERNAL "Model file already exists"."""
+    (tmp_path / "elsewhere").mkdir()
+    url = make_model("tiny.pt").replace(tmp_path / "elsewhere" / "tiny.pt").as_uri()
+    make_model("tiny.pt", seed=1)
+    sources = SourceSettings(model_store=model_store, allowed_source_patterns=(re.escape(url),))
+    async with start_api(status_mode=mode, sources=sources) as api:
+        got = await api.failure(api.register(url))
+        assert (got.code, got.reason) == (pick(mode, C.INTERNAL, C.ALREADY_EXISTS), "MODEL_FILE_EXISTS")
+        assert got.details == "Model file already exists tiny.pt"
+        assert got.metadata == {"url": url, "file": "tiny.pt"}
+        assert (await api.list_models())["models"] == []
+        # The store's own file registers; the same name again is the duplicate case, UNKNOWN.
+        await api.register("tiny.pt")
+        got = await api.failure(api.register("tiny.pt"))
+        assert (got.code, got.reason) == (pick(mode, C.UNKNOWN, C.ALREADY_EXISTS), "ALREADY_EXISTS")
+        # With the store's file gone, the URL registers (a new version of the same model).
+        (model_store / "tiny.pt").unlink()
+        await api.register(url + "#version=2.0")
+        assert [d["modelVersion"] for d in await api.describe("tiny", "all")] == ["1.0", "2.0"]
+
+
+async def test_set_default_without_a_version(api: Any, make_model: Callable[..., Any], mode: str) -> None:
+    """TorchServe looks version "" up and answers NOT_FOUND in its words; conventional: a missing field."""
+    make_model("tiny.pt")
+    await api.register("tiny.pt")
+    got = await api.failure(api.management.SetDefault(management_pb2.SetDefaultRequest(model_name="tiny")))
+    assert (got.code, got.reason) == (pick(mode, C.NOT_FOUND, C.INVALID_ARGUMENT), "MISSING_FIELD")
+    assert got.details == pick_text(
+        mode, "Model version  does not exist for model tiny", "Parameter model_version is required."
+    )
+    assert got.metadata["field"] == "model_version"
+    # TorchServe looks the model up first.
+    got = await api.failure(api.management.SetDefault(management_pb2.SetDefaultRequest(model_name="nope")))
+    if mode == "torchserve":
+        assert (got.code, got.reason, got.details) == (C.NOT_FOUND, "MODEL_NOT_FOUND", "Model not found: nope")
+    else:
+        assert (got.code, got.reason) == (C.INVALID_ARGUMENT, "MISSING_FIELD")
+    got = await api.failure(api.management.SetDefault(management_pb2.SetDefaultRequest(model_version="1.0")))
+    assert (got.code, got.reason) == (pick(mode, C.NOT_FOUND, C.INVALID_ARGUMENT), "MISSING_FIELD")
+    assert (await api.describe("tiny"))[0]["modelVersion"] == "1.0"
+
+
+def pick_text(mode: str, torchserve: str, conventional: str) -> str:
+    return torchserve if mode == "torchserve" else conventional
 
 
 async def test_malformed_input_is_invalid_argument_in_both_modes(api: Any, make_model: Callable[..., Any]) -> None:

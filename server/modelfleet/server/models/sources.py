@@ -3,7 +3,8 @@
 Called by the registry before loading. A bare name is a file or folder in the model store (always
 allowed); `file://` paths outside the store and every `http(s)://` URL must full-match one of the
 `--allowed-sources` regexes (default deny); downloads are in download.py. Never loads or opens a
-model beyond hashing it for a `#sha256=` check.
+model beyond hashing it for a `#sha256=` check. Refusals TorchServe also makes use its words
+(ModelArchive.downloadModel, ArchiveUtils.validateURL), with the URL clipped (echo.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .. import names
+from ..echo import clip, quoted
 from ..errors import ErrorKind, ModelFleetError, Reason, bad_input
 from ..settings import SourceSettings
 from .contracts import ResolvedSource
@@ -37,9 +39,27 @@ class Fragment:
     """Lower-case hex."""
 
 
+def show_url(url: str) -> str:
+    """`url` as TorchServe's messages quote it (bare), clipped; repr()-escaped when it has control characters."""
+    return clip(url) if url.isprintable() else quoted(url)
+
+
 def path_escape(url: str, why: str) -> ModelFleetError:
     return ModelFleetError(
-        ErrorKind.INVALID_ARGUMENT, Reason.PATH_ESCAPE, f"model source {url!r} refused: {why}", metadata={"url": url}
+        ErrorKind.INVALID_ARGUMENT,
+        Reason.PATH_ESCAPE,
+        f"model source {quoted(url)} refused: {why}",
+        metadata={"url": url},
+    )
+
+
+def relative_path(url: str, where: str) -> ModelFleetError:
+    """A `..` component: TorchServe's words; `where` (which kind of source) goes to ErrorInfo only."""
+    return ModelFleetError(
+        ErrorKind.INVALID_ARGUMENT,
+        Reason.PATH_ESCAPE,
+        f"Relative path is not allowed in url: {show_url(url)}",
+        metadata={"url": url, "hint": f"'..' is not allowed in {where}"},
     )
 
 
@@ -47,10 +67,27 @@ def not_allowed(url: str) -> ModelFleetError:
     return ModelFleetError(
         ErrorKind.PERMISSION_DENIED,
         Reason.SOURCE_NOT_ALLOWED,
-        f"model source {url!r} is not allowed: only the model store is allowed unless the URL full-matches "
-        "a pattern given with --allowed-sources (e.g. --allowed-sources 'https://models\\.example\\.com/.*')",
-        metadata={"url": url},
+        f"Given URL {show_url(url)} does not match any allowed URL(s)",
+        metadata={
+            "url": url,
+            "hint": "only the model store is allowed unless the URL full-matches an --allowed-sources pattern",
+        },
     )
+
+
+def model_file_exists(url: str, file_name: str) -> ModelFleetError:
+    """TorchServe copied every URL's file into the model store, so a taken name failed with this message."""
+    return ModelFleetError(
+        ErrorKind.ALREADY_EXISTS,
+        Reason.MODEL_FILE_EXISTS,
+        f"Model file already exists {show_url(file_name)}",
+        metadata={"url": url, "file": file_name},
+    )
+
+
+def url_file_name(base: str) -> str:
+    """The last component of a URL's path, undecoded, `/` or `\\` separated (TorchServe's getFilenameFromUrl)."""
+    return re.split(r"[/\\]", urlsplit(base).path)[-1]
 
 
 def parse_fragment(url: str) -> tuple[str, Fragment]:
@@ -64,7 +101,8 @@ def parse_fragment(url: str) -> tuple[str, Fragment]:
         key, sep, value = item.partition("=")
         if not sep or key not in _FRAGMENT_KEYS or key in values:
             raise bad_input(
-                f"model source {url!r}: bad fragment item {item!r}; expected #version=<v>&sha256=<64 hex digits>"
+                f"model source {quoted(url)}: bad fragment item {quoted(item)}; "
+                "expected #version=<v>&sha256=<64 hex digits>"
             )
         values[key] = value
     version = values.get("version")
@@ -72,7 +110,7 @@ def parse_fragment(url: str) -> tuple[str, Fragment]:
         names.check_version(version)
     sha = values.get("sha256")
     if sha is not None and not _SHA256.match(sha):
-        raise bad_input(f"model source {url!r}: sha256 must be 64 hexadecimal digits")
+        raise bad_input(f"model source {quoted(url)}: sha256 must be 64 hexadecimal digits")
     return base, Fragment(version=version, sha256=sha.lower() if sha else None)
 
 
@@ -106,6 +144,8 @@ class SourceResolver:
       a pattern could fix; no pattern makes s3:// work).
     - `..` anywhere (also %2e%2e, %252e%252e, `\\`) → INVALID_ARGUMENT/PATH_ESCAPE, checked before the
       allow-list so a broad pattern never lets it through.
+    - an allowed http(s) URL, or file:// URL outside the store, whose file name the store already
+      has → ALREADY_EXISTS/MODEL_FILE_EXISTS (TorchServe's "Model file already exists").
     - symlinks: the real path must be inside the store's real path, or be the very path an allowed
       file:// URL named, or itself full-match a pattern as `file://<realpath>` (the operator allowed
       that location anyway); otherwise PATH_ESCAPE. Not allowed is decided before not found, so
@@ -143,6 +183,7 @@ class SourceResolver:
         scheme = match.group(1).lower() if match else ""
         if scheme in ("http", "https"):
             self.check_http(base, shown=url)
+            await asyncio.to_thread(self._check_file_name_free, url, base)
             path = await self.downloader.download(
                 base,
                 download_target(self._download_dir, base),
@@ -161,8 +202,8 @@ class SourceResolver:
             raise ModelFleetError(
                 ErrorKind.INVALID_ARGUMENT,
                 Reason.UNSUPPORTED_FORMAT,
-                f"model source {url!r}: unsupported scheme {scheme!r}; use a model store name, a file:// path "
-                "or an http(s):// URL",
+                f"model source {quoted(url)}: unsupported scheme {quoted(scheme)}; use a model store name, "
+                "a file:// path or an http(s):// URL",
                 metadata={"url": url},
             )
         else:
@@ -177,14 +218,14 @@ class SourceResolver:
         try:
             _ = parts.port  # raises ValueError for a bad port
         except ValueError:
-            raise bad_input(f"model source {shown!r}: invalid port") from None
+            raise bad_input(f"model source {quoted(shown)}: invalid port") from None
         if not parts.hostname:
-            raise bad_input(f"model source {shown!r}: an http(s) URL needs a host")
+            raise bad_input(f"model source {quoted(shown)}: an http(s) URL needs a host")
         # Credentials in the URL would be reported back as modelUrl and logged; refuse them.
         if parts.username is not None or parts.password is not None:
-            raise bad_input(f"model source {shown!r}: credentials in the URL are not supported")
+            raise bad_input(f"model source {quoted(shown)}: credentials in the URL are not supported")
         if has_dot_dot(parts.path):
-            raise path_escape(shown, "'..' is not allowed in URL paths")
+            raise relative_path(shown, "URL paths")
         if not self.allowed(base):
             raise not_allowed(shown)
 
@@ -201,15 +242,26 @@ class SourceResolver:
             message = f"redirect refused: {error.message}"
             raise ModelFleetError(error.kind, error.reason, message, metadata=metadata) from None
 
+    def _check_file_name_free(self, url: str, base: str) -> None:
+        """Refuse a URL whose file name the model store already has, as TorchServe did.
+
+        TorchServe copied every file:// and http(s):// source into the store under its file name,
+        so such a name failed with "Model file already exists"; ModelFleet keeps the refusal so a
+        store name never means two models. Checked after the allow-list and before any download.
+        """
+        name = url_file_name(base)
+        if name not in ("", ".", "..") and os.path.exists(os.path.join(self._store, name)):
+            raise model_file_exists(url, name)
+
     # ---- local paths ------------------------------------------------------------------------
     def _store_path(self, url: str, name: str) -> str:
         if has_dot_dot(name):
-            raise path_escape(url, "'..' is not allowed in model store names")
+            raise relative_path(url, "model store names")
         if name.startswith("/"):
             raise path_escape(url, "a model store name must be relative; use file:// for an absolute path")
         joined = os.path.normpath(os.path.join(self._store, name))
         if joined == self._store:
-            raise bad_input(f"model source {url!r} names the model store itself, not a model in it")
+            raise bad_input(f"model source {quoted(url)} names the model store itself, not a model in it")
         return joined
 
     def _file_path(self, url: str, base: str) -> str:
@@ -218,25 +270,28 @@ class SourceResolver:
             raise ModelFleetError(
                 ErrorKind.INVALID_ARGUMENT,
                 Reason.UNSUPPORTED_FORMAT,
-                f"model source {url!r}: file:// URLs must name a local path (file:///path), not host "
-                f"{parts.netloc!r}",
+                f"model source {quoted(url)}: file:// URLs must name a local path (file:///path), not host "
+                f"{quoted(parts.netloc)}",
                 metadata={"url": url},
             )
         # A query would let a pattern such as file://.*\.pt match file:///etc/passwd?.pt.
         if parts.query or "?" in base:
-            raise bad_input(f"model source {url!r}: a file:// URL must not have a query")
+            raise bad_input(f"model source {quoted(url)}: a file:// URL must not have a query")
         if has_dot_dot(parts.path):
-            raise path_escape(url, "'..' is not allowed in file:// paths")
+            raise relative_path(url, "file:// paths")
         path = unquote(parts.path)
         if not path.startswith("/"):
-            raise bad_input(f"model source {url!r}: a file:// URL must hold an absolute path (file:///path)")
+            raise bad_input(f"model source {quoted(url)}: a file:// URL must hold an absolute path (file:///path)")
         return os.path.normpath(path)
 
     def _local(self, url: str, path: str, *, sha256: str | None, allowed_by_pattern: bool) -> Path:
         """Check a local path (lexically normalised, no `..`) and return its realpath."""
         store_real = os.path.realpath(self._store)
-        if not (allowed_by_pattern or _inside(path, self._store) or _inside(path, store_real)):
+        inside = _inside(path, self._store) or _inside(path, store_real)
+        if not (allowed_by_pattern or inside):
             raise not_allowed(url)
+        if not inside:  # a file:// URL elsewhere; the store's own files are never "already there"
+            self._check_file_name_free(url, url.partition("#")[0])
         real = os.path.realpath(path)
         # Where the bytes really are must be allowed too: inside the store, the very path the URL
         # named (no symlink involved), or a location a pattern allows in its own right.
@@ -251,26 +306,26 @@ class SourceResolver:
             raise ModelFleetError(
                 ErrorKind.NOT_FOUND,
                 Reason.SOURCE_NOT_FOUND,
-                f"model source {url!r} not found {where}",
+                f"model source {quoted(url)} not found {where}",
                 metadata={"url": url},
             ) from None
         except OSError as error:  # e.g. a component that is a file, or permission denied
             raise ModelFleetError(
                 ErrorKind.NOT_FOUND,
                 Reason.SOURCE_NOT_FOUND,
-                f"model source {url!r} cannot be read: {error.strerror}",
+                f"model source {quoted(url)} cannot be read: {error.strerror}",
                 metadata={"url": url},
             ) from None
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise ModelFleetError(
                 ErrorKind.INVALID_ARGUMENT,
                 Reason.UNSUPPORTED_FORMAT,
-                f"model source {url!r} is neither a regular file nor a folder",
+                f"model source {quoted(url)} is neither a regular file nor a folder",
                 metadata={"url": url},
             )
         if sha256 is not None:
             if stat.S_ISDIR(mode):
-                raise bad_input(f"model source {url!r}: #sha256= applies to files, not folders")
+                raise bad_input(f"model source {quoted(url)}: #sha256= applies to files, not folders")
             actual = sha256_of(Path(real))
             if actual != sha256:
                 raise checksum_mismatch(url, expected=sha256, actual=actual)

@@ -3,7 +3,9 @@
 Thin: each RPC converts the request (convert.py), calls one registry method and converts the
 result to TorchServe's sentence or pretty JSON. Registered by app.py through status.add_servicer,
 which maps raised ModelFleetErrors to status codes. Only RegisterModel and UnregisterModel need
-the model API enabled, exactly as TorchServe's enable_model_api.
+the model API enabled, exactly as TorchServe's enable_model_api. The status mode also picks the
+two request readings where TorchServe's differ from gRPC's usual ones (numbers ≤ 0 on
+RegisterModel, SetDefault without a version); the README's compatibility table lists them.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from modelfleet.protos import management_pb2
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.models.registry import ModelRegistry
 from modelfleet.server.rpc import convert
+from modelfleet.server.settings import StatusMode
 
 SERVICE = management_pb2.DESCRIPTOR.services_by_name["ManagementAPIsService"]
 _Reply = management_pb2.ManagementResponse
 
 
 class ManagementServicer:
-    def __init__(self, registry: ModelRegistry, *, enable_model_api: bool) -> None:
+    def __init__(self, registry: ModelRegistry, *, enable_model_api: bool, mode: StatusMode) -> None:
         self._registry = registry
         self._model_api = enable_model_api
+        self._torchserve = mode == "torchserve"
 
     def _check_model_api(self) -> None:
         if not self._model_api:
@@ -37,7 +41,7 @@ class ManagementServicer:
         self, request: management_pb2.RegisterModelRequest, context: aio.ServicerContext
     ) -> _Reply:
         self._check_model_api()
-        spec = convert.register_spec(request)
+        spec = convert.register_spec(request, negative_is_unset=self._torchserve)
         result = await self._registry.register(spec)
         return convert.reply(
             convert.registered_sentence(
@@ -86,6 +90,9 @@ class ManagementServicer:
         self, request: management_pb2.SetDefaultRequest, context: aio.ServicerContext
     ) -> _Reply:
         name = convert.required("model_name", request.model_name)
+        if self._torchserve and not request.model_version:
+            self._registry.get(name)  # TorchServe looks the model up first: "Model not found: <name>"
+            raise convert.no_version_to_set(name)
         version = convert.required("model_version", request.model_version)
         self._registry.set_default(name, version)
         return convert.reply(convert.default_set_sentence(name, version))

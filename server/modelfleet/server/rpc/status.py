@@ -55,10 +55,13 @@ _BY_KIND: dict[ErrorKind, Code] = {
 _BY_REASON: dict[Reason, tuple[Code | None, Code | None]] = {
     Reason.MODEL_NOT_FOUND: (Code.NOT_FOUND, Code.NOT_FOUND),
     Reason.VERSION_NOT_FOUND: (Code.NOT_FOUND, Code.NOT_FOUND),
-    # TS: an uncaught ConflictStatusException → UNKNOWN for a model-store name (pytorch/serve#3199);
-    # a file:// URL of an archive already copied into the store gives INTERNAL ("Model file already
-    # exists") instead. We answer UNKNOWN for both: the duplicate is one case to a client.
+    # TS: an uncaught ConflictStatusException → UNKNOWN (pytorch/serve#3199). A name + version
+    # registered again is this one case to a client, whatever the URL (TS's INTERNAL for a second
+    # copy of the same file:// URL came from its store copy, which ModelFleet never makes).
     Reason.ALREADY_EXISTS: (Code.ALREADY_EXISTS, Code.UNKNOWN),
+    # TS: FileAlreadyExistsException → InternalServerException "Model file already exists <file>"
+    # → INTERNAL (ApiUtils.handleRegister, ManagementImpl.sendException). A documented quirk.
+    Reason.MODEL_FILE_EXISTS: (Code.ALREADY_EXISTS, Code.INTERNAL),
     # TS: "Given URL ... does not match any allowed URL(s)" is a ModelNotFoundException → NOT_FOUND.
     Reason.SOURCE_NOT_ALLOWED: (Code.PERMISSION_DENIED, Code.NOT_FOUND),
     Reason.SOURCE_NOT_FOUND: (Code.NOT_FOUND, Code.NOT_FOUND),
@@ -106,6 +109,9 @@ _TORCHSERVE_BY_METHOD: dict[tuple[str, Reason], Code] = {
     **{(method, Reason.VERSION_NOT_FOUND): Code.INTERNAL for method in _PREDICT_METHODS},
     # "Parameter model_name is required." / "Parameter sequenceId is required." → Status.INTERNAL.
     **{(method, Reason.MISSING_FIELD): Code.INTERNAL for method in _PREDICT_METHODS},
+    # SetDefault looks the empty name or version up like any other (ModelVersionedRefs.setDefaultVersion):
+    # ModelNotFoundException / ModelVersionNotFoundException → NOT_FOUND.
+    ("SetDefault", Reason.MISSING_FIELD): Code.NOT_FOUND,
 }
 
 
