@@ -52,6 +52,9 @@ def manifest(
     }
 
 
+MODEL_SUFFIXES = (".pt", ".pt2", ".safetensors")
+
+
 def check_target(output: Path, *, force: bool) -> None:
     """Refuse before any work is done when the output exists and --force was not given."""
     if output.exists() and not force:
@@ -68,7 +71,11 @@ def write(output: Path, members: list[Member], *, manifest_doc: dict[str, Any], 
         if output.suffix == ".mar":
             with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 for member in everything:
-                    archive.writestr(member.name, member.read())
+                    # Model files are stored, not deflated: weights barely compress, and the zeros of an
+                    # exported program's example input would look like a zip bomb (over 100:1) to the server.
+                    stored = member.name.endswith(MODEL_SUFFIXES)
+                    archive.writestr(member.name, member.read(),
+                                     compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         else:
             for member in everything:
                 target = staging / member.name
