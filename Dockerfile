@@ -47,6 +47,27 @@ RUN --mount=type=bind,source=.image-build/wheels,target=/wheels \
  && /opt/venv/bin/pip install --no-index --find-links /wheels modelfleet-operator \
  && /opt/venv/bin/pip uninstall --yes pip setuptools
 
+# Optional, never built unless asked for: the server plus torchvision, so detection and segmentation
+# models that call torchvision's compiled operators (torchvision::nms, torchvision::roi_align: listed
+# in the operator allow-list, see docs/model-safety.md) load. Build `--target server-torchvision`;
+# the default `server` image is untouched. torchvision's build must match torch's exactly (0.28.x for
+# torch 2.13, same CUDA tag): with TORCH_INDEX_URL set it comes from that index, otherwise from the
+# wheelhouse (add it first: pip wheel --no-deps torchvision==0.28.0 -w .image-build/wheels).
+# --no-deps keeps pip from swapping the chosen torch build; the last line proves the pair matches.
+# pip comes from the base image's interpreter (the venv's own pip was removed), aimed at the venv.
+FROM server-build AS server-torchvision-build
+ARG TORCH_INDEX_URL=""
+ARG TORCHVISION_VERSION=0.28.0
+RUN --mount=type=bind,source=.image-build/wheels,target=/wheels \
+    if [ -n "$TORCH_INDEX_URL" ]; then \
+        python3 -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps \
+            --index-url "$TORCH_INDEX_URL" "torchvision==${TORCHVISION_VERSION}"; \
+    else \
+        python3 -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps \
+            --no-index --find-links /wheels "torchvision==${TORCHVISION_VERSION}"; \
+    fi \
+ && /opt/venv/bin/python -c "import torch, torchvision; torch.ops.torchvision.nms"
+
 # ---------------------------------------------------------------------------------------------
 # Runtime base: a fixed non-root user (numeric, so runAsNonRoot can verify it) with a writable home
 # that is also the working directory (generated token files land there when no Secret is mounted).
@@ -64,6 +85,14 @@ FROM runtime AS operator
 COPY --from=operator-build /opt/venv /opt/venv
 USER 10001:10001
 ENTRYPOINT ["/opt/venv/bin/modelfleet-operator"]
+
+# ---------------------------------------------------------------------------------------------
+# The optional torchvision server (see server-torchvision-build): same runtime, user and ports.
+FROM runtime AS server-torchvision
+COPY --from=server-torchvision-build /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 7070 7071 7072 8082
+ENTRYPOINT ["/opt/venv/bin/modelfleet-server"]
 
 # ---------------------------------------------------------------------------------------------
 # Last, so that a plain `docker build .` gives the server. The server binds loopback by default;

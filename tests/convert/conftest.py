@@ -409,6 +409,15 @@ class Served:
         )
         return bytes(reply.prediction)
 
+    async def predict_bytes(self, name: str, data: bytes) -> Any:
+        """Send raw bytes under "data", as TorchServe's clients send an image or a text; the parsed answer."""
+        reply = await self.inference.Predictions(
+            inference_pb2.PredictionsRequest(model_name=name, input={"data": data}), timeout=60
+        )
+        text = reply.prediction.decode("utf-8")
+        assert text == json.dumps(json.loads(text), indent=2)  # TorchServe's JSON, byte for byte
+        return json.loads(text)
+
     async def predict_json(self, name: str, value: Any) -> Any:
         reply = await self.inference.Predictions(
             inference_pb2.PredictionsRequest(model_name=name, input={"data": json.dumps(value).encode()}), timeout=60
