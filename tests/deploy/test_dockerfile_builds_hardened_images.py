@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-FINAL_STAGES = ("server", "operator")
+FINAL_STAGES = ("server", "operator", "server-torchvision")
 
 
 def _stages() -> dict[str, list[str]]:
@@ -54,9 +54,12 @@ def test_base_image_is_pinned_by_digest_and_overridable() -> None:
     name, _, default = base.partition("=")
     assert name == "BASE_IMAGE"
     assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", default), default
+    earlier: list[str] = []  # a stage may build on one defined above it, which is pinned in turn
     for stage, lines in _stages().items():
         if stage != "<global>":
-            assert re.match(r"FROM (\$\{BASE_IMAGE\}|runtime) AS ", lines[0]), f"{stage}: {lines[0]}"
+            parent = re.fullmatch(r"FROM (\S+) AS \S+", lines[0])
+            assert parent and parent.group(1) in ("${BASE_IMAGE}", *earlier), f"{stage}: {lines[0]}"
+            earlier.append(stage)
 
 
 def test_final_stages_run_as_a_numeric_non_root_user_through_an_exec_form_entrypoint() -> None:
@@ -88,5 +91,5 @@ def test_only_the_server_gets_torch_and_every_install_is_offline_from_the_wheelh
 
 
 def test_build_context_is_only_the_wheelhouse() -> None:
-    lines = [l for l in (ROOT / ".dockerignore").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines == ["*", "!.image-build/wheels/"]
