@@ -1,6 +1,7 @@
 """Kubernetes Events about ModelDeployments, counted as a series instead of repeated.
 
-reconcile.py posts every Event through one EventRecorder. Like client-go's event correlator, an
+reconcile.py posts every Event through one EventRecorder, and reads pods' Warning Events with
+pod_warnings(). Like client-go's event correlator, an
 Event with the same object, type, reason and message as one this process already posted is not
 created again: that Event's `count`, `lastTimestamp` and `series` are patched instead, so
 `kubectl get events` shows "(x3 over 2m)" rather than three rows. The memory is a bounded LRU and
@@ -19,6 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelfleet.protos.contract import DesiredStateDocument
+
+from .bodies import Event
 from .kube import Kube, KubeError
 from .podcauses import short
 
@@ -109,3 +113,35 @@ def _event(
         "lastTimestamp": stamp,
         "count": 1,
     }
+
+
+async def post_cutovers(
+    recorder: EventRecorder, involved: Mapping[str, Any], before: Mapping[str, Any] | None, after: DesiredStateDocument
+) -> None:
+    """A changed default in the desired-state document means a cut-over just finished."""
+    old = {m["name"]: m.get("defaultVersion") for m in (before or {}).get("models", []) if isinstance(m, dict)}
+    for model in after["models"]:
+        was = old.get(model["name"])
+        if was is not None and was != model["defaultVersion"]:
+            await recorder.post(
+                involved,
+                type="Normal",
+                reason="DefaultVersionChanged",
+                message=f"{model['name']}: every pod now serves {model['defaultVersion']} by default (was {was})",
+            )
+
+
+async def pod_warnings(kube: Kube, namespace: str, uids: set[str]) -> dict[str, list[Event]]:
+    """The Warning Events of these pods (by uid); {} when they cannot be listed."""
+    query = {"fieldSelector": "involvedObject.kind=Pod,type=Warning"}
+    try:
+        listed = await kube.request("GET", Kube.path("Event", namespace), query=query)
+    except KubeError as exc:  # e.g. RBAC without `list events`: the pod statuses still tell most
+        log.warning("Listing the pod events of namespace %s failed: %s", namespace, exc)
+        return {}
+    result: dict[str, list[Event]] = {}
+    for event in (listed or {}).get("items") or []:
+        uid = str((event.get("involvedObject") or {}).get("uid"))
+        if uid in uids:
+            result.setdefault(uid, []).append(event)
+    return result

@@ -13,7 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .plan import Action, Failure, FailureKey
+from .actions import Action
+from .plan import Failure, FailureKey
 from .settings import ReconcileSettings
 from .spec import DeploymentSpec
 

@@ -1,13 +1,16 @@
-"""What the operator observed on one server pod: plain frozen values, no behaviour.
+"""What the operator observed on one server pod: plain frozen values, and the pod object read.
 
-podclient.py builds them from ListModels/DescribeModel/Health answers; plan.py and status.py read
-them. Kept apart so the pure planning code never imports grpc.
+podclient.py builds the model values from ListModels/DescribeModel/Health answers; the pod
+functions at the end read the Kubernetes Pod object (bodies.Pod) for reconcile.py; plan.py and
+status.py read the values. Kept apart so the pure planning code never imports grpc; no I/O here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from .bodies import Pod
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,42 @@ class ObservedPod:
     @property
     def reachable(self) -> bool:
         return self.models is not None
+
+
+# The Kubernetes Pod object -------------------------------------------------------------------
+
+SERVER_CONTAINER = "server"
+
+
+def pod_ref(pod: Pod) -> PodRef:
+    meta, st = pod.get("metadata", {}), pod.get("status", {})
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    restarts = sum(int(c.get("restartCount") or 0) for c in st.get("containerStatuses") or [])
+    return PodRef(
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid")),
+        ip=str(st.get("podIP") or ""),
+        ready=ready,
+        restarts=restarts,
+    )
+
+
+def is_live(pod: Pod) -> bool:
+    """Neither being deleted nor finished."""
+    return not pod.get("metadata", {}).get("deletionTimestamp") and pod.get("status", {}).get("phase") not in (
+        "Succeeded",
+        "Failed",
+    )
+
+
+def is_running(pod: Pod) -> bool:
+    """Running with an IP: its management API can be asked."""
+    return pod.get("status", {}).get("phase") == "Running" and bool(pod.get("status", {}).get("podIP"))
+
+
+def has_started(pod: Pod) -> bool:
+    """The server container passed its startupProbe (its desired-state file is loaded)."""
+    for c in pod.get("status", {}).get("containerStatuses") or []:
+        if c.get("name") == SERVER_CONTAINER:
+            return bool(c.get("started")) and "running" in (c.get("state") or {})
+    return pod_ref(pod).ready

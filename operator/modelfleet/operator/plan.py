@@ -12,26 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from modelfleet.protos.contract import DesiredModelEntry, DesiredStateDocument, DesiredVersionEntry
+
+from . import actions
+from .actions import Action
 from .observed import ObservedModel, ObservedPod, PodRef
 from .spec import DeploymentSpec, ModelSpec
-
-ActionKind = Literal["register", "scale", "set_default", "unregister"]
-_ORDER: dict[str, int] = {"register": 0, "scale": 1, "set_default": 2, "unregister": 3}
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: ActionKind
-    pod: PodRef
-    model: str
-    version: str
-
-    def describe(self) -> str:
-        verb = {"register": "register", "scale": "scale", "set_default": "make default", "unregister": "unregister"}
-        return f"{verb[self.kind]} {self.model}/{self.version} on {self.pod.name}"
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -86,7 +74,7 @@ class ModelProgress:
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
-    document: dict[str, Any]
+    document: DesiredStateDocument
     """The desired-state file for the ConfigMap."""
     models: tuple[ModelProgress, ...]
     waiting: bool = False
@@ -110,89 +98,143 @@ def make_plan(
 ) -> Plan:
     """`pods`: every live pod (reachable or not); `drivable`: names of pods that may be changed
     (their startup finished: a pod still loading its desired-state file is only observed)."""
-    drive = set(drivable)
-    reachable = [p for p in pods if p.reachable]
+    fleet = _Fleet(spec, [p for p in pods if p.reachable], drive=frozenset(drivable), failures=failures, now=now)
     document = desired_document(spec, pods, failures=failures, previous_document=previous_document)
     committed = {m["name"]: str(m["defaultVersion"]) for m in document["models"]}
-    actions: list[Action] = []
+    planned: list[Action] = []
     progress: list[ModelProgress] = []
     waiting = False
-    converged = {p.pod.name for p in reachable}
+    for model in spec.models:
+        loads, warming = _load_and_scale(fleet, model)
+        planned += loads
+        planned += _switch_default(fleet, model)
+        planned += _drop_old_versions(fleet, model)
+        waiting = waiting or warming
+        committed_default = committed.get(model.name, "")
+        progress.append(
+            _model_progress(
+                spec, model, pods=pods, reachable=fleet.reachable, failures=failures, committed=committed_default
+            )
+        )
+    removals, removed = _remove_unwanted_models(fleet)
+    planned += removals
+    planned.sort(key=lambda a: (a.pod.name, a.order))  # stable: within a pod and kind, plan order
+    return Plan(
+        actions=tuple(planned),
+        document=document,
+        models=tuple(progress + removed),
+        waiting=waiting,
+        converged_pods=frozenset(
+            p.pod.name
+            for p in fleet.reachable
+            if all(_serves_as_default(p, m.name, m.default_version) for m in spec.models)
+        ),
+    )
 
-    def blocked(pod: PodRef, model: ModelSpec, version: str) -> Failure | None:
-        failure = failures.get((pod.uid, model.name, version))
+
+@dataclass(frozen=True)
+class _Fleet:
+    """What every step of one plan reads."""
+
+    spec: DeploymentSpec
+    reachable: Sequence[ObservedPod]
+    drive: frozenset[str]
+    failures: Mapping[FailureKey, Failure]
+    now: float
+
+    def blocked(self, pod: PodRef, model: ModelSpec, version: str) -> Failure | None:
+        failure = self.failures.get((pod.uid, model.name, version))
         entry = model.version(version)
         if failure is None or entry is None:
             return None
-        return failure if failure.blocks(url=entry.url, generation=spec.generation, now=now) else None
+        return failure if failure.blocks(url=entry.url, generation=self.spec.generation, now=self.now) else None
 
-    for model in spec.models:
-        target = model.default_version
-        for pod in reachable:
-            observed = _loaded(pod, model.name)
-            versions = observed.versions if observed else {}
-            if not (observed and observed.default_version == target and versions.get(target, None) and versions[target].serving):
-                converged.discard(pod.pod.name)
-            if pod.pod.name not in drive:
-                continue
-            for entry in model.versions:
-                have = versions.get(entry.version)
-                if have is None:
-                    if blocked(pod.pod, model, entry.version) is None:
-                        actions.append(Action("register", pod.pod, model.name, entry.version))
-                elif (have.min_workers, have.max_workers) != (model.min_workers, model.max_workers):
-                    actions.append(Action("scale", pod.pod, model.name, entry.version))
-                elif not have.serving:
-                    waiting = True  # registered, workers not READY yet: no event will tell us
-        target_everywhere = bool(reachable) and all(
-            (o := _loaded(p, model.name)) is not None and target in o.versions and o.versions[target].serving
-            for p in reachable
-        )
-        if target_everywhere:
-            for pod in reachable:
-                observed = _loaded(pod, model.name)
-                if pod.pod.name in drive and observed is not None and observed.default_version != target:
-                    actions.append(Action("set_default", pod.pod, model.name, target))
-        switched = all((o := _loaded(p, model.name)) is not None and o.default_version == target for p in reachable)
-        if switched:
-            # Old versions go only once every pod serves the new default (cut-over finished).
-            for pod in reachable:
-                observed = _loaded(pod, model.name)
-                if pod.pod.name not in drive or observed is None:
-                    continue
-                for version in sorted(observed.versions):
-                    if model.version(version) is None and version != observed.default_version:
-                        actions.append(Action("unregister", pod.pod, model.name, version))
-        progress.append(_model_progress(spec, model, pods=pods, reachable=reachable, failures=failures, committed=committed.get(model.name, "")))
 
-    wanted = {m.name for m in spec.models}
+def _serves(pod: ObservedPod, model: str, version: str) -> bool:
+    observed = _loaded(pod, model)
+    return observed is not None and version in observed.versions and observed.versions[version].serving
+
+
+def _serves_as_default(pod: ObservedPod, model: str, version: str) -> bool:
+    observed = _loaded(pod, model)
+    return observed is not None and observed.default_version == version and _serves(pod, model, version)
+
+
+def _load_and_scale(fleet: _Fleet, model: ModelSpec) -> tuple[list[Action], bool]:
+    """Register missing versions (unless a failure blocks them), scale held ones; (actions, whether
+    a version is registered but its workers are not READY yet: no event will tell us)."""
+    planned: list[Action] = []
+    waiting = False
+    for pod in fleet.reachable:
+        if pod.pod.name not in fleet.drive:
+            continue
+        observed = _loaded(pod, model.name)
+        versions = observed.versions if observed else {}
+        for entry in model.versions:
+            have = versions.get(entry.version)
+            if have is None:
+                if fleet.blocked(pod.pod, model, entry.version) is None:
+                    planned.append(actions.register(pod.pod, model, entry))
+            elif (have.min_workers, have.max_workers) != (model.min_workers, model.max_workers):
+                planned.append(actions.scale(pod.pod, model, entry.version))
+            elif not have.serving:
+                waiting = True
+    return planned, waiting
+
+
+def _switch_default(fleet: _Fleet, model: ModelSpec) -> list[Action]:
+    """SetDefault only once every reachable pod serves the target version."""
+    target = model.default_version
+    if not fleet.reachable or not all(_serves(p, model.name, target) for p in fleet.reachable):
+        return []
+    return [
+        actions.SetDefault(pod.pod, model.name, target)
+        for pod in fleet.reachable
+        if pod.pod.name in fleet.drive
+        and (observed := _loaded(pod, model.name)) is not None
+        and observed.default_version != target
+    ]
+
+
+def _drop_old_versions(fleet: _Fleet, model: ModelSpec) -> list[Action]:
+    """Old versions go only once every pod serves the new default (cut-over finished)."""
+    target = model.default_version
+    if not all((o := _loaded(p, model.name)) is not None and o.default_version == target for p in fleet.reachable):
+        return []
+    planned: list[Action] = []
+    for pod in fleet.reachable:
+        observed = _loaded(pod, model.name)
+        if pod.pod.name not in fleet.drive or observed is None:
+            continue
+        for version in sorted(observed.versions):
+            if model.version(version) is None and version != observed.default_version:
+                planned.append(actions.Unregister(pod.pod, model.name, version))
+    return planned
+
+
+def _remove_unwanted_models(fleet: _Fleet) -> tuple[list[Action], list[ModelProgress]]:
+    """Unregister every version of models the spec no longer lists; report them as Unloading."""
+    wanted = {m.name for m in fleet.spec.models}
+    planned: list[Action] = []
     removed: dict[str, int] = {}
-    for pod in reachable:
+    for pod in fleet.reachable:
         for name, observed in sorted((pod.models or {}).items()):
             if name in wanted:
                 continue
             removed[name] = removed.get(name, 0) + 1
-            if pod.pod.name not in drive:
+            if pod.pod.name not in fleet.drive:
                 continue
             # The default goes last: the server refuses it while other versions remain.
             others = [v for v in sorted(observed.versions) if v != observed.default_version]
             for version in others + [observed.default_version]:
-                actions.append(Action("unregister", pod.pod, name, version))
-    for name, count in sorted(removed.items()):
-        progress.append(
-            ModelProgress(
-                name=name, default_version="", desired_default_version="", pods_serving=0, pods=count, state="Unloading"
-            )
+                planned.append(actions.Unregister(pod.pod, name, version))
+    progress = [
+        ModelProgress(
+            name=name, default_version="", desired_default_version="", pods_serving=0, pods=count, state="Unloading"
         )
-
-    actions.sort(key=lambda a: (a.pod.name, _ORDER[a.kind]))
-    return Plan(
-        actions=tuple(actions),
-        document=document,
-        models=tuple(progress),
-        waiting=waiting,
-        converged_pods=frozenset(converged),
-    )
+        for name, count in sorted(removed.items())
+    ]
+    return planned, progress
 
 
 def _model_progress(
@@ -263,7 +305,7 @@ def desired_document(
     *,
     failures: Mapping[FailureKey, Failure],
     previous_document: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+) -> DesiredStateDocument:
     """What a new or restarted pod loads at start (contract: the desired-state JSON).
 
     A model's default is the spec's only once every live pod has switched to it (or there is no
@@ -279,13 +321,13 @@ def desired_document(
     failed = {
         (f.model, f.version, f.url) for f in failures.values() if f.permanent and f.generation == spec.generation
     }
-    models: list[dict[str, Any]] = []
+    models: list[DesiredModelEntry] = []
     for model in spec.models:
         target = model.default_version
         switched = all(p.reachable and (o := _loaded(p, model.name)) is not None and o.default_version == target for p in pods)
         before = previous.get(model.name)
         default = target
-        entries: list[dict[str, str]] = []
+        entries: list[DesiredVersionEntry] = []
         if before is not None and not switched and isinstance(before.get("defaultVersion"), str):
             default = str(before["defaultVersion"])
             if model.version(default) is None:
@@ -305,8 +347,8 @@ def desired_document(
         ]
         if not entries:
             continue
-        if default not in {e["version"] for e in entries}:
-            default = entries[0]["version"]
+        if default not in {e.get("version") for e in entries}:
+            default = entries[0].get("version", target)
         models.append(
             {
                 "name": model.name,

@@ -8,9 +8,10 @@ status.py, which names the first in `Degraded`. Pure: it reads recorded pod and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from .bodies import ContainerStatus, Event, Pod
 
 MESSAGE_CAP = 200
 """Longest condition or Event message, in characters: the full story stays in the pod and its log."""
@@ -47,7 +48,7 @@ def short(text: str, limit: int = MESSAGE_CAP) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def cause_of(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> PodCause | None:
+def cause_of(pod: Pod, events: Sequence[Event] = ()) -> PodCause | None:
     """The reason this pod does not run, or None (still starting, or nothing recorded says why).
     `events`: Warning events about this pod, in any order."""
     name = str(pod.get("metadata", {}).get("name", ""))
@@ -65,7 +66,7 @@ def cause_of(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -
     return _event_cause(name, events)
 
 
-def _container_cause(container: Mapping[str, Any], *, memory_limit: str | None) -> tuple[str, str] | None:
+def _container_cause(container: ContainerStatus, *, memory_limit: str | None) -> tuple[str, str] | None:
     name = container.get("name")
     waiting = (container.get("state") or {}).get("waiting") or {}
     reason, message = str(waiting.get("reason") or ""), str(waiting.get("message") or "")
@@ -89,7 +90,7 @@ def _container_cause(container: Mapping[str, Any], *, memory_limit: str | None) 
     return CRASH, short(f"container {name} keeps exiting, last with code {code} ({ended or 'Error'}){tail}")
 
 
-def _event_cause(name: str, events: Sequence[Mapping[str, Any]]) -> PodCause | None:
+def _event_cause(name: str, events: Sequence[Event]) -> PodCause | None:
     """The newest telling Warning event (FailedMount, FailedScheduling, image pull failures)."""
     newest = sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
     for event in newest:
@@ -103,7 +104,7 @@ def _event_cause(name: str, events: Sequence[Mapping[str, Any]]) -> PodCause | N
     return None
 
 
-def _memory_limits(pod: Mapping[str, Any]) -> dict[str, str]:
+def _memory_limits(pod: Pod) -> dict[str, str]:
     spec = pod.get("spec") or {}
     result = {}
     for container in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):

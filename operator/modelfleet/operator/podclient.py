@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from modelfleet.protos import management_pb2, management_pb2_grpc
+from modelfleet.protos import contract, management_pb2, management_pb2_grpc
 
 from . import podidentity
 from .observed import ObservedModel, ObservedPod, ObservedVersion, PodRef
@@ -30,44 +30,15 @@ from .spec import ModelSpec, ModelVersionSpec
 
 log = logging.getLogger(__name__)
 
-DOMAIN = "modelfleet.io"
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+DOMAIN = contract.ERROR_DOMAIN
+STATUS_DETAILS_KEY = contract.STATUS_DETAILS_KEY
 
-# Reasons are the server's errors.Reason values (the wire contract; the operator never imports the
-# server). PERMANENT: retrying the same request cannot help, so it is reported and not retried
-# until the spec (or the pod) changes. TRANSIENT: retried here with backoff, then by the next pass.
-PERMANENT_REASONS = frozenset(
-    {
-        "SOURCE_NOT_ALLOWED",
-        "SOURCE_NOT_FOUND",
-        "MODEL_FILE_EXISTS",
-        "CHECKSUM_MISMATCH",
-        "PATH_ESCAPE",
-        "UNSUPPORTED_FORMAT",
-        "HANDLER_NOT_ALLOWED",
-        "LOAD_FAILED",
-        "VERSION_MISMATCH",
-        "MESSAGE_TOO_LARGE",
-        "BAD_INPUT",
-        "INVALID_NAME",
-        "MISSING_FIELD",
-        "MODEL_API_DISABLED",
-    }
-)
-TRANSIENT_REASONS = frozenset(
-    {
-        "SOURCE_FETCH_FAILED",
-        "LOAD_TIMEOUT",
-        "QUEUE_FULL",
-        "NO_WORKERS",
-        "RESPONSE_TIMEOUT",
-        "DEADLINE_PASSED",
-        "SHUTTING_DOWN",
-        "INTERNAL",
-    }
-)
-# The pod's state moved under us (restarted, or another writer): observe again, do not report.
-STALE_REASONS = frozenset({"MODEL_NOT_FOUND", "VERSION_NOT_FOUND", "DEFAULT_VERSION_IN_USE", "ALREADY_EXISTS"})
+# The server's reasons and what each means for a retry are decided in the wire contract.
+PERMANENT_REASONS = contract.reasons_of(contract.RetryClass.PERMANENT)
+TRANSIENT_REASONS = contract.reasons_of(contract.RetryClass.TRANSIENT)
+STALE_REASONS = contract.reasons_of(contract.RetryClass.STALE)
+_GONE = frozenset({contract.Reason.MODEL_NOT_FOUND.value, contract.Reason.VERSION_NOT_FOUND.value})
+"""An unregister that finds nothing to remove is done."""
 # Without an ErrorInfo (the connection itself failed, a proxy answered) only these codes are retried.
 _TRANSIENT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -94,7 +65,7 @@ class PodCallError(Exception):
     @property
     def transient(self) -> bool:
         if self.reason is not None:
-            return self.reason in TRANSIENT_REASONS or self.reason == "TOKEN_INVALID"
+            return self.reason in TRANSIENT_REASONS
         return self.code in _TRANSIENT_CODES
 
     @property
@@ -346,7 +317,7 @@ class PodClient:
                 "RegisterModel", request, timeout_s=load_timeout_s + self._settings.call_timeout_s, retry=True
             )
         except PodCallError as exc:
-            if exc.reason != "ALREADY_EXISTS":
+            if exc.reason != contract.Reason.ALREADY_EXISTS.value:
                 raise
 
     async def scale(self, model: str, version: str, *, min_workers: int, max_workers: int, timeout_s: float) -> None:
@@ -377,7 +348,7 @@ class PodClient:
                 timeout_s=self._settings.call_timeout_s,
             )
         except PodCallError as exc:
-            if exc.reason not in ("MODEL_NOT_FOUND", "VERSION_NOT_FOUND"):  # already gone: done
+            if exc.reason not in _GONE:  # already gone: done
                 raise
 
 

@@ -30,8 +30,10 @@ from collections.abc import Iterable
 import grpc
 from grpc import aio
 
-POD_UID_METADATA = "modelfleet-pod-uid"
-"""The server's header (server/modelfleet/server/rpc/health.py): the wire contract, not an import."""
+from modelfleet.protos import contract
+
+POD_UID_METADATA = contract.POD_UID_METADATA
+"""The server's header (server/modelfleet/server/rpc/health.py sends it): the wire contract."""
 
 MISMATCH = "POD_IDENTITY_MISMATCH"
 """The server at the address answered another pod's UID."""

@@ -4,29 +4,31 @@ The work queue (runtime.py) calls Reconciler.reconcile(key) for CR events, pod e
 A pass reads the object, its children and every live pod's models, plans with plan.py, writes the
 children and the status only where they differ (an idle pass writes nothing), then makes the
 planned management calls. It never waits for a state: it returns a requeue delay instead.
+It sequences; the work lives elsewhere: pods are read in observed.py, the token Secret in
+tokens.py, Events in events.py, and each planned call is made by dispatch.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import json
 import logging
 import math
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from . import children, failures, podcauses, status, unreachable
+from . import children, dispatch, events, failures, podcauses, status, tokens, unreachable
+from .actions import Action, Register, SetDefault
+from .bodies import ConfigMap, ModelDeployment, ObjectMeta, Pod
 from .conditions import Condition, merge, notices
 from .events import EventRecorder
 from .kube import Kube, KubeError
-from .observed import ObservedPod, PodRef
+from .observed import ObservedPod, PodRef, has_started, is_live, is_running, pod_ref
 from .patches import child_patch, status_changed
-from .plan import Action, Failure, FailureKey, Plan, make_plan
+from .plan import Failure, FailureKey, Plan, make_plan
 from .podclient import PodCallError, PodClients
 from .settings import OperatorSettings
 from .spec import DeploymentSpec, InvalidSpec, parse_spec
@@ -64,31 +66,25 @@ class PassResult:
     requeue_after: float | None = None
 
 
+@dataclass(frozen=True)
+class _Fleet:
+    """What a pass saw before planning."""
+
+    token: str | None
+    token_error: str | None
+    refs: Sequence[PodRef]
+    """Every live pod, by name."""
+    observed: Sequence[ObservedPod]
+    """What each running pod serves (or why it could not be read)."""
+    drivable: frozenset[str]
+    """Names of pods whose startup finished (the only ones a plan may change)."""
+    causes: tuple[podcauses.PodCause, ...]
+    stuck: float | None
+    """When to look at pods that are not Ready again (None: all are Ready)."""
+
+
 def _now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def pod_ref(pod: Mapping[str, Any]) -> PodRef:
-    meta, st = pod.get("metadata", {}), pod.get("status", {})
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
-    restarts = sum(int(c.get("restartCount") or 0) for c in st.get("containerStatuses") or [])
-    return PodRef(name=str(meta.get("name")), uid=str(meta.get("uid")), ip=str(st.get("podIP") or ""), ready=ready, restarts=restarts)
-
-
-def _started(pod: Mapping[str, Any]) -> bool:
-    """The server container passed its startupProbe (its desired-state file is loaded)."""
-    st = pod.get("status", {})
-    for c in st.get("containerStatuses") or []:
-        if c.get("name") == "server":
-            return bool(c.get("started")) and "running" in (c.get("state") or {})
-    return pod_ref(pod).ready
-
-
-def _live(pod: Mapping[str, Any]) -> bool:
-    return not pod.get("metadata", {}).get("deletionTimestamp") and pod.get("status", {}).get("phase") not in (
-        "Succeeded",
-        "Failed",
-    )
 
 
 def management_address(ip: str) -> str:
@@ -128,8 +124,46 @@ class Reconciler:
         return result.requeue_after
 
     async def _reconcile(self, key: Key, result: PassResult) -> float | None:
+        found = await self._current(key, result)
+        if found is None:
+            return None
+        body, memory = found
+        spec = await self._spec(body, memory, result)
+        if spec is None:
+            return None
+        fleet = await self._look(spec, memory, result)
+        failures.forget_stale(memory.failures, spec, live_uids={r.uid for r in fleet.refs})
+        current_cm = cast(
+            ConfigMap | None, await self.kube.get("ConfigMap", spec.namespace, children.names(spec.name)["configmap"])
+        )
+        previous_document = _document(current_cm)
+        now = self._clock()
+        settled = unreachable.settle(
+            memory.unreachable, fleet.observed, now=now, grace_s=self.settings.reconcile.pod_unreachable_grace_s,
+            min_delay_s=self.settings.reconcile.requeue_after_action_s,
+        )
+        memory.unreachable = settled.spells
+        plan = make_plan(
+            spec, fleet.observed, failures=memory.failures, previous_document=previous_document, now=now,
+            drivable=fleet.drivable,
+        )
+        child_error, failed_kinds = await self._write_children(body, spec, plan, current_cm, result)
+        body = await self._report(
+            body, spec, plan=plan, memory=memory, fleet=fleet, settled=settled,
+            child_error=child_error or fleet.token_error, result=result,
+        )
+        if "ConfigMap" not in failed_kinds:  # else the next pass sees the same change and tells it then
+            await events.post_cutovers(self.events, body, previous_document, plan.document)
+        if not plan.actions:
+            return self._idle(plan, memory, now=now, settled=settled, stuck=fleet.stuck)
+        return await self._act_and_back_off(spec, plan, memory, token=fleet.token or "", result=result)
+
+    # Steps of a pass ---------------------------------------------------------------------------
+
+    async def _current(self, key: Key, result: PassResult) -> tuple[ModelDeployment, Memory] | None:
+        """The object and its memory, or None when it is gone or going (its memory is dropped)."""
         namespace, name = key
-        body = await self.kube.get("ModelDeployment", namespace, name)
+        body = cast(ModelDeployment | None, await self.kube.get("ModelDeployment", namespace, name))
         if body is None:
             memory = self._memory.get(key)
             if memory is not None:
@@ -147,7 +181,10 @@ class Reconciler:
             if memory is not None:
                 await memory.clients.close()
             memory = self._memory[key] = Memory(uid=uid, clients=PodClients(self.settings.pods))
+        return body, memory
 
+    async def _spec(self, body: ModelDeployment, memory: Memory, result: PassResult) -> DeploymentSpec | None:
+        """The parsed spec, or None after reporting why it is invalid in the status."""
         try:
             spec = parse_spec(body, default_image=self.settings.fleet.default_server_image)
         except InvalidSpec as exc:
@@ -158,77 +195,75 @@ class Reconciler:
         if not memory.seeded:
             failures.seed_from_status(memory.failures, spec, current=body.get("status") or {})
             memory.seeded = True
+        return spec
 
-        token, token_error = await self._management_token(body, spec, result)
-        pods = [p for p in await self.kube.list_objects("Pod", namespace, label_selector=children.label_selector(spec)) if _live(p)]
+    async def _look(self, spec: DeploymentSpec, memory: Memory, result: PassResult) -> _Fleet:
+        """The token, the live pods, what each running pod serves and why the others do not run."""
+        read = await tokens.management_token(self.kube, spec)
+        result.writes += read.writes
+        listed = await self.kube.list_objects("Pod", spec.namespace, label_selector=children.label_selector(spec))
+        pods = [p for p in cast(list[Pod], listed) if is_live(p)]
         refs = sorted((pod_ref(p) for p in pods), key=lambda r: r.name)
-        running = [p for p in pods if p.get("status", {}).get("phase") == "Running" and p.get("status", {}).get("podIP")]
-        if token:
-            observed = await self._observe(memory, running, token)
+        running = [p for p in pods if is_running(p)]
+        if read.token:
+            observed = await self._observe(memory, running, read.token)
         else:  # unreadable, not absent: a plan must not read "no pod" as "every pod switched"
-            observed = [ObservedPod(pod_ref(p), None, error=token_error) for p in running]
-        drivable = {str(p["metadata"]["name"]) for p in running if _started(p)} if token else set()
-        causes, stuck = await self._pod_causes(namespace, pods)
+            observed = [ObservedPod(pod_ref(p), None, error=read.error) for p in running]
+        drivable = {pod_ref(p).name for p in running if has_started(p)} if read.token else set()
+        causes, stuck = await self._pod_causes(spec.namespace, pods)
+        return _Fleet(read.token, read.error, refs, observed, frozenset(drivable), tuple(causes), stuck)
 
-        failures.forget_stale(memory.failures, spec, live_uids={r.uid for r in refs})
-
-        configmap_name = children.names(name)["configmap"]
-        current_cm = await self.kube.get("ConfigMap", namespace, configmap_name)
-        previous_document = _document(current_cm)
-        now = self._clock()
-        settled = unreachable.settle(
-            memory.unreachable, observed, now=now, grace_s=self.settings.reconcile.pod_unreachable_grace_s,
-            min_delay_s=self.settings.reconcile.requeue_after_action_s,
-        )
-        memory.unreachable = settled.spells
-        plan = make_plan(
-            spec, observed, failures=memory.failures, previous_document=previous_document, now=now, drivable=drivable
-        )
-        child_error, failed_kinds = await self._write_children(body, spec, plan, current_cm, result)
-        child_error = child_error or token_error
+    async def _report(
+        self, body: ModelDeployment, spec: DeploymentSpec, *, plan: Plan, memory: Memory, fleet: _Fleet,
+        settled: unreachable.Settled, child_error: str | None, result: PassResult,
+    ) -> ModelDeployment:
+        """Write the status of this pass (and the Events of its condition changes)."""
         seen = status.Observation(
-            live_pods=refs,
-            observed=observed,
+            live_pods=fleet.refs,
+            observed=fleet.observed,
             failures=dict(memory.failures),
             child_error=child_error,
             action_errors=tuple(memory.action_errors) if plan.actions else (),
-            causes=tuple(causes),
+            causes=fleet.causes,
             settling=settled.settling,
             served_before=memory.served,
         )
         memory.served = status.serving_pods(spec, plan, seen=seen)
-        body = await self._write_status(
+        return await self._write_status(
             body,
             status.build(spec, plan, seen=seen, selector=children.label_selector(spec), pod_cap=self.settings.reconcile.status_pod_cap),
             status.decide(spec, plan, seen=seen),
             result,
         )
-        if "ConfigMap" not in failed_kinds:  # else the next pass sees the same change and tells it then
-            await self._cutover_events(body, previous_document, plan.document)
 
-        if not plan.actions:
-            memory.action_errors.clear()
-            memory.last_actions, memory.repeats = (), 0
-            delays = [d for d in (self._idle_requeue(plan, memory, now), settled.recheck_after, stuck) if d is not None]
-            return min(delays) if delays else None
+    def _idle(
+        self, plan: Plan, memory: Memory, *, now: float, settled: unreachable.Settled, stuck: float | None
+    ) -> float | None:
+        memory.action_errors.clear()
+        memory.last_actions, memory.repeats = (), 0
+        delays = [d for d in (self._idle_requeue(plan, memory, now), settled.recheck_after, stuck) if d is not None]
+        return min(delays) if delays else None
 
+    async def _act_and_back_off(
+        self, spec: DeploymentSpec, plan: Plan, memory: Memory, *, token: str, result: PassResult
+    ) -> float:
         signature = tuple((a.kind, a.pod.uid, a.model, a.version) for a in plan.actions)
         memory.repeats = memory.repeats + 1 if signature == memory.last_actions else 0
         memory.last_actions = signature
         result.actions = len(plan.actions)
-        await self._act(body, spec, plan, memory, token or "")
+        await self._act(spec, plan, memory, token)
         # The next pass observes what these calls did; a plan that keeps repeating backs off.
         delay = self.settings.reconcile.requeue_after_action_s * (2 ** min(memory.repeats, 10))
         return float(min(delay, 30.0))
 
     # Observation ------------------------------------------------------------------------------
 
-    async def _observe(self, memory: Memory, running: Sequence[Mapping[str, Any]], token: str) -> list[ObservedPod]:
+    async def _observe(self, memory: Memory, running: Sequence[Pod], token: str) -> list[ObservedPod]:
         limit = asyncio.Semaphore(self.settings.reconcile.pod_call_concurrency)
-        addresses = {management_address(str(p["status"]["podIP"])): p for p in running}
+        addresses = {management_address(pod_ref(p).ip): p for p in running}
         await memory.clients.retain(set(addresses))
 
-        async def one(address: str, pod: Mapping[str, Any]) -> ObservedPod:
+        async def one(address: str, pod: Pod) -> ObservedPod:
             async with limit:
                 ref = pod_ref(pod)
                 return await memory.clients.get(address, token, pod_uid=ref.uid).observe(ref)
@@ -236,77 +271,27 @@ class Reconciler:
         results = await asyncio.gather(*(one(a, p) for a, p in addresses.items()))
         return sorted(results, key=lambda o: o.pod.name)
 
-    async def _pod_causes(self, namespace: str, pods: Sequence[Mapping[str, Any]]) -> tuple[list[podcauses.PodCause], float | None]:
+    async def _pod_causes(self, namespace: str, pods: Sequence[Pod]) -> tuple[list[podcauses.PodCause], float | None]:
         """Why each pod that is not Ready does not run, and when to look again (None: every pod is
         Ready). The pods' Warning events are read only when a pod's status alone does not say."""
         waiting = [p for p in pods if not pod_ref(p).ready]
         if not waiting:
             return [], None
-        found = {str(p["metadata"].get("uid")): podcauses.cause_of(p) for p in waiting}
+        found = {pod_ref(p).uid: podcauses.cause_of(p) for p in waiting}
         if any(cause is None for cause in found.values()):
-            events = await self._pod_events(namespace, {uid for uid, cause in found.items() if cause is None})
+            unexplained = {uid for uid, cause in found.items() if cause is None}
+            warnings = await events.pod_warnings(self.kube, namespace, unexplained)
             for pod in waiting:
-                uid = str(pod["metadata"].get("uid"))
-                if found[uid] is None and events.get(uid):
-                    found[uid] = podcauses.cause_of(pod, events[uid])
+                uid = pod_ref(pod).uid
+                if found[uid] is None and warnings.get(uid):
+                    found[uid] = podcauses.cause_of(pod, warnings[uid])
         # A real kubelet reports a failed mount only as an Event, which starts no pass: look again.
         return [c for c in found.values() if c is not None], self.settings.reconcile.stuck_pod_poll_s
-
-    async def _pod_events(self, namespace: str, uids: set[str]) -> dict[str, list[Json]]:
-        query = {"fieldSelector": "involvedObject.kind=Pod,type=Warning"}
-        try:
-            listed = await self.kube.request("GET", Kube.path("Event", namespace), query=query)
-        except KubeError as exc:  # e.g. RBAC without `list events`: the pod statuses still tell most
-            log.warning("Listing the pod events of namespace %s failed: %s", namespace, exc)
-            return {}
-        result: dict[str, list[Json]] = {}
-        for event in (listed or {}).get("items") or []:
-            uid = str((event.get("involvedObject") or {}).get("uid"))
-            if uid in uids:
-                result.setdefault(uid, []).append(event)
-        return result
-
-    async def _management_token(
-        self, body: Mapping[str, Any], spec: DeploymentSpec, result: PassResult
-    ) -> tuple[str | None, str | None]:
-        """The management token from the token Secret (created first when the operator owns it)."""
-        secret = await self.kube.get("Secret", spec.namespace, spec.token.secret_name)
-        if secret is None and spec.token.generated:
-            desired = children.token_secret(
-                spec, management_token=secrets.token_urlsafe(32), inference_token=secrets.token_urlsafe(32)
-            )
-            try:
-                secret = await self.kube.create(desired)
-                result.writes += 1
-            except KubeError as exc:
-                if exc.status != 409:
-                    return None, f"cannot create Secret {spec.token.secret_name}: {exc.message}"
-                secret = await self.kube.get("Secret", spec.namespace, spec.token.secret_name)
-        if secret is None:
-            return None, f"token Secret {spec.token.secret_name} not found"
-        if spec.token.generated:
-            ops = child_patch({"kind": "Secret", "metadata": children.token_secret(spec, management_token="", inference_token="")["metadata"]}, secret)
-            if ops:  # labels/owner only; the tokens in it stay usable if this write fails (retried next pass)
-                try:
-                    await self.kube.patch_json("Secret", spec.namespace, spec.token.secret_name, ops)
-                    result.writes += 1
-                except KubeError as exc:
-                    log.warning("Patching the metadata of Secret %s/%s failed: %s", spec.namespace, spec.token.secret_name, exc)
-        raw = (secret.get("data") or {}).get(spec.token.management_key)
-        if not raw:
-            return None, f"token Secret {spec.token.secret_name} has no key {spec.token.management_key!r}"
-        try:
-            lines = [line.strip() for line in base64.b64decode(raw).decode().splitlines() if line.strip()]
-        except (ValueError, UnicodeDecodeError):
-            lines = []
-        if not lines:
-            return None, f"token Secret {spec.token.secret_name} key {spec.token.management_key!r} holds no token"
-        return lines[0], None
 
     # Children and status ----------------------------------------------------------------------
 
     async def _write_children(
-        self, body: Mapping[str, Any], spec: DeploymentSpec, plan: Plan, current_cm: Json | None, result: PassResult
+        self, body: Mapping[str, Any], spec: DeploymentSpec, plan: Plan, current_cm: ConfigMap | None, result: PassResult
     ) -> tuple[str | None, set[str]]:
         """Create or patch every child; (the error text, the kinds whose write failed)."""
         # The ConfigMap first: a pod the Deployment starts mounts it, and would report a failed
@@ -358,22 +343,18 @@ class Reconciler:
             ("NetworkPolicy", child_names["networkpolicy"]),
             ("PodDisruptionBudget", child_names["pdb"]),
         ):
-            current = await self.kube.get(kind, namespace, child)
-            refs = (current or {}).get("metadata", {}).get("ownerReferences") or []
-            if current is not None and any(r.get("uid") == uid for r in refs):
+            if _owned_by(await self.kube.get(kind, namespace, child), uid):
                 await self.kube.delete(kind, namespace, child)
                 result.writes += 1
 
     async def _delete_owned(self, kind: str, spec: DeploymentSpec, name: str, result: PassResult) -> None:
-        current = await self.kube.get(kind, spec.namespace, name)
-        refs = (current or {}).get("metadata", {}).get("ownerReferences") or []
-        if current is not None and any(r.get("uid") == spec.uid for r in refs):
+        if _owned_by(await self.kube.get(kind, spec.namespace, name), spec.uid):
             await self.kube.delete(kind, spec.namespace, name)
             result.writes += 1
 
     async def _write_status(
-        self, body: Json, desired: dict[str, Any], decided: list[Condition], result: PassResult
-    ) -> Json:
+        self, body: ModelDeployment, desired: dict[str, Any], decided: list[Condition], result: PassResult
+    ) -> ModelDeployment:
         meta = body["metadata"]
         current = body.get("status") or {}
         conditions, _ = merge(
@@ -384,7 +365,10 @@ class Reconciler:
         if not status_changed(current, desired):
             return body
         try:
-            body = await self.kube.patch_merge("ModelDeployment", meta["namespace"], meta["name"], {"status": desired}, subresource="status")
+            patched = await self.kube.patch_merge(
+                "ModelDeployment", meta["namespace"], meta["name"], {"status": desired}, subresource="status"
+            )
+            body = cast(ModelDeployment, patched)
             result.writes += 1
         except KubeError as exc:
             if exc.status == 404:
@@ -394,22 +378,9 @@ class Reconciler:
             await self.events.post(body, type=notice.type, reason=notice.reason, message=notice.message)
         return body
 
-    async def _cutover_events(self, body: Json, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:
-        """A changed default in the desired-state document means a cut-over just finished."""
-        old = {m["name"]: m.get("defaultVersion") for m in (before or {}).get("models", []) if isinstance(m, dict)}
-        for model in after.get("models", []):
-            was = old.get(model["name"])
-            if was is not None and was != model["defaultVersion"]:
-                await self.events.post(
-                    body,
-                    type="Normal",
-                    reason="DefaultVersionChanged",
-                    message=f"{model['name']}: every pod now serves {model['defaultVersion']} by default (was {was})",
-                )
-
     # Acting -----------------------------------------------------------------------------------
 
-    async def _act(self, body: Json, spec: DeploymentSpec, plan: Plan, memory: Memory, token: str) -> None:
+    async def _act(self, spec: DeploymentSpec, plan: Plan, memory: Memory, token: str) -> None:
         by_pod: dict[str, list[Action]] = {}
         for action in plan.actions:
             by_pod.setdefault(action.pod.name, []).append(action)
@@ -423,11 +394,11 @@ class Reconciler:
                     if error is None:
                         memory.failures.pop((action.pod.uid, action.model, action.version), None)
                         continue
-                    if action.kind == "register" and not error.stale and not error.unverified:
+                    if isinstance(action, Register) and not error.stale and not error.unverified:
                         self._record_failure(spec, action, error, memory)
                     elif not error.stale:
                         errors.append(f"{action.describe()}: {error.reason or error.code.name}: {error.message}")
-                    if action.kind in ("register", "set_default") or error.unverified:
+                    if isinstance(action, Register | SetDefault) or error.unverified:
                         break  # later calls for this pod depend on this one (or cannot be sent at all)
 
         await asyncio.gather(*(run_pod(a) for a in by_pod.values()))
@@ -437,27 +408,8 @@ class Reconciler:
 
     async def _call(self, spec: DeploymentSpec, action: Action, memory: Memory, token: str) -> PodCallError | None:
         client = memory.clients.get(management_address(action.pod.ip), token, pod_uid=action.pod.uid)
-        model = spec.model(action.model)
         try:
-            if action.kind == "register" and model is not None:
-                version = model.version(action.version)
-                if version is not None:
-                    log.info("Registering %s/%s on %s", action.model, action.version, action.pod.name)
-                    await client.register(model, version, load_timeout_s=spec.model_load_timeout_s)
-            elif action.kind == "scale" and model is not None:
-                await client.scale(
-                    action.model,
-                    action.version,
-                    min_workers=model.min_workers,
-                    max_workers=model.max_workers,
-                    timeout_s=spec.model_load_timeout_s,
-                )
-            elif action.kind == "set_default":
-                log.info("Setting default %s/%s on %s", action.model, action.version, action.pod.name)
-                await client.set_default(action.model, action.version)
-            elif action.kind == "unregister":
-                log.info("Unregistering %s/%s on %s", action.model, action.version, action.pod.name)
-                await client.unregister(action.model, action.version)
+            await dispatch.send(client, action, load_timeout_s=spec.model_load_timeout_s)
         except PodCallError as exc:
             log.warning("%s failed: %s", action.describe(), exc)
             return exc
@@ -479,7 +431,15 @@ class Reconciler:
         return max(0.0, min(delays)) if delays else None
 
 
-def _document(configmap: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _owned_by(current: Json | None, uid: str) -> bool:
+    """The object exists and the owner with this uid has a reference on it."""
+    if current is None:
+        return False
+    meta = cast(ObjectMeta, current.get("metadata") or {})
+    return any(r.get("uid") == uid for r in meta.get("ownerReferences") or [])
+
+
+def _document(configmap: ConfigMap | None) -> dict[str, Any] | None:
     text = ((configmap or {}).get("data") or {}).get(children.DESIRED_STATE_KEY)
     if not text:
         return None

@@ -13,16 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelfleet.protos import contract
+
 GROUP = "modelfleet.io"
 VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
 KIND = "ModelDeployment"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# Mirrors server/modelfleet/server/names.py (the operator must not import the server).
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,62}$")
-RESERVED_VERSIONS = frozenset({"all"})
+# The server checks the same patterns (wire contract), so a name the spec accepts also registers.
+NAME_PATTERN = re.compile(contract.NAME_PATTERN)
+VERSION_PATTERN = re.compile(contract.VERSION_PATTERN)
+RESERVED_VERSIONS = contract.RESERVED_VERSIONS
 _QUANTITY = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
@@ -220,6 +222,77 @@ def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> Deploymen
     it applies when spec.image is left out or empty; with neither, the spec is invalid.
     """
     check = _Checker()
+    meta, name, namespace = _identity(check, body)
+    spec = check.obj(body.get("spec"), "spec")
+    if "spec" not in body:
+        check.fail("spec", "is required")
+    image = _image(check, spec, default_image)
+    models = _models(check, spec.get("models"))
+    token = _token(check, spec.get("tokenSecretRef"), name)
+    store = _model_store(check, spec.get("modelStore"))
+    strategy = check.obj(spec.get("strategy"), "spec.strategy")
+    pdb = check.obj(spec.get("disruptionBudget"), "spec.disruptionBudget")
+    netpol = check.obj(spec.get("networkPolicy"), "spec.networkPolicy")
+    metrics = check.obj(spec.get("metrics"), "spec.metrics")
+    pull_secrets = _pull_secrets(check, spec)
+    placement = _placement(check, spec)
+    allowed = _allowed_sources(check, spec)
+    metrics_namespaces = _metrics_namespaces(check, netpol)
+
+    result = DeploymentSpec(
+        name=name,
+        namespace=namespace,
+        uid=str(meta.get("uid") or ""),
+        generation=int(meta.get("generation") or 0),
+        image=image or "",
+        models=models,
+        replicas=check.integer(spec.get("replicas"), "spec.replicas", default=1, minimum=0, maximum=1000),
+        image_pull_policy=check.string(
+            spec.get("imagePullPolicy"),
+            "spec.imagePullPolicy",
+            default="IfNotPresent",
+            enum=("Always", "IfNotPresent", "Never"),
+        )
+        or "IfNotPresent",
+        image_pull_secrets=tuple(pull_secrets),
+        service_account_name=check.string(spec.get("serviceAccountName"), "spec.serviceAccountName") or None,
+        resources=_resources(check, spec.get("resources")),
+        node_selector=placement.node_selector,
+        tolerations=placement.tolerations,
+        affinity=placement.affinity,
+        topology_spread_constraints=placement.spread,
+        runtime_class_name=check.string(spec.get("runtimeClassName"), "spec.runtimeClassName") or None,
+        priority_class_name=check.string(spec.get("priorityClassName"), "spec.priorityClassName") or None,
+        resource_claims=_claims(check, spec.get("resourceClaims")),
+        model_load_timeout_s=check.integer(
+            spec.get("modelLoadTimeoutSeconds"), "spec.modelLoadTimeoutSeconds", default=600, minimum=10, maximum=86400
+        ),
+        token=token,
+        model_store=store,
+        allowed_sources=tuple(allowed),
+        strategy=_strategy(check, strategy),
+        pdb_max_unavailable=_or_default(
+            check.int_or_percent(pdb.get("maxUnavailable"), "spec.disruptionBudget.maxUnavailable"), 1
+        ),
+        network_policy_enabled=check.boolean(netpol.get("enabled"), "spec.networkPolicy.enabled", default=True),
+        metrics_namespaces=tuple(metrics_namespaces),
+        metrics_enabled=check.boolean(metrics.get("enabled"), "spec.metrics.enabled", default=True),
+        log_level=check.string(
+            spec.get("logLevel"), "spec.logLevel", default="INFO", enum=("DEBUG", "INFO", "WARNING", "ERROR")
+        )
+        or "INFO",
+    )
+    _check_strategy(check, result.strategy)
+    if check.problems:
+        raise InvalidSpec(check.problems)
+    return result
+
+
+# Steps of parse_spec, in the order its problems are reported ---------------------------------
+
+
+def _identity(check: _Checker, body: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str]:
+    """(metadata, name, namespace)."""
     meta = check.obj(body.get("metadata"), "metadata")
     name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
     if not name or not namespace:
@@ -227,10 +300,10 @@ def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> Deploymen
     if len(name) > 40:
         # Children are named <name>-tokens, <name>-headless, …; Service names are DNS labels (63).
         check.fail("metadata.name", "must be at most 40 characters (child object names derive from it)")
-    spec = check.obj(body.get("spec"), "spec")
-    if "spec" not in body:
-        check.fail("spec", "is required")
+    return meta, name, namespace
 
+
+def _image(check: _Checker, spec: Mapping[str, Any], default_image: str) -> str:
     # The CRD cannot know the operator's default, so it admits a spec without an image; this is
     # where such a spec becomes runnable (default image) or InvalidSpec (none configured).
     image = check.string(spec.get("image"), "spec.image", max_length=1024) or default_image
@@ -240,18 +313,28 @@ def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> Deploymen
             "is required: this operator has no default server image (set spec.image, or start the operator "
             "with --default-server-image, which the Helm chart sets from server.image)",
         )
-    models = _models(check, spec.get("models"))
-    token = _token(check, spec.get("tokenSecretRef"), name)
-    store = _model_store(check, spec.get("modelStore"))
-    strategy = check.obj(spec.get("strategy"), "spec.strategy")
-    pdb = check.obj(spec.get("disruptionBudget"), "spec.disruptionBudget")
-    netpol = check.obj(spec.get("networkPolicy"), "spec.networkPolicy")
-    metrics = check.obj(spec.get("metrics"), "spec.metrics")
+    return image
+
+
+def _pull_secrets(check: _Checker, spec: Mapping[str, Any]) -> list[str]:
     pull_secrets = []
     for i, entry in enumerate(check.array(spec.get("imagePullSecrets"), "spec.imagePullSecrets", max_items=16)):
         secret = check.string(check.obj(entry, f"spec.imagePullSecrets[{i}]").get("name"), f"spec.imagePullSecrets[{i}].name")
         if secret:
             pull_secrets.append(secret)
+    return pull_secrets
+
+
+@dataclass(frozen=True)
+class _Placement:
+    node_selector: dict[str, str]
+    affinity: Json | None
+    tolerations: tuple[Json, ...]
+    spread: tuple[Json, ...]
+
+
+def _placement(check: _Checker, spec: Mapping[str, Any]) -> _Placement:
+    """Where pods may run: passed through to the pod template after shape checks."""
     node_selector = check.obj(spec.get("nodeSelector"), "spec.nodeSelector")
     for key, value in node_selector.items():
         if not isinstance(value, str):
@@ -276,6 +359,15 @@ def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> Deploymen
             check.array(spec.get("topologySpreadConstraints"), "spec.topologySpreadConstraints", max_items=16)
         )
     ]
+    return _Placement(
+        node_selector={str(k): str(v) for k, v in node_selector.items()},
+        affinity=dict(affinity) if isinstance(affinity, Mapping) else None,
+        tolerations=tuple(tolerations),
+        spread=tuple(spread),
+    )
+
+
+def _allowed_sources(check: _Checker, spec: Mapping[str, Any]) -> list[str]:
     allowed = []
     for i, pattern in enumerate(check.array(spec.get("allowedSources"), "spec.allowedSources", max_items=32)):
         text = check.string(pattern, f"spec.allowedSources[{i}]", max_length=1024)
@@ -285,69 +377,34 @@ def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> Deploymen
             except re.error as exc:
                 check.fail(f"spec.allowedSources[{i}]", f"is not a valid regular expression ({exc})")
             allowed.append(text)
-    metrics_namespaces = []
+    return allowed
+
+
+def _metrics_namespaces(check: _Checker, netpol: Mapping[str, Any]) -> list[str]:
+    found = []
     for i, ns in enumerate(check.array(netpol.get("metricsNamespaces"), "spec.networkPolicy.metricsNamespaces", max_items=16)):
         text = check.string(ns, f"spec.networkPolicy.metricsNamespaces[{i}]", max_length=63, pattern=_DNS_LABEL)
         if text:
-            metrics_namespaces.append(text)
+            found.append(text)
+    return found
 
-    result = DeploymentSpec(
-        name=name,
-        namespace=namespace,
-        uid=str(meta.get("uid") or ""),
-        generation=int(meta.get("generation") or 0),
-        image=image or "",
-        models=models,
-        replicas=check.integer(spec.get("replicas"), "spec.replicas", default=1, minimum=0, maximum=1000),
-        image_pull_policy=check.string(
-            spec.get("imagePullPolicy"),
-            "spec.imagePullPolicy",
-            default="IfNotPresent",
-            enum=("Always", "IfNotPresent", "Never"),
+
+def _strategy(check: _Checker, strategy: Mapping[str, Any]) -> StrategySpec:
+    return StrategySpec(
+        type=check.string(
+            strategy.get("type"), "spec.strategy.type", default="RollingUpdate", enum=("RollingUpdate", "Recreate")
         )
-        or "IfNotPresent",
-        image_pull_secrets=tuple(pull_secrets),
-        service_account_name=check.string(spec.get("serviceAccountName"), "spec.serviceAccountName") or None,
-        resources=_resources(check, spec.get("resources")),
-        node_selector={str(k): str(v) for k, v in node_selector.items()},
-        tolerations=tuple(tolerations),
-        affinity=dict(affinity) if isinstance(affinity, Mapping) else None,
-        topology_spread_constraints=tuple(spread),
-        runtime_class_name=check.string(spec.get("runtimeClassName"), "spec.runtimeClassName") or None,
-        priority_class_name=check.string(spec.get("priorityClassName"), "spec.priorityClassName") or None,
-        resource_claims=_claims(check, spec.get("resourceClaims")),
-        model_load_timeout_s=check.integer(
-            spec.get("modelLoadTimeoutSeconds"), "spec.modelLoadTimeoutSeconds", default=600, minimum=10, maximum=86400
-        ),
-        token=token,
-        model_store=store,
-        allowed_sources=tuple(allowed),
-        strategy=StrategySpec(
-            type=check.string(
-                strategy.get("type"), "spec.strategy.type", default="RollingUpdate", enum=("RollingUpdate", "Recreate")
-            )
-            or "RollingUpdate",
-            max_surge=check.int_or_percent(strategy.get("maxSurge"), "spec.strategy.maxSurge"),
-            max_unavailable=check.int_or_percent(strategy.get("maxUnavailable"), "spec.strategy.maxUnavailable"),
-        ),
-        pdb_max_unavailable=_or_default(
-            check.int_or_percent(pdb.get("maxUnavailable"), "spec.disruptionBudget.maxUnavailable"), 1
-        ),
-        network_policy_enabled=check.boolean(netpol.get("enabled"), "spec.networkPolicy.enabled", default=True),
-        metrics_namespaces=tuple(metrics_namespaces),
-        metrics_enabled=check.boolean(metrics.get("enabled"), "spec.metrics.enabled", default=True),
-        log_level=check.string(
-            spec.get("logLevel"), "spec.logLevel", default="INFO", enum=("DEBUG", "INFO", "WARNING", "ERROR")
-        )
-        or "INFO",
+        or "RollingUpdate",
+        max_surge=check.int_or_percent(strategy.get("maxSurge"), "spec.strategy.maxSurge"),
+        max_unavailable=check.int_or_percent(strategy.get("maxUnavailable"), "spec.strategy.maxUnavailable"),
     )
-    if result.strategy.type == "Recreate" and (result.strategy.max_surge is not None or result.strategy.max_unavailable is not None):
+
+
+def _check_strategy(check: _Checker, strategy: StrategySpec) -> None:
+    if strategy.type == "Recreate" and (strategy.max_surge is not None or strategy.max_unavailable is not None):
         check.fail("spec.strategy", "maxSurge and maxUnavailable apply to RollingUpdate only")
-    if result.strategy.max_surge in (0, "0", "0%") and result.strategy.max_unavailable in (0, "0", "0%"):
+    if strategy.max_surge in (0, "0", "0%") and strategy.max_unavailable in (0, "0", "0%"):
         check.fail("spec.strategy", "maxSurge and maxUnavailable cannot both be 0")
-    if check.problems:
-        raise InvalidSpec(check.problems)
-    return result
 
 
 def _or_default(value: int | str | None, default: int | str) -> int | str:
@@ -363,7 +420,7 @@ def _models(check: _Checker, raw: Any) -> tuple[ModelSpec, ...]:
     for i, entry in enumerate(entries):
         path = f"spec.models[{i}]"
         obj = check.obj(entry, path)
-        name = check.string(obj.get("name"), f"{path}.name", pattern=NAME_PATTERN, max_length=63)
+        name = check.string(obj.get("name"), f"{path}.name", pattern=NAME_PATTERN, max_length=contract.MAX_NAME_LENGTH)
         if not name:
             check.fail(f"{path}.name", "is required")
             name = f"<model {i}>"
@@ -372,7 +429,10 @@ def _models(check: _Checker, raw: Any) -> tuple[ModelSpec, ...]:
         seen.add(name)
         versions = _versions(check, obj.get("versions"), f"{path}.versions")
         names = [v.version for v in versions]
-        default = check.string(obj.get("defaultVersion"), f"{path}.defaultVersion", pattern=VERSION_PATTERN, max_length=63)
+        default = check.string(
+            obj.get("defaultVersion"), f"{path}.defaultVersion", pattern=VERSION_PATTERN,
+            max_length=contract.MAX_VERSION_LENGTH,
+        )
         if default is None:
             if len(versions) > 1:
                 check.fail(f"{path}.defaultVersion", "is required when a model lists more than one version")
@@ -411,7 +471,9 @@ def _versions(check: _Checker, raw: Any, path: str) -> tuple[ModelVersionSpec, .
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         obj = check.obj(entry, f"{path}[{i}]")
-        version = check.string(obj.get("version"), f"{path}[{i}].version", pattern=VERSION_PATTERN, max_length=63)
+        version = check.string(
+            obj.get("version"), f"{path}[{i}].version", pattern=VERSION_PATTERN, max_length=contract.MAX_VERSION_LENGTH
+        )
         url = check.string(obj.get("url"), f"{path}[{i}].url", max_length=2048)
         if not version:
             check.fail(f"{path}[{i}].version", "is required")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import enum
 
+# The reasons are the wire contract's, shared with the operator (which decides retries on them).
+from modelfleet.protos.contract import Reason as Reason
+
 
 class ErrorKind(enum.Enum):
     """What went wrong, independent of any transport's codes."""
@@ -21,41 +24,6 @@ class ErrorKind(enum.Enum):
     RESOURCE_EXHAUSTED = "resource_exhausted"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     INTERNAL = "internal"
-
-
-class Reason(enum.Enum):
-    """Stable reasons clients (the operator first) decide on; sent as google.rpc.ErrorInfo.reason."""
-
-    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
-    VERSION_NOT_FOUND = "VERSION_NOT_FOUND"
-    ALREADY_EXISTS = "ALREADY_EXISTS"
-    MODEL_FILE_EXISTS = "MODEL_FILE_EXISTS"
-    """A URL's file name is already taken in the model store (TorchServe would have copied it there)."""
-    SOURCE_NOT_ALLOWED = "SOURCE_NOT_ALLOWED"
-    SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
-    SOURCE_FETCH_FAILED = "SOURCE_FETCH_FAILED"
-    CHECKSUM_MISMATCH = "CHECKSUM_MISMATCH"
-    PATH_ESCAPE = "PATH_ESCAPE"
-    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
-    HANDLER_NOT_ALLOWED = "HANDLER_NOT_ALLOWED"
-    LOAD_FAILED = "LOAD_FAILED"
-    VERSION_MISMATCH = "VERSION_MISMATCH"
-    LOAD_TIMEOUT = "LOAD_TIMEOUT"
-    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
-    BAD_INPUT = "BAD_INPUT"
-    INVALID_NAME = "INVALID_NAME"
-    MISSING_FIELD = "MISSING_FIELD"
-    DEFAULT_VERSION_IN_USE = "DEFAULT_VERSION_IN_USE"
-    MODEL_API_DISABLED = "MODEL_API_DISABLED"
-    TOKEN_INVALID = "TOKEN_INVALID"
-    QUEUE_FULL = "QUEUE_FULL"
-    NO_WORKERS = "NO_WORKERS"
-    RESPONSE_TIMEOUT = "RESPONSE_TIMEOUT"
-    DEADLINE_PASSED = "DEADLINE_PASSED"
-    SHUTTING_DOWN = "SHUTTING_DOWN"
-    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
-    """A request asks for more than a configured limit (workers, models, versions, batch values)."""
-    INTERNAL = "INTERNAL"
 
 
 class ModelFleetError(Exception):

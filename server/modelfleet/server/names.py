@@ -1,4 +1,4 @@
-"""The one pattern for model names and version strings.
+"""Checks of model names and version strings against the one pattern (modelfleet.protos.contract).
 
 The server rejects anything else with INVALID_ARGUMENT; the operator's CRD mirrors these
 patterns, so a name that passes `kubectl apply` also registers. `/` is excluded because health
@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import re
 
+# The patterns are the wire contract's: the operator's spec and CRD check the same ones.
+from modelfleet.protos.contract import MAX_NAME_LENGTH as MAX_NAME_LENGTH
+from modelfleet.protos.contract import MAX_VERSION_LENGTH as MAX_VERSION_LENGTH
+from modelfleet.protos.contract import NAME_PATTERN as NAME_PATTERN
+from modelfleet.protos.contract import RESERVED_VERSIONS as RESERVED_VERSIONS
+from modelfleet.protos.contract import VERSION_PATTERN as VERSION_PATTERN
+
 from .echo import quoted
 from .errors import ErrorKind, ModelFleetError, Reason
 
-MAX_NAME_LENGTH = 63
-MAX_VERSION_LENGTH = 63
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-"""Model names: a letter or digit, then letters, digits, `_`, `.` or `-`; at most 63 characters."""
-
-VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,62}$"
-"""Version strings: as names, plus `+` (e.g. 1.0+cu121); at most 63 characters. `all` is reserved."""
-
-RESERVED_VERSIONS = frozenset({"all"})
 DEFAULT_VERSION = "1.0"
 """Version used when neither a manifest nor a `#version=` fragment gives one (TorchServe's rule)."""
 

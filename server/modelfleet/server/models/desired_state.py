@@ -1,8 +1,8 @@
 """Desired state at start: the JSON file a Kubernetes ConfigMap carries, and TorchServe's --models.
 
 Read once by the app before the server reports ready, so a new or restarted pod loads its models
-by itself. The operator writes the same format (keys documented in the README); the version rule
-is the registry's: manifest version, else `#version=` fragment, else 1.0. `version` entries here
+by itself. The operator writes the same format (modelfleet.protos.contract.DesiredStateDocument);
+the version rule is the registry's: manifest version, else `#version=` fragment, else 1.0. `version` entries here
 are checked against what the source really holds (expected_version). Names and versions are
 full matches (names.py); an entry beyond the registry's limits is refused before any of its versions
 is registered.
@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from modelfleet.protos.contract import DesiredIntField
 
 from ..errors import ErrorKind, ModelFleetError, Reason
 from ..names import check_model_name, check_version
@@ -55,7 +57,7 @@ def _invalid(message: str) -> ModelFleetError:
     return ModelFleetError(ErrorKind.INVALID_ARGUMENT, Reason.BAD_INPUT, f"desired state: {message}")
 
 
-def _int(entry: dict[str, Any], key: str, where: str) -> int:
+def _int(entry: dict[str, Any], key: DesiredIntField, where: str) -> int:
     value = entry.get(key, 0)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise _invalid(f"{where}.{key} must be a non-negative integer, got {value!r}")
