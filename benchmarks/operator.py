@@ -39,13 +39,13 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-import procstats  # noqa: E402
-
 from modelfleet.local.addresses import AddressPool  # noqa: E402
 from modelfleet.local.fleet import Fleet, run_fleet  # noqa: E402
 from modelfleet.local.localclient import LocalClient  # noqa: E402
 from modelfleet.local.processes import ChildProcess  # noqa: E402
 from modelfleet.protos import management_pb2, management_pb2_grpc  # noqa: E402
+
+import procstats  # noqa: E402
 
 CRD_FILE = REPO / "operator" / "crds" / "modeldeployments.modelfleet.io.yaml"
 IMAGE = "ghcr.io/modelfleet/modelfleet-server:0.1.0"
@@ -468,7 +468,10 @@ async def at_scale(count: int, *, store: Path, workdir: Path, args: argparse.Nam
         pid = cluster.operator_pid
         cpu_handled = cpu_seconds(pid)
         rss_handled, _ = memory_mb(pid)
-        log(f"[{count} resources] handled in {handled_s:.1f} s; operator CPU {cpu_handled:.1f} s, RSS {rss_handled:.0f} MiB")
+        log(
+            f"[{count} resources] handled in {handled_s:.1f} s; "
+            f"operator CPU {cpu_handled:.1f} s, RSS {rss_handled:.0f} MiB"
+        )
         writes = await idle_writes(cluster, scenario=f"{count} resources, replicas 0", resync_s=args.resync,
                                    resyncs=args.idle_resyncs)
         rss_idle, peak = memory_mb(pid)

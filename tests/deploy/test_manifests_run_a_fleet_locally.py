@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mf_polling import eventually
 
 pytestmark = pytest.mark.slow

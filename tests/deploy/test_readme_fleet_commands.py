@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,8 +117,9 @@ async def test_the_readme_fleet_commands_deploy_and_call_a_model(
                     )  # fmt: skip
                     assert forwarder.stdout is not None
                     line = await asyncio.wait_for(asyncio.to_thread(forwarder.stdout.readline), timeout=30)
+                    exited = forwarder.poll() is not None and forwarder.stderr
                     assert line.startswith("Forwarding from 127.0.0.1:7070 -> 7070"), (
-                        f"{line!r}\n{forwarder.stderr.read() if forwarder.poll() is not None and forwarder.stderr else ''}"
+                        f"{line!r}\n{forwarder.stderr.read() if exited else ''}"
                     )
                     continue
                 started = time.monotonic()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Dict, List
 
 import numpy as np
 import torch
@@ -51,7 +50,7 @@ class Segmenter(torch.nn.Module):
             self.head.weight.copy_(mix[:, :, None, None] * kernel)
             self.head.bias.copy_(_weights(5, scale=0.2, phase=2.0))
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.head(x)
         return {"out": out, "aux": out * 0.5}
 
@@ -66,8 +65,8 @@ class Detector(torch.nn.Module):
             self.score.weight.copy_(_weights(6, 3, scale=6.0))
             self.score.bias.copy_(_weights(6, scale=1.0, phase=0.5))
 
-    def forward(self, images: torch.Tensor) -> List[Dict[str, torch.Tensor]]:
-        results: List[Dict[str, torch.Tensor]] = []
+    def forward(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        results: list[dict[str, torch.Tensor]] = []
         for image in images:
             height, width = image.shape[1], image.shape[2]
             means = image.mean(dim=(1, 2))

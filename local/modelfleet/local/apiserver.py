@@ -2,7 +2,7 @@
 
 `FleetApiEmulator` keeps kmock for the HTTP server, discovery data and `emulator.objects` (a mirror
 for assertions), and routes every object request to the store (apistore.py), which fixes what kmock
-0.8 lacks (see shared/notes/test-infra.md §1): metadata stamping, resourceVersion/generation, 201 on
+0.8 lacks (see docs/test-infrastructure.md): metadata stamping, resourceVersion/generation, 201 on
 create, 422 on a failed JSON-patch test, lists with kind and selectors, watches that subscribe before
 the snapshot and resume from a resourceVersion, the status and scale subresources, PUT, deletecollection,
 Namespaces, CRD registration, garbage collection. Every request lands in `emulator.audit`.

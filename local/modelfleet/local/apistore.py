@@ -417,7 +417,7 @@ class Store:
             if all(self.by_uid(ref.get("uid", "")) is None for ref in refs):
                 self._delete_quietly(rtype, dependent, propagation="Background")
         # An owner deleted in the foreground waits for its dependents; this may have been the last.
-        for type_key, objects in list(self._objects.items()):
+        for objects in list(self._objects.values()):
             for obj in list(objects.values()):
                 if FOREGROUND in (obj["metadata"].get("finalizers") or []):
                     self._collect_foreground(obj)

@@ -127,9 +127,7 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
                 result[field] = [item for item in result[field] if item not in value]
         elif key.startswith("$"):
             continue
-        elif value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and value.get("$patch") == "delete":
+        elif value is None or isinstance(value, dict) and value.get("$patch") == "delete":
             result.pop(key, None)
         elif isinstance(value, list) and isinstance(result.get(key), list):
             result[key] = _strategic_list(key, result[key], value)

@@ -58,9 +58,11 @@ async def _tcp(host: str, port: int, timeout: float) -> tuple[bool, str]:
 
 async def _http(url: str, headers: dict[str, str], timeout: float) -> tuple[bool, str]:
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(url, headers=headers, allow_redirects=False) as response:
-                return 200 <= response.status < 400, f"http: {response.status}"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url, headers=headers, allow_redirects=False) as response,
+        ):
+            return 200 <= response.status < 400, f"http: {response.status}"
     except (aiohttp.ClientError, TimeoutError) as exc:
         return False, f"http: {exc}"
 
@@ -93,7 +95,8 @@ async def probe_once(probe: JSON, *, pod_ip: str, container: JSON,
         if "httpGet" in probe:
             http = probe["httpGet"]
             scheme = str(http.get("scheme", "HTTP")).lower()
-            url = f"{scheme}://{http.get('host') or pod_ip}:{resolve_port(http['port'], container)}{http.get('path', '/')}"
+            host, port = http.get("host") or pod_ip, resolve_port(http["port"], container)
+            url = f"{scheme}://{host}:{port}{http.get('path', '/')}"
             headers = {h["name"]: h["value"] for h in http.get("httpHeaders") or []}
             return await _http(url, headers, timeout)
         if "exec" in probe:

@@ -3,7 +3,7 @@
 handlers.py creates one Runtime, starts it from kopf's startup handler and stops it at cleanup;
 kopf's watch handlers only call enqueue(). The resync loop walks the kopf index of every
 ModelDeployment (no per-object kopf timers: those force a finalizer and cost CPU per object, see
-shared/notes/kopf-at-scale.md) and enqueues each key; a pass that finds nothing changed writes nothing.
+docs/kopf-at-scale.md) and enqueues each key; a pass that finds nothing changed writes nothing.
 """
 
 from __future__ import annotations

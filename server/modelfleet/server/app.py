@@ -35,7 +35,7 @@ from modelfleet.server.models.sources import SourceResolver
 from modelfleet.server.rpc import inference, management, status
 from modelfleet.server.rpc.auth import INFERENCE, MANAGEMENT, TokenAuthInterceptor, TokenFileError, TokenStore
 from modelfleet.server.rpc.decoding import DecodingInterceptor
-from modelfleet.server.rpc.health import LIVENESS_SERVICE, OVERALL_SERVICE, HealthServicer
+from modelfleet.server.rpc.health import OVERALL_SERVICE, HealthServicer
 from modelfleet.server.rpc.health import SERVICE_NAME as HEALTH_SERVICE
 from modelfleet.server.rpc.reflection import REFLECTION_SERVICES, enable_reflection
 from modelfleet.server.rpc.transport import TransportError, bind, server_credentials, server_options

@@ -3,8 +3,9 @@
 Every flag can also come from `MODELFLEET_<FLAG_IN_UPPER_SNAKE>` (e.g. MODELFLEET_INFERENCE_ADDRESS);
 a flag on the command line wins over its variable. List variables (MODELFLEET_MODELS,
 MODELFLEET_ALLOWED_SOURCES, MODELFLEET_TRUSTED_HANDLERS) hold whitespace-separated items; switches
-take true/false/1/0/yes/no/on/off; an empty variable counts as unset. Bad values end with argparse's usage error (exit 2) naming the
-flag or variable. Called only from __main__.py; reads the environment it is given, never os.environ.
+take true/false/1/0/yes/no/on/off; an empty variable counts as unset. Bad values end with
+argparse's usage error (exit 2) naming the flag or variable. Called only from __main__.py; reads
+the environment it is given, never os.environ.
 """
 
 from __future__ import annotations

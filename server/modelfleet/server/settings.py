@@ -42,7 +42,7 @@ class NetworkSettings:
     reflection: bool = True
     """Serve grpc.reflection v1 and v1alpha so grpcurl works without .proto files."""
     pod_uid: str | None = None
-    """This pod's Kubernetes UID (downward API): answered on health Check so the operator knows whom it reached; None = not sent."""
+    """This pod's Kubernetes UID (downward API), sent on health Check so the operator knows whom it reached."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class ModelSettings:
     version_limit: int = 16
     """Most versions one model holds (registered or loading): room for rollouts and canaries, not thousands."""
     sequence_idle_timeout_s: float = 60.0
-    """Seconds a StreamPredictions2 sequence of a stateful handler may go without a request before its state is released."""
+    """Seconds a stateful handler's StreamPredictions2 sequence may stay idle before its state is released."""
     max_sequences: int = 64
     """Most open sequences (with state) per model version; one more is refused: state is memory a client holds."""
     max_image_pixels: int = 50_000_000

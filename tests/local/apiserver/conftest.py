@@ -10,9 +10,10 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-from mf_tools import tool_path
 
 from modelfleet.local.apiserver import RunningApi, apiserver_thread
+
+from mf_tools import tool_path
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import kopf
 import pytest
-from mf_polling import eventually
 
 from modelfleet.local.apiserver import RunningApi, run_apiserver
+
+from mf_polling import eventually
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 WIDGETS = "/apis/example.io/v1/namespaces/default/widgets"

@@ -111,8 +111,9 @@ def test_invalid_objects_are_rejected_with_422(apps, make_deployment):
 def test_label_selector_filters_lists(apps, make_deployment):
     apps.create_namespaced_deployment("default", make_deployment("a", labels={"team": "ml"}))
     apps.create_namespaced_deployment("default", make_deployment("b", labels={"team": "web"}))
-    names = lambda selector: sorted(d.metadata.name for d in apps.list_namespaced_deployment(
-        "default", label_selector=selector).items)
+    def names(selector):
+        return sorted(d.metadata.name for d in apps.list_namespaced_deployment("default", label_selector=selector).items)
+
     assert names("team=ml") == ["a"]
     assert names("team!=ml") == ["b"]
     assert names("team in (ml,web)") == ["a", "b"]

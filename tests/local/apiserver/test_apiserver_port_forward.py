@@ -14,11 +14,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mf_polling import eventually_sync
-from mf_tools import tool_path
 
 from modelfleet.local.apiserver import RunningApi
 from modelfleet.protos import inference_pb2, inference_pb2_grpc
+
+from mf_polling import eventually_sync
+from mf_tools import tool_path
 
 
 class _Upper(inference_pb2_grpc.InferenceAPIsServiceServicer):

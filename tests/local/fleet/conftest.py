@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import mf_polling as polling
 import pytest
 
 from modelfleet.local.fleet import Fleet, run_fleet
 from modelfleet.local.podreport import failing_pods
+
+import mf_polling as polling
 
 PODSERVER = str(Path(__file__).with_name("podserver.py"))
 PROBE_SCALE = 0.1  # a periodSeconds: 1 probe runs every 0.1 s; the first restart back-off is 1 s

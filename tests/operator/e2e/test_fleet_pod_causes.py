@@ -87,7 +87,12 @@ async def test_crashing_unstartable_and_unpullable_pods_are_named_and_a_repeat_i
     # The same crash again: the same Event, counted, not a second one.
     await start("demo-crash", command=crash, args=[])
     await poll(lambda: _reason_is(product, "ContainerCrashLooping"), timeout=60)
-    (event,) = await _events(product, "ContainerCrashLooping")
+
+    async def counted_twice() -> list[dict[str, Any]]:  # the Event is patched after the status is written
+        found = await _events(product, "ContainerCrashLooping")
+        return found if any(e.get("count") == 2 for e in found) else []
+
+    (event,) = await poll(counted_twice, timeout=30)
     assert (event["type"], event["message"], event["count"], event["series"]["count"]) == ("Warning", crashed, 2, 2)
     for reason in ("ContainerCannotStart", "ImagePullFailed"):
         assert [e["count"] for e in await _events(product, reason)] == [1]

@@ -91,8 +91,9 @@ async def test_children_a_pass_in_flight_recreates_after_deletion_are_deleted(
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
+        # 30 s: the next pass comes with the probes' pod updates, later on a loaded machine.
         await poll(lambda: [r for r in audit if r.at > stopped and r.verb == "list" and r.resource == "pods"
-                            and product.sent_by_operator(r)], timeout=10)
+                            and product.sent_by_operator(r)], timeout=30)
         await product.kube.delete("ModelDeployment", "default", "demo")
         # A leftover that pass does not write (it read the token Secret before waiting): one more
         # object that still points at the deleted owner.

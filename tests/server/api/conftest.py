@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import mf_polling as polling
 import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,6 +25,8 @@ from modelfleet.server.settings import (
     ShutdownSettings,
     SourceSettings,
 )
+
+import mf_polling as polling
 
 SAMPLE = [float(i) / 16 for i in range(16)]
 """One input sample of the tiny model (Linear 16 -> 4)."""

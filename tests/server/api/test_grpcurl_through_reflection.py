@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mf_tools import console_script
-
 from modelfleet.server.settings import AuthSettings, ModelSettings, NetworkSettings
+
+from mf_tools import console_script
 
 INFERENCE = "org.pytorch.serve.grpc.inference.InferenceAPIsService"
 MANAGEMENT = "org.pytorch.serve.grpc.management.ManagementAPIsService"

@@ -12,10 +12,11 @@ from typing import Any
 import grpc
 import pytest
 import torch
-from mf_hostile_models import FORWARD_LINE, SETSTATE_LINE, VICTIM, Victim, rewrite
 
 from modelfleet.protos import management_pb2
 from modelfleet.server.settings import AuthSettings
+
+from mf_hostile_models import FORWARD_LINE, SETSTATE_LINE, VICTIM, Victim, rewrite
 
 MANAGEMENT_TOKEN = "mgmt-" + "s3cret" * 4
 INFERENCE_TOKEN = "inference-token-1"

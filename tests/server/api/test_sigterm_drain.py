@@ -13,16 +13,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mf_polling import eventually
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelfleet.protos import inference_pb2, inference_pb2_grpc
 
+from mf_polling import eventually
+
 R = health_pb2.HealthCheckResponse
 SAMPLE = json.dumps([0.5] * 16).encode()
 
-FILE_GATE_HANDLER = '''"""Test handler: a request blocks reading the FIFO <MF_GATE_DIR>/release until the test writes it."""
+FILE_GATE_HANDLER = '''"""Test handler: a request blocks on the FIFO <MF_GATE_DIR>/release until the test writes it."""
 import json
 import os
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Every row of notes/torchserve-grpc.md's status table, in both modes, with ErrorInfo reasons.
+"""Every row of docs/torchserve-contract.md's status table, in both modes, with ErrorInfo reasons.
 
 torchserve mode reproduces what TorchServe 0.12 clients saw (quirks included); conventional mode
 answers with gRPC's usual codes. Reasons are the same in both.

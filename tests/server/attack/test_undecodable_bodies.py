@@ -136,13 +136,15 @@ async def test_garbage_without_a_token_gets_the_token_error_and_is_never_parsed(
     tmp_path: Path, model_store: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with running_app(settings(tmp_path, model_store, auth=True)) as app:
-        async with aio.insecure_channel(app.inference_address) as channel:
-            code, _, _ = await call(channel, INF + "Predictions", [GARBAGE], streams=(False, False))
-            assert code == grpc.StatusCode.UNAUTHENTICATED
-            # Health stays open: the same garbage there is parsed and refused as bad input.
-            code, _, _ = await call(channel, "/grpc.health.v1.Health/Check", [GARBAGE], streams=(False, False))
-            assert code == grpc.StatusCode.INVALID_ARGUMENT
+    async with (
+        running_app(settings(tmp_path, model_store, auth=True)) as app,
+        aio.insecure_channel(app.inference_address) as channel,
+    ):
+        code, _, _ = await call(channel, INF + "Predictions", [GARBAGE], streams=(False, False))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        # Health stays open: the same garbage there is parsed and refused as bad input.
+        code, _, _ = await call(channel, "/grpc.health.v1.Health/Check", [GARBAGE], streams=(False, False))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
     logged = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
     assert len(logged) == 1 and "Health/Check" in logged[0]
 

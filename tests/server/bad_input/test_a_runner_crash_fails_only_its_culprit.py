@@ -12,9 +12,9 @@ from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.models.batching import BatchPolicy, JobQueue
 from modelfleet.server.models.contracts import LoadedModel
 from modelfleet.server.models.workers import WorkerPool
-from mf_handlers import RunnerHandler
 
 import mf_domain_harness as h
+from mf_handlers import RunnerHandler
 
 
 class _CrashesOnBoom:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from mf_polling import eventually_sync
 
-from modelfleet.server.errors import Reason, ModelFleetError
+from modelfleet.server.errors import ModelFleetError, Reason
 from modelfleet.server.models.batching import BatchPolicy, Job, JobQueue
+
+from mf_polling import eventually_sync
 
 
 def job(enqueued: float) -> Job:

@@ -26,6 +26,9 @@ CONTRACT_FLAGS = [
 ]  # fmt: skip
 
 
+POD_UID = "3f1c2a9e-5b7d-4c1e-9a0b-1234567890ab"
+
+
 def field(settings: Settings, path: str) -> Any:
     value: Any = settings
     for part in path.split("."):
@@ -89,7 +92,7 @@ def cases(files: dict[str, str]) -> list[tuple[str, list[str], str, Any]]:
         ("max-image-pixels", ["1000000"], "models.max_image_pixels", 1000000),
         ("sequence-idle-timeout", ["2.5"], "models.sequence_idle_timeout_s", 2.5),
         ("max-sequences", ["8"], "models.max_sequences", 8),
-        ("pod-uid", ["3f1c2a9e-5b7d-4c1e-9a0b-1234567890ab"], "network.pod_uid", "3f1c2a9e-5b7d-4c1e-9a0b-1234567890ab"),
+        ("pod-uid", [POD_UID], "network.pod_uid", POD_UID),
     ]  # fmt: skip
 
 

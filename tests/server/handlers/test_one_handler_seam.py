@@ -83,7 +83,7 @@ def test_a_trusted_hooks_module_reads_its_archives_labels_at_load(tmp_path: Path
     loaded = load(mar, ModelLoader(ModelSettings(trusted_handlers=(module.__name__,))))
     [answer] = loaded.make_runner("cpu").run_batch([{"data": json.dumps([[0.1, 0.9, 0.0], [0.0, 0.0, 5.0]]).encode()}])
     assert json.loads(answer) == ["dog", "fox"]
-    assert module.SEEN == [("picker", module.__name__, "2.0", ["index_to_name.json"])]
+    assert [("picker", module.__name__, "2.0", ["index_to_name.json"])] == module.SEEN
 
 
 def test_a_missing_extra_file_fails_the_load_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,6 @@ from types import ModuleType
 from typing import Any
 
 import grpc
-import mf_polling as polling
 import pytest
 from grpc import aio
 
@@ -28,6 +27,8 @@ from modelfleet.server.settings import (
     ShutdownSettings,
     SourceSettings,
 )
+
+import mf_polling as polling
 
 ECHO_STREAM = '''
 def handle(call):

@@ -27,15 +27,16 @@ async def _drain(call: Any) -> list[Any]:
 
 def calls(api: Any, name: str, version: str) -> list[tuple[str, Callable[[], Any]]]:
     """(RPC, a function starting the call): started one at a time, so a failure leaves none unawaited."""
-    m = management_pb2
+    m, mg = management_pb2, api.management
     predict = inference_pb2.PredictionsRequest(model_name=name, model_version=version, input={"data": b"[1]"})
+    key = {"model_name": name, "model_version": version}
     return [
         ("Predictions", lambda: api.inference.Predictions(predict)),
         ("StreamPredictions", lambda: _drain(api.inference.StreamPredictions(predict))),
-        ("DescribeModel", lambda: api.management.DescribeModel(m.DescribeModelRequest(model_name=name, model_version=version))),
-        ("ScaleWorker", lambda: api.management.ScaleWorker(m.ScaleWorkerRequest(model_name=name, model_version=version))),
-        ("SetDefault", lambda: api.management.SetDefault(m.SetDefaultRequest(model_name=name, model_version=version or "1.0"))),
-        ("UnregisterModel", lambda: api.management.UnregisterModel(m.UnregisterModelRequest(model_name=name, model_version=version))),
+        ("DescribeModel", lambda: mg.DescribeModel(m.DescribeModelRequest(**key))),
+        ("ScaleWorker", lambda: mg.ScaleWorker(m.ScaleWorkerRequest(**key))),
+        ("SetDefault", lambda: mg.SetDefault(m.SetDefaultRequest(model_name=name, model_version=version or "1.0"))),
+        ("UnregisterModel", lambda: mg.UnregisterModel(m.UnregisterModelRequest(**key))),
     ]  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from modelfleet.server.models.desired_state import parse_desired_state, parse_st
 from modelfleet.server.models.registry import ModelRegistry
 from modelfleet.server.names import check_model_name, check_version
 
+
 def invalid_name(call: Callable[[], Any]) -> ModelFleetError:
     with pytest.raises(ModelFleetError) as raised:
         call()

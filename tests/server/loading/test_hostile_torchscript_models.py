@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 import torch
-from mf_hostile_models import FORWARD_LINE, SETSTATE_LINE, VICTIM, VICTIM_GLOBAL, VICTIM_QUALNAME, Victim, rewrite
 
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
+
+from mf_hostile_models import FORWARD_LINE, SETSTATE_LINE, VICTIM, VICTIM_GLOBAL, VICTIM_QUALNAME, Victim, rewrite
 
 
 @pytest.fixture

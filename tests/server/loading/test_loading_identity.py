@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
-from modelfleet.server.models.loading import ModelLoader
 from modelfleet.server.models.contracts import RegisterSpec, ResolvedSource
+from modelfleet.server.models.loading import ModelLoader
 from modelfleet.server.settings import ModelSettings
 
 

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import mf_model_gallery
 import pytest
 import torch
 
 from modelfleet.server.models.operators import default_allow_list, is_registered
 from modelfleet.server.models.torchscript_safety import _node_kinds
+
+import mf_model_gallery
 
 REPO = Path(__file__).resolve().parents[3]
 GALLERY = mf_model_gallery.gallery()

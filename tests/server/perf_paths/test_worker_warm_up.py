@@ -16,9 +16,9 @@ from modelfleet.server.models.contracts import LoadedModel, RegisterSpec
 from modelfleet.server.models.handlers import ModelState
 from modelfleet.server.models.handlers.tensor import TensorRunner
 from modelfleet.server.models.workers import WorkerPool
-from mf_handlers import RunnerHandler
 
 import mf_domain_harness as h
+from mf_handlers import RunnerHandler
 
 
 def export_tiny(path: Path, *, dynamic_batch: bool = True) -> Path:

@@ -19,7 +19,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
-import mf_polling as polling
 import pytest
 import torch
 
@@ -27,6 +26,8 @@ from modelfleet.server.models.loading import ModelLoader
 from modelfleet.server.models.registry import ModelRegistry
 from modelfleet.server.models.sources import SourceResolver
 from modelfleet.server.settings import ModelSettings, SourceSettings
+
+import mf_polling as polling
 
 T = TypeVar("T")
 

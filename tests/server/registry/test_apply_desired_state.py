@@ -42,14 +42,14 @@ async def test_versions_default_and_settings_are_applied(registries: Any, make_m
     )
     registry = registries.new()
     assert await apply_desired_state(registry, state) == []
-    described = {d["modelVersion"]: d for d in registry.describe("tiny", "all")}
+    described = {d.version: d for d in registry.describe("tiny", "all")}
     assert sorted(described) == ["1.0", "2.0"]
     for version in described.values():
-        assert (version["minWorkers"], version["maxWorkers"]) == (1, 3)
-        assert (version["batchSize"], version["maxBatchDelay"], version["responseTimeout"]) == (4, 7, 30)
-        assert version["loadedAtStartup"] is True
-        assert [w["status"] for w in version["workers"]] == ["READY"]  # loaded synchronously
-    assert registry.describe("tiny", None)[0]["modelVersion"] == "2.0"
+        assert (version.min_workers, version.max_workers) == (1, 3)
+        assert (version.batch_size, version.max_batch_delay_ms, version.response_timeout_s) == (4, 7, 30)
+        assert version.loaded_at_startup is True
+        assert [w.status for w in version.workers] == ["READY"]  # loaded synchronously
+    assert registry.describe("tiny", None)[0].version == "2.0"
     rows = h.seeded_rows(1, seed=4)
     answer = h.as_tensor(await h.predict(registry, "tiny", h.rows_json(rows)))
     assert torch.allclose(answer, h.eager(seed=2)(rows), atol=1e-6)
@@ -73,7 +73,7 @@ async def test_a_failing_entry_is_reported_and_the_others_still_load(registries:
     assert failures[0].startswith("missing: ") and "nowhere.pt" in failures[0]
     assert failures[1].startswith("mismatch: ") and "3.0" in failures[1]
     assert registry.model_names() == ["good"]
-    assert len(registry.describe("good", None)[0]["workers"]) == 2
+    assert len(registry.describe("good", None)[0].workers) == 2
     await h.predict(registry, "good", h.rows_json(h.seeded_rows(1, seed=0)))
 
 
@@ -83,7 +83,7 @@ async def test_startup_models_take_the_name_given_or_the_file_stem(registries: A
     failures = await apply_desired_state(registry, parse_startup_models(["tiny.pt", "renamed=tiny.pt#version=2.0"]))
     assert failures == []
     assert registry.model_names() == ["renamed", "tiny"]
-    assert registry.describe("renamed", None)[0]["modelVersion"] == "2.0"
+    assert registry.describe("renamed", None)[0].version == "2.0"
 
 
 async def test_applying_again_changes_nothing_and_a_retry_loads_only_what_was_missing(
@@ -113,8 +113,8 @@ async def test_applying_again_changes_nothing_and_a_retry_loads_only_what_was_mi
     make_model("tiny-v2.pt", seed=2)  # the missing source appears (e.g. a volume finished syncing)
     assert await apply_desired_state(registry, state) == []
     assert missing_models(registry, state).models == ()
-    assert [d["modelVersion"] for d in registry.describe("tiny", "all")] == ["1.0", "2.0"]
-    assert registry.describe("tiny", None)[0]["modelVersion"] == "2.0"
+    assert [d.version for d in registry.describe("tiny", "all")] == ["1.0", "2.0"]
+    assert registry.describe("tiny", None)[0].version == "2.0"
     # what was already loaded was left alone: same workers
     for key, ids in workers_before.items():
         assert [w.id for w in registry.get(key.name, key.version).pool.workers] == ids

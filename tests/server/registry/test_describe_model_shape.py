@@ -1,5 +1,6 @@
 """DescribeModel's element per version, as a TorchServe 0.12 client reads it: every field in
-DescribeModelResponse's order (null ones omitted, as Gson does), workers[] and jobQueueStatus."""
+DescribeModelResponse's order (null ones omitted, as Gson does), workers[] and jobQueueStatus.
+The registry's typed description goes through rpc/torchserve_json.py, as the servicer sends it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import re
 from typing import Any
 
 from modelfleet.server.models.contracts import RegisterSpec
+from modelfleet.server.models.describe import WorkerDescription
+from modelfleet.server.models.registry import ModelRegistry
+from modelfleet.server.rpc import torchserve_json
 
 import mf_domain_harness as h
 
@@ -20,6 +24,10 @@ TORCHSERVE_FIELDS = [
     "loadedAtStartup", "workers", "jobQueueStatus",
 ]  # DescribeModelResponse.java minus status, metrics, customizedMetadata (null there, so omitted)
 WORKER_FIELDS = ["id", "startTime", "status", "memoryUsage", "pid", "gpu", "gpuUsage"]
+
+
+def described(registry: ModelRegistry, version: str | None) -> list[dict[str, Any]]:
+    return torchserve_json.describe_json(registry.describe("tiny", version))
 
 
 async def test_every_torchserve_field_in_order_with_the_registered_settings(registries: Any, tiny_model: Any) -> None:
@@ -35,7 +43,7 @@ async def test_every_torchserve_field_in_order_with_the_registered_settings(regi
             startup_timeout_s=44,
         )
     )
-    [element] = registry.describe("tiny", None)
+    [element] = described(registry, None)
     assert list(element) == TORCHSERVE_FIELDS
     assert {k: element[k] for k in TORCHSERVE_FIELDS[:11]} == {
         "modelName": "tiny", "modelVersion": "1.5", "modelUrl": "tiny.pt#version=1.5",
@@ -61,7 +69,7 @@ async def test_unset_settings_report_torchserve_defaults(registries: Any, tiny_m
     await registry.register(
         RegisterSpec(url="tiny.pt", batch_size=0, max_batch_delay_ms=0, response_timeout_s=0, startup_timeout_s=0)
     )
-    element = registry.describe("tiny", None)[0]
+    element = described(registry, None)[0]
     assert (element["batchSize"], element["maxBatchDelay"]) == (1, 100)
     assert (element["responseTimeout"], element["startupTimeout"]) == (120, 120)
     assert (element["minWorkers"], element["maxWorkers"]) == (1, 1)
@@ -76,16 +84,28 @@ async def test_job_queue_status_counts_waiting_requests(registries: Any, tiny_mo
     await h.in_thread(lambda: handler.ENTERED.acquire(timeout=h.WAIT_S))  # the only worker is busy
     calls += [asyncio.ensure_future(h.predict(registry, "tiny", h.rows_json(rows))) for _ in range(3)]
     await h.eventually(lambda: len(registry.get("tiny").pool.queue) == 3, what="three requests queued")
-    assert registry.describe("tiny", None)[0]["jobQueueStatus"] == {"remainingCapacity": 7, "pendingRequests": 3}
+    assert described(registry, None)[0]["jobQueueStatus"] == {"remainingCapacity": 7, "pendingRequests": 3}
     handler.GATE.set()
     await asyncio.gather(*calls)
-    assert registry.describe("tiny", None)[0]["jobQueueStatus"] == {"remainingCapacity": 10, "pendingRequests": 0}
+    assert described(registry, None)[0]["jobQueueStatus"] == {"remainingCapacity": 10, "pendingRequests": 0}
 
 
 async def test_describe_all_lists_every_version_and_a_version_alone(registries: Any, tiny_model: Any) -> None:
     registry = registries.new()
     for version in ("2.0", "1.0", "1.1"):
         await registry.register(RegisterSpec(url=f"tiny.pt#version={version}", initial_workers=1))
-    assert [d["modelVersion"] for d in registry.describe("tiny", "all")] == ["1.0", "1.1", "2.0"]
-    assert [d["modelVersion"] for d in registry.describe("tiny", "1.1")] == ["1.1"]
-    assert [d["modelVersion"] for d in registry.describe("tiny", None)] == ["2.0"]  # first registered
+    assert [d["modelVersion"] for d in described(registry, "all")] == ["1.0", "1.1", "2.0"]
+    assert [d["modelVersion"] for d in described(registry, "1.1")] == ["1.1"]
+    assert [d["modelVersion"] for d in described(registry, None)] == ["2.0"]  # first registered
+
+
+def test_a_stopped_worker_is_reported_as_torchserve_s_unloading() -> None:
+    def worker(status: str, device_index: int | None) -> dict[str, Any]:
+        return torchserve_json.worker_json(
+            WorkerDescription(id="1", start_time="t", status=status, pid=7, device_index=device_index, memory_bytes=9)
+        )
+
+    assert [worker(s, None)["status"] for s in ("STARTING", "READY", "FAILED", "STOPPED")] == [
+        "STARTING", "READY", "FAILED", "UNLOADING",
+    ]
+    assert (worker("READY", 0)["gpu"], worker("READY", None)["gpu"]) == (True, False)

@@ -88,7 +88,7 @@ async def test_a_version_is_serving_only_with_min_workers_ready(registries: Any,
     assert registry.get("tiny").pool.ready_count == 1
     assert registry.health_view() == {"tiny": False, "tiny/1.0": False}
     assert registry.healthy() is False
-    assert registry.describe("tiny", None)[0]["minWorkers"] == 2
+    assert registry.describe("tiny", None)[0].min_workers == 2
 
 
 async def test_a_failing_observer_does_not_break_the_registry(registries: Any, tiny_model: Any) -> None:

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from modelfleet.server.demo import build_module
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.models.contracts import RegisterSpec
+from modelfleet.server.models.describe import ListedModel
 
 import mf_domain_harness as h
 
@@ -27,7 +28,7 @@ async def test_a_bare_pt_is_version_1_0_and_a_fragment_names_another(registries:
     assert (plain.key.name, plain.key.version) == ("tiny", "1.0")
     assert (tagged.key.name, tagged.key.version) == ("tiny", "2.0-rc1")
     described = registry.describe("tiny", "all")
-    assert [(d["modelVersion"], d["modelUrl"]) for d in described] == [
+    assert [(d.version, d.url) for d in described] == [
         ("1.0", "tiny.pt"),
         ("2.0-rc1", "tiny.pt#version=2.0-rc1"),
     ]
@@ -58,8 +59,8 @@ async def test_the_first_registered_version_stays_the_default(registries: Any, m
     rows = h.seeded_rows(2, seed=7)
     answer = h.as_tensor(await h.predict(registry, "tiny", h.rows_json(rows)))
     assert torch.allclose(answer, h.eager(seed=1)(rows), atol=1e-6)
-    assert registry.describe("tiny", None)[0]["modelVersion"] == "1.0"
-    assert registry.list_models(limit=0, offset=0)["models"] == [{"modelName": "tiny", "modelUrl": "tiny.pt#version=1.0"}]
+    assert registry.describe("tiny", None)[0].version == "1.0"
+    assert registry.list_models(limit=0, offset=0).models == (ListedModel("tiny", "tiny.pt#version=1.0"),)
 
 
 async def test_a_duplicate_name_and_version_is_refused_and_leaves_the_first_untouched(
@@ -76,9 +77,9 @@ async def test_a_duplicate_name_and_version_is_refused_and_leaves_the_first_unto
     assert (caught.value.kind, caught.value.reason) == (ErrorKind.ALREADY_EXISTS, Reason.ALREADY_EXISTS)
     assert caught.value.metadata == {"model": "tiny", "version": "1.0"}
     after = registry.describe("tiny", None)[0]
-    for field in ("modelUrl", "batchSize", "minWorkers", "maxWorkers"):
-        assert after[field] == before[field]
-    assert [w["id"] for w in after["workers"]] == [w["id"] for w in before["workers"]]
+    for field in ("url", "batch_size", "min_workers", "max_workers"):
+        assert getattr(after, field) == getattr(before, field)
+    assert [w.id for w in after.workers] == [w.id for w in before.workers]
     rows = h.seeded_rows(1, seed=3)
     assert torch.allclose(h.as_tensor(await h.predict(registry, "tiny", h.rows_json(rows))), h.eager(seed=1)(rows), atol=1e-6)
 
@@ -100,7 +101,7 @@ async def test_concurrent_registrations_of_one_version_load_it_once(registries: 
     refused = [o for o in outcomes if isinstance(o, ModelFleetError)]
     assert len(refused) == 2 and all(e.reason is Reason.ALREADY_EXISTS for e in refused)
     assert loads == ["load"]
-    assert [d["modelVersion"] for d in registry.describe("tiny", "all")] == ["1.0"]
+    assert [d.version for d in registry.describe("tiny", "all")] == ["1.0"]
     await h.predict(registry, "tiny", h.rows_json(h.seeded_rows(1, seed=0)))
 
 
@@ -109,8 +110,8 @@ async def test_synchronous_registration_returns_with_every_worker_ready(registri
     registry = registries.new()
     result = await registry.register(RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=3))
     assert result.workers == 3
-    workers = registry.describe("tiny", None)[0]["workers"]
-    assert [w["status"] for w in workers] == ["READY"] * 3
+    workers = registry.describe("tiny", None)[0].workers
+    assert [w.status for w in workers] == ["READY"] * 3
     assert registry.health_view()["tiny"] is True
 
 
@@ -121,9 +122,9 @@ async def test_zero_initial_workers_means_the_default_worker_count(registries: A
     configured = registries.new(default_workers=2)
     one = await from_cpus.register(RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=0))
     two = await configured.register(RegisterSpec(url="tiny2.pt", synchronous=True, initial_workers=0))
-    assert one.workers == 3 and len(from_cpus.describe("tiny", None)[0]["workers"]) == 3
-    assert two.workers == 2 and len(configured.describe("tiny2", None)[0]["workers"]) == 2
-    assert from_cpus.describe("tiny", None)[0]["minWorkers"] == 3
+    assert one.workers == 3 and len(from_cpus.describe("tiny", None)[0].workers) == 3
+    assert two.workers == 2 and len(configured.describe("tiny2", None)[0].workers) == 2
+    assert from_cpus.describe("tiny", None)[0].min_workers == 3
 
 
 async def test_a_load_slower_than_the_startup_timeout_fails_with_load_timeout(

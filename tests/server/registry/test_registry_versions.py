@@ -3,8 +3,8 @@ removed while others exist; removing the last version removes the model; unknown
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ import torch
 
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.models.contracts import RegisterSpec
+from modelfleet.server.models.describe import ListedModel, ModelPage
 from modelfleet.server.models.registry import ModelRegistry
 
 import mf_domain_harness as h
@@ -44,17 +45,17 @@ async def test_each_version_answers_by_itself_and_the_first_is_the_default(three
     for version in SEEDS:
         assert await answered_by(three_versions, version) == version
     assert await answered_by(three_versions, None) == "1.0"
-    assert [d["modelVersion"] for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
+    assert [d.version for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
 
 
 async def test_set_default_switches_predict_describe_and_list(three_versions: ModelRegistry) -> None:
     three_versions.set_default("tiny", "2.0")
     assert await answered_by(three_versions, None) == "2.0"
     assert await answered_by(three_versions, "") == "2.0"
-    assert three_versions.describe("tiny", None)[0]["modelVersion"] == "2.0"
-    assert three_versions.list_models(limit=10, offset=0)["models"] == [
-        {"modelName": "tiny", "modelUrl": "tiny-2.0.pt#version=2.0"}
-    ]
+    assert three_versions.describe("tiny", None)[0].version == "2.0"
+    assert three_versions.list_models(limit=10, offset=0).models == (
+        ListedModel("tiny", "tiny-2.0.pt#version=2.0"),
+    )
 
 
 async def test_the_default_version_cannot_be_unregistered_while_others_exist(three_versions: ModelRegistry) -> None:
@@ -62,7 +63,7 @@ async def test_the_default_version_cannot_be_unregistered_while_others_exist(thr
         with pytest.raises(ModelFleetError) as caught:
             await three_versions.unregister("tiny", version)
         assert (caught.value.kind, caught.value.reason) == (ErrorKind.FAILED_PRECONDITION, Reason.DEFAULT_VERSION_IN_USE)
-    assert [d["modelVersion"] for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
+    assert [d.version for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
     assert await answered_by(three_versions, None) == "1.0"
 
 
@@ -75,7 +76,7 @@ async def test_unregistering_every_version_removes_the_model(three_versions: Mod
     assert three_versions.model_names() == ["tiny"]
     await three_versions.unregister("tiny", None)  # the last one, the default
     assert three_versions.model_names() == []
-    assert three_versions.list_models(limit=0, offset=0) == {"models": []}
+    assert three_versions.list_models(limit=0, offset=0) == ModelPage(models=(), next_offset=None)
     assert three_versions.health_view() == {}
 
 
@@ -133,7 +134,7 @@ async def test_unknown_models_and_versions_are_not_found_on_every_call(
                 await result
         assert (caught.value.kind, caught.value.reason) == (ErrorKind.NOT_FOUND, reason)
         assert caught.value.metadata["model"] == name
-    assert [d["modelVersion"] for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
+    assert [d.version for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
 
 
 async def test_requests_racing_an_unregister_are_each_answered(registries: Any, tiny_model: Any) -> None:

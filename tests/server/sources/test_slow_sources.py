@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import mf_polling as polling
 import pytest
 from grpc import aio
 
@@ -26,6 +25,8 @@ from modelfleet.server.models.download import Downloader
 from modelfleet.server.models.download_guard import TransferLimits
 from modelfleet.server.models.sources import SourceResolver
 from modelfleet.server.settings import AuthSettings, ModelSettings, NetworkSettings, Settings, SourceSettings
+
+import mf_polling as polling
 
 DEFAULT_POOL = min(32, (os.cpu_count() or 1) + 4)
 """Threads of the loop's default executor (asyncio's default), which store registrations use:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mf_standard_archives import archive_files, mar
 from modelfleet.server.models.contracts import LoadedModel, RegisterSpec, ResolvedSource
 from modelfleet.server.models.loading import ModelLoader
 from modelfleet.server.settings import ModelSettings
+
+from mf_standard_archives import archive_files, mar
 
 LoadStandard = Callable[..., LoadedModel]
 """(handler, stand-in model name, *, labels=True, files=None, settings=None, exported=False) -> the loaded version."""

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from mf_standard_archives import as_json, image
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.settings import ModelSettings
+
+from mf_standard_archives import as_json, image
 
 
 def png_header_only(width: int, height: int) -> bytes:

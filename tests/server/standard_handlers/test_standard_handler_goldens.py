@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-import mf_golden_summary as golden_summary
-from mf_standard_archives import CASES, GOLDENS, HERE, as_json, image
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.models.handlers import text_normalize
+
+import mf_golden_summary as golden_summary
+from mf_standard_archives import CASES, GOLDENS, HERE, as_json, image
 
 GOLDEN = json.loads((GOLDENS / "goldens.json").read_text())
 RESULTS: dict[str, Any] = GOLDEN["results"]

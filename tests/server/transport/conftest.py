@@ -1,7 +1,8 @@
 """Fixtures for the transport tests: real grpc.aio servers on 127.0.0.1:0 with a tiny echo service.
 
-`test.Inference`, `test.Management` and `test.Unlisted` each have one method per streaming kind (and Double), on raw bytes (no
-serializers), so auth and size limits are tested on every call shape without generated code.
+`test.Inference`, `test.Management` and `test.Unlisted` each have one method per streaming kind
+(and Double), on raw bytes (no serializers), so auth and size limits are tested on every call
+shape without generated code.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
-import mf_polling as polling
 import pytest
 from grpc import aio
 
 from modelfleet.server.rpc.transport import bind
+
+import mf_polling as polling
 
 ECHO_SERVICES = ("test.Inference", "test.Management", "test.Unlisted")
 

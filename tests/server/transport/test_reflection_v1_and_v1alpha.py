@@ -11,13 +11,15 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc import aio
 from grpc_reflection.v1alpha import reflection_pb2
-from mf_tools import console_script
 
 from modelfleet.protos import inference_pb2, management_pb2
 from modelfleet.server.rpc.auth import INFERENCE, MANAGEMENT, TokenAuthInterceptor, TokenStore
-from modelfleet.server.rpc.health import SERVICE_NAME as HEALTH, HealthServicer
+from modelfleet.server.rpc.health import SERVICE_NAME as HEALTH
+from modelfleet.server.rpc.health import HealthServicer
 from modelfleet.server.rpc.reflection import REFLECTION_SERVICES, V1_SERVICE, enable_reflection
 from modelfleet.server.settings import AuthSettings
+
+from mf_tools import console_script
 
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceAPIsService"].full_name
 MANAGEMENT_SERVICE = management_pb2.DESCRIPTOR.services_by_name["ManagementAPIsService"].full_name

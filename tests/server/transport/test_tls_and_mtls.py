@@ -35,7 +35,7 @@ def _issue(
     subject: str, *, issuer: Pem | None, ca: bool = False, server: bool = False
 ) -> tuple[Pem, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     if issuer is None:
         issuer_name, signing_key = _name(subject), key
     else:

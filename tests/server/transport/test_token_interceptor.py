@@ -13,7 +13,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from modelfleet.server.rpc.auth import INFERENCE, MANAGEMENT, TokenAuthInterceptor, TokenStore
 from modelfleet.server.rpc.error_details import error_info_from_trailer
-from modelfleet.server.rpc.health import SERVICE_NAME as HEALTH, HealthServicer
+from modelfleet.server.rpc.health import SERVICE_NAME as HEALTH
+from modelfleet.server.rpc.health import HealthServicer
 from modelfleet.server.rpc.reflection import REFLECTION_SERVICES, enable_reflection
 from modelfleet.server.settings import AuthSettings
 

@@ -49,7 +49,7 @@ async def test_a_full_queue_refuses_at_once_and_the_model_keeps_serving(
         await registry.predict("tiny", None, {"data": h.rows_json(rows)}, deadline=None)  # no wait_for: at once
     assert (caught.value.kind, caught.value.reason) == (ErrorKind.RESOURCE_EXHAUSTED, Reason.QUEUE_FULL)
     assert registry.get("tiny").pool.rejected == 1
-    assert registry.describe("tiny", None)[0]["jobQueueStatus"] == {"remainingCapacity": 0, "pendingRequests": 2}
+    assert (registry.describe("tiny", None)[0].queue_remaining, registry.describe("tiny", None)[0].queue_pending) == (0, 2)
 
     handler.GATE.set()
     for answer in await asyncio.gather(running, *queued):
@@ -62,7 +62,7 @@ async def test_a_run_longer_than_the_response_timeout_fails_and_a_fresh_worker_t
 ) -> None:
     handler = handler_module(h.HOLDING_HANDLER)
     registry = await held_registry(registries, handler, response_timeout_s=1)
-    [stuck] = registry.describe("tiny", None)[0]["workers"]
+    [stuck] = registry.describe("tiny", None)[0].workers
     rows = h.seeded_rows(1, seed=2)
     running = await occupy_the_worker(registry, handler, rows)
     behind = asyncio.ensure_future(h.predict(registry, "tiny", h.rows_json(rows)))  # queued behind it
@@ -73,9 +73,9 @@ async def test_a_run_longer_than_the_response_timeout_fails_and_a_fresh_worker_t
     # the queued request is served by the replacement worker while the stuck one is still held
     assert torch.allclose(h.as_tensor(await behind), h.eager()(rows), atol=1e-6)
     described = registry.describe("tiny", None)[0]
-    assert len(described["workers"]) == 1 and described["minWorkers"] == 1
-    [fresh] = described["workers"]
-    assert fresh["id"] != stuck["id"] and fresh["status"] == "READY"
+    assert len(described.workers) == 1 and described.min_workers == 1
+    [fresh] = described.workers
+    assert fresh.id != stuck.id and fresh.status == "READY"
     assert registry.health_view()["tiny"] is True
     stats = registry.get("tiny").pool.stats()
     assert stats.requests == 1  # the timed-out run is not counted as answered by the model
@@ -83,10 +83,10 @@ async def test_a_run_longer_than_the_response_timeout_fails_and_a_fresh_worker_t
     handler.GATE.set()  # the abandoned thread finishes; its late result goes nowhere
     assert torch.allclose(h.as_tensor(await h.predict(registry, "tiny", h.rows_json(rows))), h.eager()(rows), atol=1e-6)
     await h.eventually(
-        lambda: not any(name.endswith(stuck["id"]) for name in (t.name for t in threading.enumerate())),
+        lambda: not any(name.endswith(stuck.id) for name in (t.name for t in threading.enumerate())),
         what="abandoned worker thread exited",
     )
-    assert len(registry.describe("tiny", None)[0]["workers"]) == 1
+    assert len(registry.describe("tiny", None)[0].workers) == 1
 
 
 async def test_a_request_whose_deadline_passed_while_queued_is_dropped_not_run(

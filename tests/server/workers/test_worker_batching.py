@@ -84,7 +84,7 @@ async def test_a_free_worker_holds_back_until_half_a_batch_waits_while_another_i
     calls = []
     for count, rows in enumerate(inputs[:3], start=1):  # one at a time: each reaches the queue alone
         calls.append(asyncio.ensure_future(h.predict(registry, "tiny", h.rows_json(rows))))
-        await h.eventually(lambda: len(pool.queue) == count, what=f"{count} request(s) held in the queue")
+        await h.eventually(lambda: len(pool.queue) == count, what=f"{count} request(s) held in the queue")  # noqa: B023
     assert pool.stats().batches == 0  # the free worker took none of them
     calls.append(asyncio.ensure_future(h.predict(registry, "tiny", h.rows_json(inputs[3]))))
     answers = await asyncio.gather(*calls)  # 4 = half of batch_size 8: the free worker takes all four

@@ -33,9 +33,9 @@ async def test_workers_are_placed_round_robin_over_the_devices(registries: Any, 
     assert devices_of(registry, "other") == ["cpu:0"]
 
     described = registry.describe("tiny", None)[0]
-    assert (described["deviceType"], described["deviceIds"]) == ("cpu", [])
-    assert [w["gpu"] for w in described["workers"]] == [False] * 4
-    assert [w["status"] for w in described["workers"]] == ["READY"] * 4
+    assert described.device_ids == ()
+    assert [w.device_index for w in described.workers] == [None] * 4
+    assert [w.status for w in described.workers] == ["READY"] * 4
     # every worker, whichever device copy it runs, answers like the eager model
     rows = h.seeded_rows(2, seed=6)
     answers = await asyncio.gather(*(h.predict(registry, "tiny", h.rows_json(rows)) for _ in range(8)))

@@ -41,15 +41,15 @@ async def test_scaling_up_runs_that_many_requests_at_once(registries: Any, tiny_
     registry = await holding_registry(registries, handler)
     await scale(registry, 3, 4)
     described = registry.describe("tiny", None)[0]
-    assert (described["minWorkers"], described["maxWorkers"]) == (3, 4)
-    assert [w["status"] for w in described["workers"]] == ["READY"] * 3  # synchronous: ready on return
+    assert (described.min_workers, described.max_workers) == (3, 4)
+    assert [w.status for w in described.workers] == ["READY"] * 3  # synchronous: ready on return
 
     rows = h.seeded_rows(1, seed=2)
     calls = [asyncio.ensure_future(h.predict(registry, "tiny", h.held(rows))) for _ in range(3)]
     for _ in range(3):  # all three are inside the model at the same time: three workers execute
         assert await h.in_thread(lambda: handler.ENTERED.acquire(timeout=h.WAIT_S))
     threads = {name for name, _ in handler.SEEN}
-    assert threads == {f"worker-tiny/1.0-{w['id']}" for w in described["workers"]}
+    assert threads == {f"worker-tiny/1.0-{w.id}" for w in described.workers}
     handler.GATE.set()
     for answer in await asyncio.gather(*calls):
         assert torch.allclose(h.as_tensor(answer), h.eager()(rows), atol=1e-6)
@@ -61,7 +61,7 @@ async def test_scaling_down_leaves_only_that_many_workers_executing(
     handler = handler_module(h.HOLDING_HANDLER)
     registry = await holding_registry(registries, handler, workers=3)
     await scale(registry, 1)
-    [survivor] = registry.describe("tiny", None)[0]["workers"]
+    [survivor] = registry.describe("tiny", None)[0].workers
     await h.eventually(lambda: live_worker_threads() == 1, what="stopped worker threads exited")
 
     rows = h.seeded_rows(1, seed=3)
@@ -69,10 +69,10 @@ async def test_scaling_down_leaves_only_that_many_workers_executing(
     assert await h.in_thread(lambda: handler.ENTERED.acquire(timeout=h.WAIT_S))
     rest = [asyncio.ensure_future(h.predict(registry, "tiny", h.rows_json(rows))) for _ in range(4)]
     await h.eventually(lambda: len(registry.get("tiny").pool.queue) == 4, what="requests queued behind the one worker")
-    assert handler.SEEN == [(f"worker-tiny/1.0-{survivor['id']}", {"hold": True, "rows": rows.tolist()})]
+    assert [(f"worker-tiny/1.0-{survivor.id}", {"hold": True, "rows": rows.tolist()})] == handler.SEEN
     handler.GATE.set()
     await asyncio.gather(first, *rest)
-    assert {name for name, _ in handler.SEEN} == {f"worker-tiny/1.0-{survivor['id']}"}
+    assert {name for name, _ in handler.SEEN} == {f"worker-tiny/1.0-{survivor.id}"}
 
 
 async def test_counters_survive_scaling_down(registries: Any, tiny_model: Any, handler_module: Any) -> None:
@@ -97,10 +97,10 @@ async def test_min_zero_means_one_worker_and_max_zero_means_min(registries: Any,
     await registry.register(RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=2))
     await scale(registry, 0, 0)
     described = registry.describe("tiny", None)[0]
-    assert (described["minWorkers"], described["maxWorkers"], len(described["workers"])) == (1, 1, 1)
+    assert (described.min_workers, described.max_workers, len(described.workers)) == (1, 1, 1)
     await scale(registry, 2, 0)
     described = registry.describe("tiny", None)[0]
-    assert (described["minWorkers"], described["maxWorkers"], len(described["workers"])) == (2, 2, 2)
+    assert (described.min_workers, described.max_workers, len(described.workers)) == (2, 2, 2)
 
 
 async def test_max_below_min_is_bad_input_and_changes_nothing(registries: Any, tiny_model: Any) -> None:
@@ -111,8 +111,8 @@ async def test_max_below_min_is_bad_input_and_changes_nothing(registries: Any, t
         await scale(registry, 3, 2)
     assert (caught.value.kind, caught.value.reason) == (ErrorKind.INVALID_ARGUMENT, Reason.BAD_INPUT)
     after = registry.describe("tiny", None)[0]
-    assert (after["minWorkers"], after["maxWorkers"]) == (before["minWorkers"], before["maxWorkers"]) == (2, 2)
-    assert [w["id"] for w in after["workers"]] == [w["id"] for w in before["workers"]]
+    assert (after.min_workers, after.max_workers) == (before.min_workers, before.max_workers) == (2, 2)
+    assert [w.id for w in after.workers] == [w.id for w in before.workers]
 
 
 async def test_scaling_one_version_leaves_the_others_alone(registries: Any, tiny_model: Any) -> None:
@@ -120,4 +120,4 @@ async def test_scaling_one_version_leaves_the_others_alone(registries: Any, tiny
     await registry.register(RegisterSpec(url="tiny.pt#version=1.0", synchronous=True, initial_workers=1))
     await registry.register(RegisterSpec(url="tiny.pt#version=2.0", synchronous=True, initial_workers=1))
     await registry.scale("tiny", "2.0", min_workers=3, max_workers=3, synchronous=True, timeout_s=h.WAIT_S)
-    assert [len(d["workers"]) for d in registry.describe("tiny", "all")] == [1, 3]
+    assert [len(d.workers) for d in registry.describe("tiny", "all")] == [1, 3]

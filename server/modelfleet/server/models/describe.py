@@ -1,20 +1,81 @@
-"""DescribeModel's JSON element for one version, in TorchServe 0.12's field order and names.
+"""What DescribeModel and ListModels report, as typed values the registry returns.
 
-Called by the registry; pure apart from reading this process's RSS. Fields TorchServe leaves
-null (and Gson therefore omits: status, metrics, customizedMetadata) are omitted here too.
+Called by the registry; pure apart from reading this process's RSS. Protocol shapes (TorchServe's
+JSON field names, its worker states, its page token) are built from these in rpc/, never here,
+so a second protocol can describe the same facts its own way.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
 from .devices import device_index
-
-if TYPE_CHECKING:
-    from .registry import ModelVersion
+from .workers import WorkerPool
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class WorkerDescription:
+    """One worker of a version."""
+
+    id: str
+    start_time: str
+    """ISO 8601 UTC with milliseconds, when the worker thread started."""
+    status: str
+    """The pool's own state: STARTING, READY, FAILED or STOPPED."""
+    pid: int
+    device_index: int | None
+    """The accelerator index the worker runs on; None on the CPU."""
+    memory_bytes: int
+    """Resident memory of the whole process: workers are threads, so they share it."""
+
+
+@dataclass(frozen=True)
+class VersionDescription:
+    """One registered version with its effective settings, workers and queue."""
+
+    name: str
+    version: str
+    url: str
+    engine: str
+    min_workers: int
+    max_workers: int
+    batch_size: int
+    max_batch_delay_ms: int
+    response_timeout_s: int
+    startup_timeout_s: int
+    device_ids: tuple[int, ...]
+    """Sorted accelerator indexes the workers use; empty on the CPU."""
+    stateful: bool
+    sequence_idle_timeout_s: float
+    """How long an idle sequence stays open; 0 when the handler is not stateful."""
+    max_sequences: int
+    """Open sequences allowed at once; 0 when the handler is not stateful."""
+    loaded_at_startup: bool
+    workers: tuple[WorkerDescription, ...]
+    queue_pending: int
+    """Requests waiting in the version's queue."""
+    queue_remaining: int
+    """Requests the queue still takes before it refuses (job_queue_size minus pending, at least 0)."""
+
+
+@dataclass(frozen=True)
+class ListedModel:
+    """One model on a ListModels page: its name and its default version's URL."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """One page of models in name order."""
+
+    models: tuple[ListedModel, ...]
+    next_offset: int | None
+    """Offset of the next page; None on the last page."""
 
 
 def process_rss_bytes() -> int:
@@ -26,51 +87,16 @@ def process_rss_bytes() -> int:
         return 0
 
 
-def describe_version(version: ModelVersion, *, job_queue_size: int) -> dict[str, Any]:
-    pool = version.pool
-    workers = pool.describe_workers()
-    gpu_ids = sorted({i for i in (device_index(w.device) for w in workers) if i is not None})
+def describe_workers(pool: WorkerPool) -> tuple[WorkerDescription, ...]:
     memory = process_rss_bytes()
-    pending = len(pool.queue)
-    sequences = version.sequences
-    return {
-        "modelName": version.key.name,
-        "modelVersion": version.key.version,
-        "modelUrl": version.source.url,
-        "engine": version.loaded.load_info.engine,
-        "runtime": "python",
-        "minWorkers": version.min_workers,
-        "maxWorkers": version.max_workers,
-        "batchSize": version.batch_size,
-        "maxBatchDelay": version.max_batch_delay_ms,
-        "responseTimeout": version.response_timeout_s,
-        "startupTimeout": version.startup_timeout_s,
-        "maxRetryTimeoutInSec": 0,
-        "clientTimeoutInMills": 0,
-        "parallelType": "",
-        "parallelLevel": 0,
-        "deviceType": "gpu" if gpu_ids else "cpu",
-        "deviceIds": gpu_ids,
-        "continuousBatching": False,
-        "useJobTicket": False,
-        "useVenv": False,
-        "stateful": sequences is not None,
-        "sequenceMaxIdleMSec": round(sequences.idle_timeout_s * 1000) if sequences is not None else 0,
-        "sequenceTimeoutMSec": 0,
-        "maxNumSequence": sequences.max_sequences if sequences is not None else 0,
-        "maxSequenceJobQueueSize": 0,
-        "loadedAtStartup": version.loaded_at_startup,
-        "workers": [
-            {
-                "id": w.id,
-                "startTime": w.start_time,
-                "status": "READY" if w.status == "READY" else "UNLOADING" if w.status == "STOPPED" else w.status,
-                "memoryUsage": memory,
-                "pid": w.pid,
-                "gpu": device_index(w.device) is not None,
-                "gpuUsage": "N/A",
-            }
-            for w in workers
-        ],
-        "jobQueueStatus": {"remainingCapacity": max(0, job_queue_size - pending), "pendingRequests": pending},
-    }
+    return tuple(
+        WorkerDescription(
+            id=w.id,
+            start_time=w.start_time,
+            status=w.status,
+            pid=w.pid,
+            device_index=device_index(w.device),
+            memory_bytes=memory,
+        )
+        for w in pool.describe_workers()
+    )

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import http.client
+import logging
 import os
 import re
 import tempfile

@@ -163,7 +163,7 @@ class GenerationEngine:
             failed: set[int] = set()
             for group in _by_length([(r.tokens + out, (i, r, out)) for i, r, out in active]):
                 next_tokens = self._isolated_step([seq for seq, _ in group])
-                for token, (_, (index, request, out)) in zip(next_tokens, group):
+                for token, (_, (index, _request, out)) in zip(next_tokens, group):
                     if isinstance(token, ModelFleetError):
                         results[index] = token
                         failed.add(index)

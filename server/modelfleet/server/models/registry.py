@@ -14,7 +14,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ErrorKind, ModelFleetError, Reason, model_not_found, version_not_found
 from ..names import check_lookup, check_model_name, check_version
@@ -22,7 +22,7 @@ from ..settings import ModelSettings
 from . import devices as devices_mod
 from .batching import BatchPolicy, JobQueue
 from .contracts import LoadedModel, RegisterSpec, ResolvedSource, StreamRequest
-from .describe import describe_version
+from .describe import ListedModel, ModelPage, VersionDescription, describe_workers
 from .limits import Limits
 from .sequences import SequenceRequest, SequenceSession, SequenceTable
 from .workers import WorkerPool
@@ -173,7 +173,7 @@ class ModelRegistry:
                 loaded = await asyncio.wait_for(
                     asyncio.to_thread(self.loader.load, source, spec, identity), startup_timeout
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ModelFleetError(
                     ErrorKind.DEADLINE_EXCEEDED,
                     Reason.LOAD_TIMEOUT,
@@ -366,29 +366,53 @@ class ModelRegistry:
             self._threads_for = threads
 
     # ---- queries ----------------------------------------------------------------------------
-    def describe(self, name: str, version: str | None) -> list[dict[str, Any]]:
+    def describe(self, name: str, version: str | None) -> list[VersionDescription]:
+        """`version` "all" gives every version in version order; None gives the default."""
         model = self._model(name)
         if version == "all":
             chosen = [model.versions[v] for v in sorted(model.versions)]
         else:
             chosen = [self._version(name, version)]
-        return [describe_version(v, job_queue_size=self.settings.job_queue_size) for v in chosen]
+        return [self._describe(v) for v in chosen]
 
-    def list_models(self, *, limit: int, offset: int) -> dict[str, Any]:
-        """TorchServe's page shape; an unset (0) limit gives the documented 100, not an empty page."""
+    def _describe(self, version: ModelVersion) -> VersionDescription:
+        workers = describe_workers(version.pool)
+        pending = len(version.pool.queue)
+        sequences = version.sequences
+        return VersionDescription(
+            name=version.key.name,
+            version=version.key.version,
+            url=version.source.url,
+            engine=version.loaded.load_info.engine,
+            min_workers=version.min_workers,
+            max_workers=version.max_workers,
+            batch_size=version.batch_size,
+            max_batch_delay_ms=version.max_batch_delay_ms,
+            response_timeout_s=version.response_timeout_s,
+            startup_timeout_s=version.startup_timeout_s,
+            device_ids=tuple(sorted({w.device_index for w in workers if w.device_index is not None})),
+            stateful=sequences is not None,
+            sequence_idle_timeout_s=sequences.idle_timeout_s if sequences is not None else 0.0,
+            max_sequences=sequences.max_sequences if sequences is not None else 0,
+            loaded_at_startup=version.loaded_at_startup,
+            workers=workers,
+            queue_pending=pending,
+            queue_remaining=max(0, self.settings.job_queue_size - pending),
+        )
+
+    def list_models(self, *, limit: int, offset: int) -> ModelPage:
+        """Models in name order; an unset (0) limit gives the documented 100, not an empty page."""
         if limit <= 0 or limit > LIST_DEFAULT_LIMIT:
             limit = LIST_DEFAULT_LIMIT
         offset = max(0, offset)
         names = sorted(self._models)
         page = names[offset : offset + limit]
-        result: dict[str, Any] = {}
-        if offset + limit < len(names):
-            result["nextPageToken"] = str(offset + limit)
-        result["models"] = [
-            {"modelName": name, "modelUrl": self._models[name].versions[self._models[name].default].source.url}
-            for name in page
-        ]
-        return result
+        return ModelPage(
+            models=tuple(
+                ListedModel(name, self._models[name].versions[self._models[name].default].source.url) for name in page
+            ),
+            next_offset=offset + limit if offset + limit < len(names) else None,
+        )
 
     def model_names(self) -> list[str]:
         return sorted(self._models)

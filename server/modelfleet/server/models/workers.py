@@ -8,22 +8,11 @@ A watchdog on the loop enforces response_timeout: the stuck batch fails with DEA
 and a fresh worker replaces the stuck one (a Python thread cannot be killed; it is abandoned
 and exits when its call returns).
 
-One process, not several (measured 2026-11-24 on the 2-vCPU benchmark machine, load 5-10, tiny
-model, two load-generator processes with c=16 each so that SO_REUSEPORT had two connections to
-spread; 3 interleaved runs, medians; /tmp/prof/mp.sh of the performance work):
-  bare grpc.aio echo   1 process 2,442 req/s, 0.279 ms CPU/req; 2 processes 2,679 req/s, 0.283 ms
-  ModelFleet           1 process 1,830 req/s, 0.459 ms CPU/req; 2 processes 1,954 req/s, 0.484 ms
-A second process buys at most ~7-10% throughput (inside the 10-37% run-to-run noise) at no lower CPU
-per request: the two cores are already shared by the load generator and gRPC's own threads, so there
-is no idle core for it, and each process holds its own copy of torch and the weights (~250 MB RSS).
-It also only ever helps clients with several connections: the kernel spreads connections, not calls,
-and TorchServe's clients (and the benchmark) multiplex every call onto one channel. Scale out with
-pod replicas instead; transport.py keeps grpc.so_reuseport=0 so a second server on a busy port fails.
-Worker processes (the model in a child process fed through a pipe, so its Python work leaves this
-process's GIL) were measured too, as a throwaway prototype on one channel, c=32, load ~1: mlp
-2,290 req/s at 0.58 ms CPU/request against 1,900-2,000 req/s at 0.59-0.63 for these threads in
-neighbouring runs, tiny 3,059 against ~3,000 (one run each, inside the noise), for a second copy of
-torch and the weights per process and a pipe protocol to keep safe. Threads stay.
+One process, not several: a second server process or worker processes measured no gain above the
+run-to-run noise on the benchmark machine, each would hold its own copy of torch and the weights,
+and the kernel spreads connections, not calls, while TorchServe's clients multiplex every call on
+one channel. Scale out with pod replicas instead (transport.py keeps grpc.so_reuseport=0, so a
+second server on a busy port fails). The measurements: benchmarks/RESULTS.md, "Threads in one process".
 """
 
 from __future__ import annotations
@@ -37,7 +26,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ErrorKind, ModelFleetError, Reason, load_failed
@@ -154,7 +143,7 @@ class Worker:
         self.pool = pool
         self.device = device
         self.id = str(next(_worker_ids))
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         self.status = "STARTING"
         self.busy_since: float | None = None
         self.current: list[Job] = []
@@ -562,7 +551,7 @@ class WorkerPool:
         self._ready_waiters.append((count, future))
         try:
             await asyncio.wait_for(future, timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ModelFleetError(
                 ErrorKind.DEADLINE_EXCEEDED,
                 Reason.LOAD_TIMEOUT,

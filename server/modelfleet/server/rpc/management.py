@@ -1,11 +1,12 @@
 """ManagementAPIsService (TorchServe's management API): register, unregister, scale, describe, list, set default.
 
 Thin: each RPC converts the request (convert.py), calls one registry method and converts the
-result to TorchServe's sentence or pretty JSON. Registered by app.py through status.add_servicer,
-which maps raised ModelFleetErrors to status codes. Only RegisterModel and UnregisterModel need
-the model API enabled, exactly as TorchServe's enable_model_api. The status mode also picks the
-two request readings where TorchServe's differ from gRPC's usual ones (numbers ≤ 0 on
-RegisterModel, SetDefault without a version); the README's compatibility table lists them.
+result to TorchServe's sentence or pretty JSON (shapes from torchserve_json.py). Registered by
+app.py through status.add_servicer, which maps raised ModelFleetErrors to status codes. Only
+RegisterModel and UnregisterModel need the model API enabled, exactly as TorchServe's
+enable_model_api. The status mode also picks the two request readings where TorchServe's differ
+from gRPC's usual ones (numbers ≤ 0 on RegisterModel, SetDefault without a version); the README's
+compatibility table lists them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from grpc import aio
 from modelfleet.protos import management_pb2
 from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 from modelfleet.server.models.registry import ModelRegistry
-from modelfleet.server.rpc import convert
+from modelfleet.server.rpc import convert, torchserve_json
 from modelfleet.server.settings import StatusMode
 
 SERVICE = management_pb2.DESCRIPTOR.services_by_name["ManagementAPIsService"]
@@ -79,12 +80,14 @@ class ManagementServicer:
         name = convert.required("model_name", request.model_name)
         # `customized` (TorchServe's describe_handle) runs archive handler code, which we never
         # run; the standard description is returned instead.
-        return convert.json_reply(self._registry.describe(name, request.model_version or None))
+        described = self._registry.describe(name, request.model_version or None)
+        return convert.json_reply(torchserve_json.describe_json(described))
 
     async def ListModels(
         self, request: management_pb2.ListModelsRequest, context: aio.ServicerContext
     ) -> _Reply:
-        return convert.json_reply(self._registry.list_models(limit=request.limit, offset=request.next_page_token))
+        page = self._registry.list_models(limit=request.limit, offset=request.next_page_token)
+        return convert.json_reply(torchserve_json.page_json(page))
 
     async def SetDefault(
         self, request: management_pb2.SetDefaultRequest, context: aio.ServicerContext

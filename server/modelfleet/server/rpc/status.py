@@ -34,7 +34,7 @@ _PREDICT_METHODS = ("Predictions", "StreamPredictions", "StreamPredictions2")
 
 # ---------------------------------------------------------------------------------------------
 # THE table. "conventional" is gRPC's usual meaning (STYLE §1.3). "torchserve" is what a
-# TorchServe 0.12 client saw over gRPC (notes/torchserve-grpc.md; grpcimpl/InferenceImpl.java,
+# TorchServe 0.12 client saw over gRPC (docs/torchserve-contract.md; grpcimpl/InferenceImpl.java,
 # ManagementImpl.java, util/GRPCUtils.java), used by default so existing clients keep working.
 # Reason first; a (method, reason) row overrides it for one RPC; the kind is the last resort
 # for a reason added later without a row (kinds are named after the conventional codes).

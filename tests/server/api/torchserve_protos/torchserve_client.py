@@ -16,7 +16,8 @@ import management_pb2_grpc
 from google.protobuf import empty_pb2
 
 inference_address, management_address, key_file = sys.argv[1:4]
-keys = json.load(open(key_file))
+with open(key_file) as keys_file:
+    keys = json.load(keys_file)
 inference_md = [("authorization", "Bearer " + keys["inference"]["key"])]
 management_md = [("authorization", "Bearer " + keys["management"]["key"])]
 sample = json.dumps([0.25] * 16).encode()

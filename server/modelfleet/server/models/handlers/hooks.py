@@ -86,7 +86,7 @@ class CallRunner:
         for one in inputs:
             last: bytes | None = None
             try:
-                for last in self._responses(Call(one, self.module, self.device)):
+                for last in self._responses(Call(one, self.module, self.device)):  # noqa: B007 (keeps the last)
                     pass
             except ModelFleetError as exc:
                 results.append(exc)

@@ -9,6 +9,7 @@ Pure checks on shapes, dtypes and sizes: no forward pass, no grpc.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 import orjson
 import torch
@@ -167,7 +168,7 @@ def too_large(size: int, *, limit: int, shape: Sequence[int], exact: bool) -> Mo
 
 
 def _is_size(size: object) -> bool:
-    return isinstance(size, int) and not isinstance(size, bool) and 0 <= size
+    return isinstance(size, int) and not isinstance(size, bool) and size >= 0
 
 
 def _short_int(value: int) -> str:

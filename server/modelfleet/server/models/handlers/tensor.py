@@ -231,7 +231,7 @@ class TensorRunner:
         for item in group:
             stop = start + item.rows.shape[0]
             count = 1 if item.single else stop - start
-            shape = lambda: _rows_shape(out, item, count)  # noqa: E731  (built only for a refusal's message)
+            shape = lambda: _rows_shape(out, item, count)  # noqa: E731, B023  (a refusal's message, built in this pass)
             error = self._oversized(count * row_numel, out.dtype, item.form, shape=shape)
             if error is None:
                 kept.append((item, start, stop))
@@ -244,7 +244,7 @@ class TensorRunner:
                 if listed is None:
                     listed = out.tolist()
                 encoded = json.dumps(listed[start] if item.single else listed[start:stop]).encode()
-                results[item.index] = self._sized(encoded, shape=lambda: _rows_shape(out, item, stop - start))
+                results[item.index] = self._sized(encoded, shape=lambda: _rows_shape(out, item, stop - start))  # noqa: B023
             else:
                 results[item.index] = self._encode(out[start] if item.single else out[start:stop], item.form)
 
@@ -278,7 +278,7 @@ class TensorRunner:
                 continue
             self._state.sample_ndim = rows.dim() - 1
             value = out[0] if single else out
-            return self._oversized(value.numel(), value.dtype, form, shape=lambda: value.shape) or self._encode(
+            return self._oversized(value.numel(), value.dtype, form, shape=lambda: value.shape) or self._encode(  # noqa: B023
                 value, form
             )
         assert failure is not None
