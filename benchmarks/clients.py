@@ -46,8 +46,7 @@ def wait_healthy(endpoint: Endpoint, *, timeout_s: float, alive: Any = None) -> 
             if alive is not None and not alive():
                 raise RuntimeError(f"server exited before it was healthy (last: {last})")
             try:
-                reply = stub.Ping(empty_pb2.Empty(),
-                                  metadata=endpoint.metadata("inference"), timeout=2)
+                reply = stub.Ping(empty_pb2.Empty(), metadata=endpoint.metadata("inference"), timeout=2)
                 if json.loads(reply.health).get("status") == "Healthy":
                     return time.perf_counter() - t0
                 last = reply.health
@@ -59,8 +58,9 @@ def wait_healthy(endpoint: Endpoint, *, timeout_s: float, alive: Any = None) -> 
     raise RuntimeError(f"not healthy within {timeout_s:g}s (last: {last})")
 
 
-def first_good_prediction(endpoint: Endpoint, model: str, payload: str, expected: list[float] | None,
-                          *, width: int, deadline: float) -> None:
+def first_good_prediction(
+    endpoint: Endpoint, model: str, payload: str, expected: list[float] | None, *, width: int, deadline: float
+) -> None:
     """Retry Predictions until a reply passes the load generator's check (the model may be warming)."""
     last = "no answer"
     request = inference_pb2.PredictionsRequest(model_name=model, input={"data": payload.encode()})
@@ -80,8 +80,9 @@ def first_good_prediction(endpoint: Endpoint, model: str, payload: str, expected
 
 
 def describe_workers(stub: Any, endpoint: Endpoint, model: str) -> list[dict[str, Any]]:
-    reply = stub.DescribeModel(management_pb2.DescribeModelRequest(model_name=model),
-                               metadata=endpoint.metadata("management"), timeout=10)
+    reply = stub.DescribeModel(
+        management_pb2.DescribeModelRequest(model_name=model), metadata=endpoint.metadata("management"), timeout=10
+    )
     described = json.loads(reply.msg)
     entry = described[0] if isinstance(described, list) else described
     return list(entry.get("workers", []))
@@ -109,8 +110,9 @@ class Registration:
     max_batch_delay_ms: int
 
 
-def register(endpoint: Endpoint, reg: Registration, *, payload: str, expected: list[float] | None,
-             width: int, timeout_s: float) -> float:
+def register(
+    endpoint: Endpoint, reg: Registration, *, payload: str, expected: list[float] | None, width: int, timeout_s: float
+) -> float:
     """Seconds from RegisterModel(synchronous) to the first good prediction."""
     assert endpoint.management is not None
     t0 = time.perf_counter()
@@ -118,11 +120,16 @@ def register(endpoint: Endpoint, reg: Registration, *, payload: str, expected: l
         stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
         stub.RegisterModel(
             management_pb2.RegisterModelRequest(
-                model_name=reg.model, url=reg.url, initial_workers=reg.workers,
-                batch_size=reg.batch_size, max_batch_delay=reg.max_batch_delay_ms,
-                synchronous=True, startup_timeout=int(timeout_s),
+                model_name=reg.model,
+                url=reg.url,
+                initial_workers=reg.workers,
+                batch_size=reg.batch_size,
+                max_batch_delay=reg.max_batch_delay_ms,
+                synchronous=True,
+                startup_timeout=int(timeout_s),
             ),
-            metadata=endpoint.metadata("management"), timeout=timeout_s,
+            metadata=endpoint.metadata("management"),
+            timeout=timeout_s,
         )
     first_good_prediction(endpoint, reg.model, payload, expected, width=width, deadline=t0 + timeout_s)
     return time.perf_counter() - t0
@@ -135,9 +142,11 @@ def scale(endpoint: Endpoint, model: str, workers: int, *, timeout_s: float) -> 
     with grpc.insecure_channel(endpoint.management) as channel:
         stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
         stub.ScaleWorker(
-            management_pb2.ScaleWorkerRequest(model_name=model, min_worker=workers, max_worker=workers,
-                                              synchronous=True),
-            metadata=endpoint.metadata("management"), timeout=timeout_s,
+            management_pb2.ScaleWorkerRequest(
+                model_name=model, min_worker=workers, max_worker=workers, synchronous=True
+            ),
+            metadata=endpoint.metadata("management"),
+            timeout=timeout_s,
         )
         wait_ready_workers(stub, endpoint, model, workers, deadline=t0 + timeout_s)
     return time.perf_counter() - t0

@@ -52,8 +52,9 @@ async def serve(address: str, replies: dict[str, bytes]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="127.0.0.1:7070")
-    parser.add_argument("--reply", action="append", default=[], metavar="MODEL=WIDTH",
-                        help="answer MODEL with WIDTH zeros (repeatable)")
+    parser.add_argument(
+        "--reply", action="append", default=[], metavar="MODEL=WIDTH", help="answer MODEL with WIDTH zeros (repeatable)"
+    )
     args = parser.parse_args()
     replies = {}
     for entry in args.reply:

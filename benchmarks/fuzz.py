@@ -60,8 +60,10 @@ CLIENT_LOST_STATUS = "Internal error from Core"
 """What the grpc aio *client* reports when a server ends a request stream while the client is still
 writing (grpc's AioCall.set_internal_error; the server never sends this text). Such an outcome says
 nothing about the server's code, so for request-streaming calls it is counted, not judged."""
-CLIENT_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                  ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+CLIENT_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
 
 
 @dataclass
@@ -83,8 +85,10 @@ class Failure:
     problem: str
 
     def line(self) -> str:
-        return (f"seed={self.seed} index={self.index} phase={self.phase}: {self.problem}\n"
-                f"    sent: {self.message}\n    got:  {self.outcome}")
+        return (
+            f"seed={self.seed} index={self.index} phase={self.phase}: {self.problem}\n"
+            f"    sent: {self.message}\n    got:  {self.outcome}"
+        )
 
 
 @dataclass
@@ -172,9 +176,19 @@ def reason_of(status_message: Any) -> str | None:
 class Campaign:
     """One server, one seed: setup, the phases, the checks, the report."""
 
-    def __init__(self, *, seed: int, messages: int, concurrency: int, status_codes: str, workdir: Path,
-                 base_workers: int = 1, kinds: tuple[str, ...] = (), churn: bool = True,
-                 end_growth: float = END_GROWTH) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        messages: int,
+        concurrency: int,
+        status_codes: str,
+        workdir: Path,
+        base_workers: int = 1,
+        kinds: tuple[str, ...] = (),
+        churn: bool = True,
+        end_growth: float = END_GROWTH,
+    ) -> None:
         self.seed = seed
         self.end_growth = end_growth
         self.count = messages
@@ -198,16 +212,31 @@ class Campaign:
         port = closed_port()
         self.target = fm.Target(store=str(store), closed_port=port, kinds=self.kinds)
         allowed = [rf"http://127\.0\.0\.1:{port}/.*", rf"https://127\.0\.0\.1:{port}/.*", f"file://{store}/.*"]
-        self.server = ServerProcess(self.workdir / "server", store, status_codes=self.mode,
-                                    extra=["--allowed-sources", *allowed], env=SERVER_ENV)
+        self.server = ServerProcess(
+            self.workdir / "server",
+            store,
+            status_codes=self.mode,
+            extra=["--allowed-sources", *allowed],
+            env=SERVER_ENV,
+        )
         await asyncio.to_thread(self.server.wait_started)
-        self.channels = {kind: aio.insecure_channel(address, options=CLIENT_OPTIONS)
-                         for kind, address in (("inference", self.server.inference),
-                                               ("management", self.server.management))}
+        self.channels = {
+            kind: aio.insecure_channel(address, options=CLIENT_OPTIONS)
+            for kind, address in (("inference", self.server.inference), ("management", self.server.management))
+        }
         for model in self.target.base:
-            reply = await self.management("RegisterModel", management_pb2.RegisterModelRequest(
-                url=f"{model}.pt", model_name=model, initial_workers=self.base_workers, batch_size=8,
-                max_batch_delay=5, synchronous=True), timeout=120)
+            reply = await self.management(
+                "RegisterModel",
+                management_pb2.RegisterModelRequest(
+                    url=f"{model}.pt",
+                    model_name=model,
+                    initial_workers=self.base_workers,
+                    batch_size=8,
+                    max_batch_delay=5,
+                    synchronous=True,
+                ),
+                timeout=120,
+            )
             if reply.code != C.OK:
                 raise RuntimeError(f"cannot register base model {model}: {outcome_text(reply)}")
 
@@ -236,20 +265,25 @@ class Campaign:
         outcome = Outcome(C.OK)
         try:
             if request_streaming:
-                call = channel.stream_stream(message.method)(iter(message.bodies), timeout=message.timeout_s,
-                                                             metadata=metadata)
+                call = channel.stream_stream(message.method)(
+                    iter(message.bodies), timeout=message.timeout_s, metadata=metadata
+                )
                 outcome.responses = [reply async for reply in call]
             elif response_streaming:
-                stream = channel.unary_stream(message.method)(message.bodies[0], timeout=message.timeout_s,
-                                                              metadata=metadata)
+                stream = channel.unary_stream(message.method)(
+                    message.bodies[0], timeout=message.timeout_s, metadata=metadata
+                )
                 async for reply in stream:
                     outcome.responses.append(reply)
                     if message.method.endswith("/Watch"):  # endless by design: the first answer is enough
                         stream.cancel()
                         break
             else:
-                outcome.responses = [await channel.unary_unary(message.method)(
-                    message.bodies[0], timeout=message.timeout_s, metadata=metadata)]
+                outcome.responses = [
+                    await channel.unary_unary(message.method)(
+                        message.bodies[0], timeout=message.timeout_s, metadata=metadata
+                    )
+                ]
         except aio.AioRpcError as error:
             info = error_info_from_trailer(list(error.trailing_metadata() or ()))
             outcome.code, outcome.details = error.code(), error.details() or ""
@@ -271,8 +305,11 @@ class Campaign:
     def problems(self, message: fm.Message, outcome: Outcome) -> list[str]:
         found: list[str] = []
         code = outcome.code
-        if code == C.INTERNAL and outcome.details == CLIENT_LOST_STATUS and fm.METHODS.get(
-            message.method, (None, False))[1]:
+        if (
+            code == C.INTERNAL
+            and outcome.details == CLIENT_LOST_STATUS
+            and fm.METHODS.get(message.method, (None, False))[1]
+        ):
             self.report.client_lost_status += 1
             return found
         if code in (C.INTERNAL, C.UNKNOWN) and not self.documented_quirk(message.method, code, outcome.reason):
@@ -341,12 +378,15 @@ class Campaign:
         listing = await self.management("ListModels", management_pb2.ListModelsRequest(limit=1000))
         if listing.code != C.OK:
             return ("ListModels", listing.code.name)
-        names = sorted(model["modelName"] for model in json.loads(
-            management_pb2.ManagementResponse.FromString(listing.responses[0]).msg)["models"])
+        names = sorted(
+            model["modelName"]
+            for model in json.loads(management_pb2.ManagementResponse.FromString(listing.responses[0]).msg)["models"]
+        )
         state: list[Any] = []
         for name in names:
             described = await self.management(
-                "DescribeModel", management_pb2.DescribeModelRequest(model_name=name, model_version="all"))
+                "DescribeModel", management_pb2.DescribeModelRequest(model_name=name, model_version="all")
+            )
             if described.code != C.OK:
                 state.append((name, described.code.name))
                 continue
@@ -365,8 +405,13 @@ class Campaign:
         while True:
             await asyncio.sleep(0.05)
             current = await self.snapshot()
-            ready = all(worker.get("status") == "READY" for _, versions in current if isinstance(versions, list)
-                        for entry in versions for worker in entry.get("workers", []))
+            ready = all(
+                worker.get("status") == "READY"
+                for _, versions in current
+                if isinstance(versions, list)
+                for entry in versions
+                for worker in entry.get("workers", [])
+            )
             if current == previous and ready:
                 return current
             if time.monotonic() > deadline:
@@ -386,8 +431,12 @@ class Campaign:
                 if not isinstance(versions, list):
                     continue
                 for entry in versions:  # the default goes last: it fails while others remain
-                    await self.management("UnregisterModel", management_pb2.UnregisterModelRequest(
-                        model_name=name, model_version=entry.get("modelVersion", "")))
+                    await self.management(
+                        "UnregisterModel",
+                        management_pb2.UnregisterModelRequest(
+                            model_name=name, model_version=entry.get("modelVersion", "")
+                        ),
+                    )
                 await self.management("UnregisterModel", management_pb2.UnregisterModelRequest(model_name=name))
         self.fail(-1, "cleanup", str(await self.snapshot())[:500], "fuzz-registered models could not be removed")
 
@@ -396,8 +445,11 @@ class Campaign:
         assert self.server is not None
         message = fm.message(self.seed, index, self.target)
         if message.auth == "good":
-            metadata = self.metadata(message.scope) if message.scope != "unknown" else self.metadata(
-                "management" if message.method.startswith(fm.MGMT) else "inference")
+            metadata = (
+                self.metadata(message.scope)
+                if message.scope != "unknown"
+                else self.metadata("management" if message.method.startswith(fm.MGMT) else "inference")
+            )
         else:
             rng = fm.rng_for(self.seed, -index - 1)
             metadata = fm.bad_metadata(message.auth, message.scope, lambda s: getattr(self.server.tokens, s), rng)
@@ -416,9 +468,13 @@ class Campaign:
             changed_ok = outcome.code == C.OK and message.mutating
             after = await (self.settled() if changed_ok else self.snapshot())
             if not changed_ok and after != before:
-                self.fail(index, message.describe(), outcome_text(outcome),
-                          f"state changed by a {'refused' if outcome.code != C.OK else 'read-only'} call: "
-                          f"{str(before)[:300]} -> {str(after)[:300]}")
+                self.fail(
+                    index,
+                    message.describe(),
+                    outcome_text(outcome),
+                    f"state changed by a {'refused' if outcome.code != C.OK else 'read-only'} call: "
+                    f"{str(before)[:300]} -> {str(after)[:300]}",
+                )
 
     async def run_indices(self, indices: range, *, workers: int, sequential: bool = False) -> None:
         pending = iter(indices)
@@ -435,22 +491,52 @@ class Campaign:
         sample = json.dumps([0.25] * self.target.base["tiny"]).encode()
         predict = inference_pb2.PredictionsRequest(model_name=name, input={"data": sample})
         steps: list[tuple[str, str, Any]] = [
-            ("management", "RegisterModel", management_pb2.RegisterModelRequest(
-                url="tiny.pt#version=1.0", model_name=name, initial_workers=1, batch_size=4, max_batch_delay=5,
-                synchronous=True)),
+            (
+                "management",
+                "RegisterModel",
+                management_pb2.RegisterModelRequest(
+                    url="tiny.pt#version=1.0",
+                    model_name=name,
+                    initial_workers=1,
+                    batch_size=4,
+                    max_batch_delay=5,
+                    synchronous=True,
+                ),
+            ),
             ("inference", "Predictions", predict),
-            ("management", "RegisterModel", management_pb2.RegisterModelRequest(
-                url="tiny.pt#version=2.0", model_name=name, initial_workers=1, synchronous=True)),
+            (
+                "management",
+                "RegisterModel",
+                management_pb2.RegisterModelRequest(
+                    url="tiny.pt#version=2.0", model_name=name, initial_workers=1, synchronous=True
+                ),
+            ),
             ("management", "SetDefault", management_pb2.SetDefaultRequest(model_name=name, model_version="2.0")),
-            ("management", "ScaleWorker", management_pb2.ScaleWorkerRequest(
-                model_name=name, model_version="2.0", min_worker=2, max_worker=2, synchronous=True)),
+            (
+                "management",
+                "ScaleWorker",
+                management_pb2.ScaleWorkerRequest(
+                    model_name=name, model_version="2.0", min_worker=2, max_worker=2, synchronous=True
+                ),
+            ),
             ("inference", "Predictions", predict),
-            ("management", "ScaleWorker", management_pb2.ScaleWorkerRequest(
-                model_name=name, model_version="2.0", min_worker=1, max_worker=1, synchronous=True)),
-            ("management", "UnregisterModel", management_pb2.UnregisterModelRequest(model_name=name,
-                                                                                    model_version="1.0")),
-            ("management", "UnregisterModel", management_pb2.UnregisterModelRequest(model_name=name,
-                                                                                    model_version="2.0")),
+            (
+                "management",
+                "ScaleWorker",
+                management_pb2.ScaleWorkerRequest(
+                    model_name=name, model_version="2.0", min_worker=1, max_worker=1, synchronous=True
+                ),
+            ),
+            (
+                "management",
+                "UnregisterModel",
+                management_pb2.UnregisterModelRequest(model_name=name, model_version="1.0"),
+            ),
+            (
+                "management",
+                "UnregisterModel",
+                management_pb2.UnregisterModelRequest(model_name=name, model_version="2.0"),
+            ),
         ]
         while self.with_churn and not stop.is_set():
             for scope, method, request in steps:
@@ -458,11 +544,17 @@ class Campaign:
                 message = fm.Message(-2, prefix + method, (request.SerializeToString(),), timeout_s=30.0)
                 outcome = await self.send(message, self.metadata(scope))
                 if outcome.code != C.OK:
-                    self.fail(-2, f"churn cycle {self.report.churn_cycles}: {method} {str(request)[:120]!r}",
-                              outcome_text(outcome), "a churn step failed while fuzzing ran")
+                    self.fail(
+                        -2,
+                        f"churn cycle {self.report.churn_cycles}: {method} {str(request)[:120]!r}",
+                        outcome_text(outcome),
+                        "a churn step failed while fuzzing ran",
+                    )
                     for version in ("1.0", "2.0"):  # start the next cycle from nothing
-                        await self.management("UnregisterModel", management_pb2.UnregisterModelRequest(
-                            model_name=name, model_version=version))
+                        await self.management(
+                            "UnregisterModel",
+                            management_pb2.UnregisterModelRequest(model_name=name, model_version=version),
+                        )
                     break
             else:
                 self.report.churn_cycles += 1
@@ -518,35 +610,63 @@ class Campaign:
         # allocator and gRPC keep as capacity is in it; what grows after that grows with traffic.
         baseline = report.rss_checkpoints_kib[0] if report.rss_checkpoints_kib else report.rss_start_kib
         if report.rss_end_kib > baseline * (1 + self.end_growth):
-            self.fail(-1, "RSS at the end", f"baseline {baseline} KiB, end {report.rss_end_kib} KiB",
-                      f"RSS grew more than {self.end_growth:.0%} after the first quarter of the campaign")
+            self.fail(
+                -1,
+                "RSS at the end",
+                f"baseline {baseline} KiB, end {report.rss_end_kib} KiB",
+                f"RSS grew more than {self.end_growth:.0%} after the first quarter of the campaign",
+            )
         peak_limit = report.rss_start_kib + (self.concurrency * MAX_REQUEST_BYTES * PEAK_COPIES) // 1024 + 256 * 1024
         if report.rss_peak_kib > peak_limit:
-            self.fail(-1, "peak RSS", f"peak {report.rss_peak_kib} KiB > limit {peak_limit} KiB",
-                      "peak RSS above start + concurrency x largest request x 8 + 256 MiB")
+            self.fail(
+                -1,
+                "peak RSS",
+                f"peak {report.rss_peak_kib} KiB > limit {peak_limit} KiB",
+                "peak RSS above start + concurrency x largest request x 8 + 256 MiB",
+            )
         log = self.server.log()
         report.log_tracebacks = log.count("Traceback")
         report.log_errors = sum(1 for line in log.splitlines() if " ERROR " in line or line.startswith("ERROR"))
         report.log_undecodable_warnings = log.count("undecodable request")
         if report.log_tracebacks:
             first = log.index("Traceback")
-            self.fail(-1, "server log", log[max(0, first - 300): first + 1500], "a traceback in the server log")
+            self.fail(-1, "server log", log[max(0, first - 300) : first + 1500], "a traceback in the server log")
         methods = len(fm.METHODS)
         allowed = methods * int((time.monotonic() - self.started) / 10 + 1)
         if report.log_undecodable_warnings > allowed:
-            self.fail(-1, "server log", f"{report.log_undecodable_warnings} warnings",
-                      f"undecodable-body warnings not rate-limited (more than {allowed})")
+            self.fail(
+                -1,
+                "server log",
+                f"{report.log_undecodable_warnings} warnings",
+                f"undecodable-body warnings not rate-limited (more than {allowed})",
+            )
 
 
-async def run_campaign(*, seed: int = DEFAULT_SEED, messages: int = 5000, concurrency: int = 8,
-                       status_codes: str = "conventional", workdir: Path | None = None,
-                       replay: list[int] | None = None, kinds: tuple[str, ...] = (), churn: bool = True,
-                       end_growth: float = END_GROWTH) -> Report:
+async def run_campaign(
+    *,
+    seed: int = DEFAULT_SEED,
+    messages: int = 5000,
+    concurrency: int = 8,
+    status_codes: str = "conventional",
+    workdir: Path | None = None,
+    replay: list[int] | None = None,
+    kinds: tuple[str, ...] = (),
+    churn: bool = True,
+    end_growth: float = END_GROWTH,
+) -> Report:
     """Start a server, run the campaign (or replay some indices), stop the server; the report."""
     own = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="mf-fuzz-")) if workdir is None else workdir
-    campaign = Campaign(seed=seed, messages=messages, concurrency=concurrency, status_codes=status_codes,
-                        workdir=folder, kinds=kinds, churn=churn, end_growth=end_growth)
+    campaign = Campaign(
+        seed=seed,
+        messages=messages,
+        concurrency=concurrency,
+        status_codes=status_codes,
+        workdir=folder,
+        kinds=kinds,
+        churn=churn,
+        end_growth=end_growth,
+    )
     try:
         await campaign.start()
         return await campaign.run(replay=replay)
@@ -575,9 +695,18 @@ def main() -> int:
     unknown = set(kinds) - {k for k, _ in fm.KINDS}
     if unknown:
         parser.error(f"unknown kinds {sorted(unknown)}")
-    report = asyncio.run(run_campaign(seed=args.seed, messages=args.messages, concurrency=args.concurrency,
-                                      status_codes=args.status_codes, workdir=args.workdir, replay=args.replay,
-                                      kinds=kinds, churn=not args.no_churn))
+    report = asyncio.run(
+        run_campaign(
+            seed=args.seed,
+            messages=args.messages,
+            concurrency=args.concurrency,
+            status_codes=args.status_codes,
+            workdir=args.workdir,
+            replay=args.replay,
+            kinds=kinds,
+            churn=not args.no_churn,
+        )
+    )
     print(report.summary())
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(asdict(report), indent=2))

@@ -25,8 +25,10 @@ from modelfleet.protos import inference_pb2, management_pb2
 INF = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/"
 MGMT = "/org.pytorch.serve.grpc.management.ManagementAPIsService/"
 HEALTH = "/grpc.health.v1.Health/"
-REFLECTION = ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-              "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+REFLECTION = (
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
 
 # method → (request type, request streaming, response streaming, token scope or None when open)
 METHODS: dict[str, tuple[Any, bool, bool, str | None]] = {
@@ -50,17 +52,71 @@ UNKNOWN_METHODS = (INF + "Nope", MGMT + "DeleteEverything", "/grpc.health.v1.Hea
 BAD_AUTH = ("none", "wrong", "other-scope", "malformed", "huge")
 INT32_EDGES = (0, 1, -1, 2, 4, 8, 16, 100, 1024, 1025, 3600, 3601, 60_000, 60_001, 2**31 - 1, -(2**31), 2**31 - 2)
 INT64_EDGES = (0, -1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64, -(2**63), -(2**63) - 1, 10**30)
-SAFETENSORS_DTYPES = ("F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64", "U8", "BOOL", "U16", "U32", "U64",
-                      "F4", "F6_E2M3", "F6_E3M2", "F8_E4M3", "F8_E5M2", "F8_E8M0", "C64", "XYZ", "")
-RAW_DTYPES = ("float32", "float", "float16", "half", "bfloat16", "float64", "double", "int8", "int16", "int32",
-              "int64", "uint8", "bool", "torch.float32", "complex64", "uint16", "float32\n", "", "F32", "object")
+SAFETENSORS_DTYPES = (
+    "F32",
+    "F16",
+    "BF16",
+    "F64",
+    "I8",
+    "I16",
+    "I32",
+    "I64",
+    "U8",
+    "BOOL",
+    "U16",
+    "U32",
+    "U64",
+    "F4",
+    "F6_E2M3",
+    "F6_E3M2",
+    "F8_E4M3",
+    "F8_E5M2",
+    "F8_E8M0",
+    "C64",
+    "XYZ",
+    "",
+)
+RAW_DTYPES = (
+    "float32",
+    "float",
+    "float16",
+    "half",
+    "bfloat16",
+    "float64",
+    "double",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "torch.float32",
+    "complex64",
+    "uint16",
+    "float32\n",
+    "",
+    "F32",
+    "object",
+)
 UNICODE = ("モデル", "😀", "tiny\u202e", "ti\u0301ny", "\x00", "tiny\x00", "Ω≈ç√", "\u200b", "ｔｉｎｙ", "\ufeff")
 
 # Weights of each kind of message in a campaign (they sum to 100).
 KINDS: tuple[tuple[str, int], ...] = (
-    ("Predictions", 20), ("StreamPredictions", 5), ("StreamPredictions2", 8), ("Ping", 2),
-    ("DescribeModel", 6), ("ListModels", 4), ("RegisterModel", 8), ("ScaleWorker", 6), ("SetDefault", 4),
-    ("UnregisterModel", 5), ("Check", 5), ("List", 1), ("Watch", 2), ("reflection", 5), ("garbage", 18),
+    ("Predictions", 20),
+    ("StreamPredictions", 5),
+    ("StreamPredictions2", 8),
+    ("Ping", 2),
+    ("DescribeModel", 6),
+    ("ListModels", 4),
+    ("RegisterModel", 8),
+    ("ScaleWorker", 6),
+    ("SetDefault", 4),
+    ("UnregisterModel", 5),
+    ("Check", 5),
+    ("List", 1),
+    ("Watch", 2),
+    ("reflection", 5),
+    ("garbage", 18),
     ("unknown", 1),
 )
 
@@ -188,11 +244,27 @@ def url(rng: random.Random, target: Target) -> str:
     store = target.store
     port = target.closed_port
     choices = (
-        f"file://{store}/{file}", f"file://{store}/../secret.pt", f"file://{store}/%2e%2e/secret.pt",
-        f"file://{store}/folder/../../secret.pt", "file:///etc/passwd", "../secret.pt", "folder/../../secret.pt",
-        f"http://127.0.0.1:{port}/tiny.pt", f"https://127.0.0.1:{port}/x.mar", f"http://127.0.0.1:{port}/../x",
-        "http://127.0.0.1:1/tiny.pt", "s3://bucket/tiny.pt", "ftp://127.0.0.1/x", "data:;base64,AAAA",
-        "tiny.pt\n", "tiny.pt?x=1", "//127.0.0.1/x", "file:tiny.pt", "", "~/secret.pt", f"{store}/tiny.pt",
+        f"file://{store}/{file}",
+        f"file://{store}/../secret.pt",
+        f"file://{store}/%2e%2e/secret.pt",
+        f"file://{store}/folder/../../secret.pt",
+        "file:///etc/passwd",
+        "../secret.pt",
+        "folder/../../secret.pt",
+        f"http://127.0.0.1:{port}/tiny.pt",
+        f"https://127.0.0.1:{port}/x.mar",
+        f"http://127.0.0.1:{port}/../x",
+        "http://127.0.0.1:1/tiny.pt",
+        "s3://bucket/tiny.pt",
+        "ftp://127.0.0.1/x",
+        "data:;base64,AAAA",
+        "tiny.pt\n",
+        "tiny.pt?x=1",
+        "//127.0.0.1/x",
+        "file:tiny.pt",
+        "",
+        "~/secret.pt",
+        f"{store}/tiny.pt",
     )
     return rng.choice(choices) if roll < 0.9 else text(rng)
 
@@ -214,8 +286,21 @@ def json_input(rng: random.Random, width: int) -> bytes:
         depth = rng.choice((10, 100, 999, 1_000, 5_000, 100_000))
         return b"[" * depth + b"1" + b"]" * depth
     if roll < 0.8:
-        odd = rng.choice(('"x"', "null", "NaN", "Infinity", "-Infinity", "1e400", "-0", "true", "{}", "[]",
-                          str(rng.choice(INT64_EDGES))))
+        odd = rng.choice(
+            (
+                '"x"',
+                "null",
+                "NaN",
+                "Infinity",
+                "-Infinity",
+                "1e400",
+                "-0",
+                "true",
+                "{}",
+                "[]",
+                str(rng.choice(INT64_EDGES)),
+            )
+        )
         values = [odd if rng.random() < 0.5 else str(v) for v in floats(rng, width)]
         return ("[" + ",".join(values) + "]").encode()
     if roll < 0.9:
@@ -225,8 +310,22 @@ def json_input(rng: random.Random, width: int) -> bytes:
 
 def safetensors_input(rng: random.Random, width: int) -> bytes:
     dtype = rng.choice(SAFETENSORS_DTYPES)
-    shape: Any = rng.choice(([width], [1, width], [2, width], [0, width], [0, 2**64], [2**63 - 1], [-1],
-                             [width, width, width, width], [], [2**31, 2**31], ["16"], None))
+    shape: Any = rng.choice(
+        (
+            [width],
+            [1, width],
+            [2, width],
+            [0, width],
+            [0, 2**64],
+            [2**63 - 1],
+            [-1],
+            [width, width, width, width],
+            [],
+            [2**31, 2**31],
+            ["16"],
+            None,
+        )
+    )
     length = rng.choice((0, 1, width * 4, width * 2, width * 8, rng.randint(0, 5000)))
     end = rng.choice((length, length + 1, length - 1, 2**63, -1))
     header: dict[str, Any] = {"t": {"dtype": dtype, "shape": shape, "data_offsets": [0, end]}}
@@ -241,9 +340,25 @@ def safetensors_input(rng: random.Random, width: int) -> bytes:
 
 def raw_input(rng: random.Random, width: int) -> dict[str, bytes]:
     dtype = rng.choice(RAW_DTYPES)
-    shape = rng.choice((f"[{width}]", f"{width}", f"1,{width}", f"[2, {width}]", "[0, 18446744073709551616]",
-                        "[-1]", "[]", "[2147483647, 2147483647]", "abc", "[" * 1000, "[1e3]", "[16.5]",
-                        f"[{2**63}]", "", "[" + ",".join(["1"] * 100) + "]"))
+    shape = rng.choice(
+        (
+            f"[{width}]",
+            f"{width}",
+            f"1,{width}",
+            f"[2, {width}]",
+            "[0, 18446744073709551616]",
+            "[-1]",
+            "[]",
+            "[2147483647, 2147483647]",
+            "abc",
+            "[" * 1000,
+            "[1e3]",
+            "[16.5]",
+            f"[{2**63}]",
+            "",
+            "[" + ",".join(["1"] * 100) + "]",
+        )
+    )
     size = rng.choice((width * 4, width * 2, width * 8, width, 0, 1, rng.randint(0, 4096)))
     entries = {"data": rng.randbytes(size), "dtype": dtype.encode()}
     if rng.random() < 0.9:
@@ -283,8 +398,9 @@ def prediction(rng: random.Random, target: Target, *, sequence: bool = False) ->
     width = target.base.get(model, rng.choice(list(target.base.values())))
     if control:
         data = json.dumps(floats(rng, width)).encode()
-        request = inference_pb2.PredictionsRequest(model_name=model, model_version=rng.choice(("", "1.0")),
-                                                   input={"data": data})
+        request = inference_pb2.PredictionsRequest(
+            model_name=model, model_version=rng.choice(("", "1.0")), input={"data": data}
+        )
         if sequence:  # StreamPredictions2 requires one
             request.sequence_id = f"s{rng.randint(0, 10**6)}"
         return request, True, f"control {model}"
@@ -296,8 +412,12 @@ def prediction(rng: random.Random, target: Target, *, sequence: bool = False) ->
 
 def reflection_request(rng: random.Random) -> Any:
     request = reflection_pb2.ServerReflectionRequest(host=text(rng)[:200] if rng.random() < 0.3 else "")
-    symbols = ("org.pytorch.serve.grpc.inference.InferenceAPIsService", "grpc.health.v1.Health",
-               "org.pytorch.serve.grpc.management.RegisterModelRequest", "google.protobuf.Empty")
+    symbols = (
+        "org.pytorch.serve.grpc.inference.InferenceAPIsService",
+        "grpc.health.v1.Health",
+        "org.pytorch.serve.grpc.management.RegisterModelRequest",
+        "google.protobuf.Empty",
+    )
     files = ("modelfleet/protos/inference.proto", "grpc/health/v1/health.proto", "google/protobuf/empty.proto")
     which = rng.randrange(5)
     if which == 0:
@@ -333,17 +453,26 @@ def structured(kind: str, rng: random.Random, target: Target) -> tuple[str, list
         request = management_pb2.ListModelsRequest(limit=int32(rng), next_page_token=int32(rng))
     elif kind == "RegisterModel":
         request = management_pb2.RegisterModelRequest(
-            url=url(rng, target), model_name=name(rng, target, mutating=True) if rng.random() < 0.8 else "",
-            batch_size=int32(rng), max_batch_delay=int32(rng), initial_workers=int32(rng),
-            response_timeout=int32(rng), startup_timeout=int32(rng) if rng.random() < 0.5 else 0,
+            url=url(rng, target),
+            model_name=name(rng, target, mutating=True) if rng.random() < 0.8 else "",
+            batch_size=int32(rng),
+            max_batch_delay=int32(rng),
+            initial_workers=int32(rng),
+            response_timeout=int32(rng),
+            startup_timeout=int32(rng) if rng.random() < 0.5 else 0,
             handler=rng.choice(("", "", "default", "generation", "os.system", "mf_x", text(rng))),
-            runtime=rng.choice(("", "python", text(rng))), synchronous=rng.random() < 0.8,
+            runtime=rng.choice(("", "python", text(rng))),
+            synchronous=rng.random() < 0.8,
             s3_sse_kms=rng.random() < 0.1,
         )
     elif kind == "ScaleWorker":
         request = management_pb2.ScaleWorkerRequest(
-            model_name=name(rng, target, mutating=True), model_version=version(rng), min_worker=int32(rng),
-            max_worker=int32(rng), number_gpu=int32(rng), synchronous=rng.random() < 0.7,
+            model_name=name(rng, target, mutating=True),
+            model_version=version(rng),
+            min_worker=int32(rng),
+            max_worker=int32(rng),
+            number_gpu=int32(rng),
+            synchronous=rng.random() < 0.7,
             timeout=rng.choice((0, 0, 1, 5, -1, 2**31 - 1)),
         )
     elif kind == "SetDefault":
@@ -409,8 +538,12 @@ def garbage_body(rng: random.Random, valid: bytes) -> tuple[bytes, str]:
 def garbage(rng: random.Random, target: Target) -> tuple[str, list[bytes], bool, str]:
     method = rng.choice(list(METHODS))
     request_type, request_streaming = METHODS[method][0], METHODS[method][1]
-    kind = {"Predictions": "Predictions", "StreamPredictions": "Predictions", "StreamPredictions2": "Predictions",
-            "ServerReflectionInfo": "reflection"}.get(method.rsplit("/", 1)[1], method.rsplit("/", 1)[1])
+    kind = {
+        "Predictions": "Predictions",
+        "StreamPredictions": "Predictions",
+        "StreamPredictions2": "Predictions",
+        "ServerReflectionInfo": "reflection",
+    }.get(method.rsplit("/", 1)[1], method.rsplit("/", 1)[1])
     _, valid_requests, _, _ = structured(kind if kind in dict(KINDS) else "Ping", rng, target)
     valid = [r.SerializeToString() for r in valid_requests if isinstance(r, request_type)] or [b""]
     bad, note = garbage_body(rng, valid[0])

@@ -88,9 +88,7 @@ class Load:
         while not self.stopping:
             index = self.next_index % len(self.payloads)
             self.next_index += 1
-            request = inference_pb2.PredictionsRequest(
-                model_name=args.model, input={"data": self.payloads[index]}
-            )
+            request = inference_pb2.PredictionsRequest(model_name=args.model, input={"data": self.payloads[index]})
             started = time.perf_counter()
             try:
                 reply = await stub.Predictions(request, metadata=self.metadata, timeout=args.call_timeout)

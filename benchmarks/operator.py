@@ -102,13 +102,24 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 def md_body(name: str, *, replicas: int, store: Path, versions: list[dict[str, str]], default: str) -> dict[str, Any]:
     return {
-        "apiVersion": "modelfleet.io/v1alpha1", "kind": "ModelDeployment",
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "ModelDeployment",
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
-            "image": IMAGE, "replicas": replicas,
+            "image": IMAGE,
+            "replicas": replicas,
             "modelStore": {"readOnly": True, "volume": {"hostPath": {"path": str(store)}}},
-            "models": [{"name": "tiny", "versions": versions, "defaultVersion": default, "minWorkers": 1,
-                        "maxWorkers": 1, "batchSize": 8, "maxBatchDelayMs": 5}],
+            "models": [
+                {
+                    "name": "tiny",
+                    "versions": versions,
+                    "defaultVersion": default,
+                    "minWorkers": 1,
+                    "maxWorkers": 1,
+                    "batchSize": 8,
+                    "maxBatchDelayMs": 5,
+                }
+            ],
         },
     }
 
@@ -138,9 +149,21 @@ class Cluster:
 
     async def start_operator(self, *, resync_s: float) -> None:
         self.operator = ChildProcess(
-            [sys.executable, "-m", "modelfleet.operator", "--kubeconfig", str(self.kubeconfig),
-             "--resync-interval", str(resync_s), "--operator-namespace", OPERATOR_NAMESPACE],
-            log_path=self.workdir / "operator.log", env=dict(os.environ), cwd=self.workdir)
+            [
+                sys.executable,
+                "-m",
+                "modelfleet.operator",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--resync-interval",
+                str(resync_s),
+                "--operator-namespace",
+                OPERATOR_NAMESPACE,
+            ],
+            log_path=self.workdir / "operator.log",
+            env=dict(os.environ),
+            cwd=self.workdir,
+        )
         await self.operator.start()
 
     def check_operator(self) -> None:
@@ -148,8 +171,11 @@ class Cluster:
             raise RuntimeError(f"the operator exited:\n{self.operator.tail()}")
 
     def operator_requests(self, since: float) -> list[Any]:
-        return [r for r in self.fleet.api.emulator.audit
-                if r.at >= since and any(agent in r.user_agent for agent in OPERATOR_AGENTS)]
+        return [
+            r
+            for r in self.fleet.api.emulator.audit
+            if r.at >= since and any(agent in r.user_agent for agent in OPERATOR_AGENTS)
+        ]
 
 
 @contextlib.asynccontextmanager
@@ -159,12 +185,14 @@ async def local_cluster(workdir: Path, *, probe_scale: float) -> AsyncIterator[C
     pods = AddressPool(f"127.{block}.0.0/16", first=f"127.{block}.0.2")
     services = AddressPool(f"127.{block + 100}.0.0/16", first=f"127.{block + 100}.0.1")
     workdir.mkdir(parents=True, exist_ok=True)
-    async with run_fleet(workdir / "state", probe_period_scale=probe_scale, shutdown_grace_s=5, pods=pods,
-                         services=services) as fleet:
+    async with run_fleet(
+        workdir / "state", probe_period_scale=probe_scale, shutdown_grace_s=5, pods=pods, services=services
+    ) as fleet:
         client = LocalClient(fleet.api.store, fleet.api.emulator.audit, user_agent="benchmark/operator")
         client.create(client.type("", "namespaces"), None, {"metadata": {"name": OPERATOR_NAMESPACE}})
-        client.create(client.type("apiextensions.k8s.io", "customresourcedefinitions"), None,
-                      yaml.safe_load(CRD_FILE.read_text()))
+        client.create(
+            client.type("apiextensions.k8s.io", "customresourcedefinitions"), None, yaml.safe_load(CRD_FILE.read_text())
+        )
         kubeconfig = workdir / "kubeconfig"
         kubeconfig.write_text(fleet.api.kubeconfig())
         cluster = Cluster(fleet=fleet, client=client, kubeconfig=kubeconfig, workdir=workdir)
@@ -182,8 +210,9 @@ async def local_cluster(workdir: Path, *, probe_scale: float) -> AsyncIterator[C
                 await cluster.operator.stop(grace_s=10)
 
 
-async def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str, cluster: Cluster,
-                   interval_s: float = 0.05) -> None:
+async def wait_for(
+    predicate: Callable[[], bool], *, timeout_s: float, what: str, cluster: Cluster, interval_s: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         cluster.check_operator()
@@ -198,7 +227,9 @@ async def wait_quiet(cluster: Cluster, *, quiet_s: float, timeout_s: float) -> N
     while time.monotonic() < deadline:
         cluster.check_operator()
         now = time.time()
-        recent = [r for r in cluster.operator_requests(now - quiet_s) if r.verb in WRITE_VERBS and r.resource != "leases"]
+        recent = [
+            r for r in cluster.operator_requests(now - quiet_s) if r.verb in WRITE_VERBS and r.resource != "leases"
+        ]
         if not recent:
             return
         await asyncio.sleep(0.2)
@@ -229,11 +260,21 @@ async def idle_writes(cluster: Cluster, *, scenario: str, resync_s: float, resyn
     cpu = cpu_seconds(cluster.operator_pid) - cpu_before
     window.close()
     requests = cluster.operator_requests(started)
-    writes = [f"{r.verb} {r.resource}{'/' + r.subresource if r.subresource else ''} {r.name}"
-              for r in requests if r.verb in WRITE_VERBS and r.resource != "leases"]
-    return IdleWrites(scenario=scenario, resync_s=resync_s, window_s=time.time() - started, writes=writes,
-                      lease_writes=sum(1 for r in requests if r.verb in WRITE_VERBS and r.resource == "leases"),
-                      reads=sum(1 for r in requests if r.verb in ("get", "list")), cpu_s=cpu, load=window.text())
+    writes = [
+        f"{r.verb} {r.resource}{'/' + r.subresource if r.subresource else ''} {r.name}"
+        for r in requests
+        if r.verb in WRITE_VERBS and r.resource != "leases"
+    ]
+    return IdleWrites(
+        scenario=scenario,
+        resync_s=resync_s,
+        window_s=time.time() - started,
+        writes=writes,
+        lease_writes=sum(1 for r in requests if r.verb in WRITE_VERBS and r.resource == "leases"),
+        reads=sum(1 for r in requests if r.verb in ("get", "list")),
+        cpu_s=cpu,
+        load=window.text(),
+    )
 
 
 # ---- (a) spec change -> every pod converged -----------------------------------------------------
@@ -257,8 +298,12 @@ def converged(md: dict[str, Any], *, replicas: int, default: str, versions: list
         return False
     for pod in pods:
         model = next((m for m in pod.get("models") or [] if m.get("name") == "tiny"), None)
-        if not pod.get("ready") or model is None or model.get("defaultVersion") != default \
-                or sorted(model.get("versions") or []) != sorted(versions):
+        if (
+            not pod.get("ready")
+            or model is None
+            or model.get("defaultVersion") != default
+            or sorted(model.get("versions") or []) != sorted(versions)
+        ):
             return False
     return True
 
@@ -267,15 +312,21 @@ async def verify_pods(cluster: Cluster, name: str, *, default: str) -> str:
     """Ask every pod's management API (DescribeModel) for tiny's default: 'yes' or what differs."""
     secret = cluster.client.get(cluster.client.type("", "secrets"), "default", f"{name}-tokens")
     token = base64.b64decode(((secret or {}).get("data") or {}).get("management", "")).decode().strip()
-    pods = [p for p in cluster.client.list(cluster.client.type("", "pods"), "default")
-            if (p["metadata"].get("labels") or {}).get("modelfleet.io/deployment") == name
-            and not p["metadata"].get("deletionTimestamp")]
+    pods = [
+        p
+        for p in cluster.client.list(cluster.client.type("", "pods"), "default")
+        if (p["metadata"].get("labels") or {}).get("modelfleet.io/deployment") == name
+        and not p["metadata"].get("deletionTimestamp")
+    ]
     wrong = []
     for pod in pods:
         async with grpc.aio.insecure_channel(f"{pod['status']['podIP']}:{MANAGEMENT_PORT}") as channel:
             stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
-            reply = await stub.DescribeModel(management_pb2.DescribeModelRequest(model_name="tiny"),
-                                             metadata=[("authorization", f"Bearer {token}")], timeout=10)
+            reply = await stub.DescribeModel(
+                management_pb2.DescribeModelRequest(model_name="tiny"),
+                metadata=[("authorization", f"Bearer {token}")],
+                timeout=10,
+            )
             found = json.loads(reply.msg)[0]["modelVersion"]
         if found != default:
             wrong.append(f"{pod['metadata']['name']}:{found}")
@@ -292,16 +343,27 @@ class ChangeRow:
     load: str
 
 
-async def timed_change(cluster: Cluster, name: str, spec_models: list[dict[str, Any]], *, replicas: int,
-                       default: str, versions: list[str], timeout_s: float) -> float:
+async def timed_change(
+    cluster: Cluster,
+    name: str,
+    spec_models: list[dict[str, Any]],
+    *,
+    replicas: int,
+    default: str,
+    versions: list[str],
+    timeout_s: float,
+) -> float:
     """PATCH the spec (merge patch, through the store as an API client would) and return the seconds
     until the status write that says every pod converged (seen by a store listener: no polling lag)."""
     done = asyncio.Event()
     done_at: list[float] = []
 
     def listener(obj: dict[str, Any]) -> None:
-        if obj["metadata"]["name"] == name and not done_at and converged(obj, replicas=replicas, default=default,
-                                                                          versions=versions):
+        if (
+            obj["metadata"]["name"] == name
+            and not done_at
+            and converged(obj, replicas=replicas, default=default, versions=versions)
+        ):
             done_at.append(time.monotonic())
             done.set()
 
@@ -313,8 +375,10 @@ async def timed_change(cluster: Cluster, name: str, spec_models: list[dict[str, 
         while not done.is_set():
             cluster.check_operator()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name}: not converged {timeout_s:g} s after the change; status: "
-                                   f"{json.dumps(cluster.md(name).get('status'))[:1500]}")
+                raise RuntimeError(
+                    f"{name}: not converged {timeout_s:g} s after the change; status: "
+                    f"{json.dumps(cluster.md(name).get('status'))[:1500]}"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 0.5)
         return done_at[0] - started
@@ -323,20 +387,35 @@ async def timed_change(cluster: Cluster, name: str, spec_models: list[dict[str, 
 
 
 def model_spec(versions: list[dict[str, str]], default: str) -> list[dict[str, Any]]:
-    return [{"name": "tiny", "versions": versions, "defaultVersion": default, "minWorkers": 1, "maxWorkers": 1,
-             "batchSize": 8, "maxBatchDelayMs": 5}]
+    return [
+        {
+            "name": "tiny",
+            "versions": versions,
+            "defaultVersion": default,
+            "minWorkers": 1,
+            "maxWorkers": 1,
+            "batchSize": 8,
+            "maxBatchDelayMs": 5,
+        }
+    ]
 
 
-async def convergence(size: int, *, store: Path, workdir: Path, args: argparse.Namespace,
-                      rows: list[ChangeRow], idle: list[IdleWrites]) -> None:
+async def convergence(
+    size: int, *, store: Path, workdir: Path, args: argparse.Namespace, rows: list[ChangeRow], idle: list[IdleWrites]
+) -> None:
     name = f"fleet{size}"
     async with local_cluster(workdir / name, probe_scale=args.probe_scale) as cluster:
         await cluster.start_operator(resync_s=args.resync)
         started = time.monotonic()
-        cluster.client.create(cluster.mds, "default", md_body(name, replicas=size, store=store, versions=[V1],
-                                                               default="1.0"))
-        await wait_for(lambda: converged(cluster.md(name), replicas=size, default="1.0", versions=["1.0"]),
-                       timeout_s=60 + 15 * size, what=f"{size} pods serving tiny 1.0", cluster=cluster)
+        cluster.client.create(
+            cluster.mds, "default", md_body(name, replicas=size, store=store, versions=[V1], default="1.0")
+        )
+        await wait_for(
+            lambda: converged(cluster.md(name), replicas=size, default="1.0", versions=["1.0"]),
+            timeout_s=60 + 15 * size,
+            what=f"{size} pods serving tiny 1.0",
+            cluster=cluster,
+        )
         bring_up = time.monotonic() - started
         log(f"[{size} pods] up and converged in {bring_up:.1f} s (not timed); settling")
         changes = [
@@ -345,19 +424,30 @@ async def convergence(size: int, *, store: Path, workdir: Path, args: argparse.N
         ]
         for repeat in range(args.repeats):
             if repeat:  # back to 1.0 only (untimed), so the next cut-over loads 2.0 again
-                await timed_change(cluster, name, model_spec([V1], "1.0"), replicas=size, default="1.0",
-                                   versions=["1.0"], timeout_s=120)
+                await timed_change(
+                    cluster,
+                    name,
+                    model_spec([V1], "1.0"),
+                    replicas=size,
+                    default="1.0",
+                    versions=["1.0"],
+                    timeout_s=120,
+                )
             for label, models, default, versions in changes:
                 await wait_quiet(cluster, quiet_s=1.0, timeout_s=60)
                 window = Window()
-                seconds = await timed_change(cluster, name, models, replicas=size, default=default,
-                                             versions=versions, timeout_s=120)
+                seconds = await timed_change(
+                    cluster, name, models, replicas=size, default=default, versions=versions, timeout_s=120
+                )
                 window.close()
                 verified = await verify_pods(cluster, name, default=default)
                 rows.append(ChangeRow(size, label, seconds, verified, bring_up, window.text()))
                 log(f"[{size} pods] {label}: {seconds:.2f} s (pods say default {default}: {verified})")
-        idle.append(await idle_writes(cluster, scenario=f"{size} pods, converged", resync_s=args.resync,
-                                      resyncs=args.idle_resyncs))
+        idle.append(
+            await idle_writes(
+                cluster, scenario=f"{size} pods, converged", resync_s=args.resync, resyncs=args.idle_resyncs
+            )
+        )
 
 
 # ---- model load time, apart --------------------------------------------------------------------
@@ -373,10 +463,25 @@ async def model_load_times(store: Path, workdir: Path, *, repeats: int) -> list[
         s2.bind(("127.0.0.1", 0))
         inference, management = f"127.0.0.1:{s1.getsockname()[1]}", f"127.0.0.1:{s2.getsockname()[1]}"
     workdir.mkdir(parents=True, exist_ok=True)
-    server = ChildProcess([sys.executable, "-m", "modelfleet.server", "--inference-address", inference,
-                           "--management-address", management, "--model-store", str(store),
-                           "--enable-model-api", "--disable-token-auth", "--log-level", "WARNING"],
-                          log_path=workdir / "server.log", cwd=workdir)
+    server = ChildProcess(
+        [
+            sys.executable,
+            "-m",
+            "modelfleet.server",
+            "--inference-address",
+            inference,
+            "--management-address",
+            management,
+            "--model-store",
+            str(store),
+            "--enable-model-api",
+            "--disable-token-auth",
+            "--log-level",
+            "WARNING",
+        ],
+        log_path=workdir / "server.log",
+        cwd=workdir,
+    )
     await server.start()
     times = []
     try:
@@ -395,16 +500,20 @@ async def model_load_times(store: Path, workdir: Path, *, repeats: int) -> list[
 
             async def register(url: str) -> float:
                 t0 = time.monotonic()
-                await stub.RegisterModel(management_pb2.RegisterModelRequest(
-                    url=url, model_name="tiny", initial_workers=1, synchronous=True, batch_size=8,
-                    max_batch_delay=5), timeout=120)
+                await stub.RegisterModel(
+                    management_pb2.RegisterModelRequest(
+                        url=url, model_name="tiny", initial_workers=1, synchronous=True, batch_size=8, max_batch_delay=5
+                    ),
+                    timeout=120,
+                )
                 return time.monotonic() - t0
 
             await register(V1["url"])
             for _ in range(repeats):
                 times.append(await register(V2["url"]))
-                await stub.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="tiny",
-                                                                                 model_version="2.0"), timeout=60)
+                await stub.UnregisterModel(
+                    management_pb2.UnregisterModelRequest(model_name="tiny", model_version="2.0"), timeout=60
+                )
     finally:
         await server.stop(grace_s=10)
     return times
@@ -428,14 +537,16 @@ class ScaleRow:
     load: str
 
 
-async def at_scale(count: int, *, store: Path, workdir: Path, args: argparse.Namespace,
-                   rows: list[ScaleRow], idle: list[IdleWrites]) -> None:
+async def at_scale(
+    count: int, *, store: Path, workdir: Path, args: argparse.Namespace, rows: list[ScaleRow], idle: list[IdleWrites]
+) -> None:
     """`count` ModelDeployments (replicas 0) exist; the operator starts; timed until every one has a
     status for its generation; then CPU and RSS, and again after an idle period of resyncs."""
     async with local_cluster(workdir / f"scale{count}", probe_scale=args.probe_scale) as cluster:
         for i in range(count):
-            cluster.client.create(cluster.mds, "default", md_body(f"md{i:04d}", replicas=0, store=store,
-                                                                   versions=[V1], default="1.0"))
+            cluster.client.create(
+                cluster.mds, "default", md_body(f"md{i:04d}", replicas=0, store=store, versions=[V1], default="1.0")
+            )
         handled: set[str] = set()
         ready: set[str] = set()
         first: list[float] = []
@@ -472,11 +583,24 @@ async def at_scale(count: int, *, store: Path, workdir: Path, args: argparse.Nam
             f"[{count} resources] handled in {handled_s:.1f} s; "
             f"operator CPU {cpu_handled:.1f} s, RSS {rss_handled:.0f} MiB"
         )
-        writes = await idle_writes(cluster, scenario=f"{count} resources, replicas 0", resync_s=args.resync,
-                                   resyncs=args.idle_resyncs)
+        writes = await idle_writes(
+            cluster, scenario=f"{count} resources, replicas 0", resync_s=args.resync, resyncs=args.idle_resyncs
+        )
         rss_idle, peak = memory_mb(pid)
-        rows.append(ScaleRow(count, len(ready), first[0] - started, handled_s, cpu_handled, rss_handled,
-                             writes.cpu_s / (writes.window_s / args.resync), rss_idle, peak, window.text()))
+        rows.append(
+            ScaleRow(
+                count,
+                len(ready),
+                first[0] - started,
+                handled_s,
+                cpu_handled,
+                rss_handled,
+                writes.cpu_s / (writes.window_s / args.resync),
+                rss_idle,
+                peak,
+                window.text(),
+            )
+        )
         idle.append(writes)
 
 
@@ -493,31 +617,101 @@ def table(headers: list[str], rows: list[list[str]], *, left: int = 1) -> str:
     return "\n".join([line(headers)] + [line(r) for r in rows])
 
 
-def report(args: argparse.Namespace, changes: list[ChangeRow], loads: list[float], scale: list[ScaleRow],
-           idle: list[IdleWrites]) -> str:
-    out = [f"(a) spec change -> every pod converged: merge PATCH of spec.models -> the status write saying Ready "
-           f"with the new state on every pod (probe periods x{args.probe_scale:g}, resync {args.resync:g} s)"]
-    out.append(table(["pods", "change", "converged s", "pods checked", "bring-up s", "load1", "busy cores"],
-                     [[str(r.pods), r.change, f"{r.seconds:.2f}", r.verified, f"{r.bring_up_s:.1f}",
-                       *r.load.split()] for r in changes], left=2))
+def report(
+    args: argparse.Namespace,
+    changes: list[ChangeRow],
+    loads: list[float],
+    scale: list[ScaleRow],
+    idle: list[IdleWrites],
+) -> str:
+    out = [
+        f"(a) spec change -> every pod converged: merge PATCH of spec.models -> the status write saying Ready "
+        f"with the new state on every pod (probe periods x{args.probe_scale:g}, resync {args.resync:g} s)"
+    ]
+    out.append(
+        table(
+            ["pods", "change", "converged s", "pods checked", "bring-up s", "load1", "busy cores"],
+            [
+                [str(r.pods), r.change, f"{r.seconds:.2f}", r.verified, f"{r.bring_up_s:.1f}", *r.load.split()]
+                for r in changes
+            ],
+            left=2,
+        )
+    )
     if loads:
-        out.append(f"model load time, apart (RegisterModel synchronous tiny2.pt v2.0, 1 worker, standalone server): "
-                   f"median {statistics.median(loads):.3f} s, max {max(loads):.3f} s (n={len(loads)})")
+        out.append(
+            f"model load time, apart (RegisterModel synchronous tiny2.pt v2.0, 1 worker, standalone server): "
+            f"median {statistics.median(loads):.3f} s, max {max(loads):.3f} s (n={len(loads)})"
+        )
     out.append("")
-    out.append("(b) operator process with N ModelDeployments (replicas 0), operator started after they exist; "
-               "times from its spawn")
-    out.append(table(["resources", "Ready", "first status s", "all handled s", "CPU s to handled", "RSS MiB handled",
-                      "idle CPU s/resync", "RSS MiB after idle", "peak RSS MiB", "load1", "busy cores"],
-                     [[str(r.resources), str(r.ready), f"{r.first_s:.2f}", f"{r.handled_s:.2f}", f"{r.cpu_handled_s:.2f}",
-                       f"{r.rss_handled:.0f}", f"{r.idle_cpu_per_resync_s:.2f}", f"{r.rss_idle:.0f}",
-                       f"{r.peak_rss:.0f}", *r.load.split()] for r in scale]))
+    out.append(
+        "(b) operator process with N ModelDeployments (replicas 0), operator started after they exist; "
+        "times from its spawn"
+    )
+    out.append(
+        table(
+            [
+                "resources",
+                "Ready",
+                "first status s",
+                "all handled s",
+                "CPU s to handled",
+                "RSS MiB handled",
+                "idle CPU s/resync",
+                "RSS MiB after idle",
+                "peak RSS MiB",
+                "load1",
+                "busy cores",
+            ],
+            [
+                [
+                    str(r.resources),
+                    str(r.ready),
+                    f"{r.first_s:.2f}",
+                    f"{r.handled_s:.2f}",
+                    f"{r.cpu_handled_s:.2f}",
+                    f"{r.rss_handled:.0f}",
+                    f"{r.idle_cpu_per_resync_s:.2f}",
+                    f"{r.rss_idle:.0f}",
+                    f"{r.peak_rss:.0f}",
+                    *r.load.split(),
+                ]
+                for r in scale
+            ],
+        )
+    )
     out.append("")
     out.append(f"(c) operator API writes while idle (Lease renewals apart), resync interval {args.resync:g} s")
-    out.append(table(["scenario", "window s", "resyncs", "writes", "writes/resync", "lease renewals",
-                      "operator reads", "operator CPU s", "load1", "busy cores"],
-                     [[w.scenario, f"{w.window_s:.1f}", f"{w.window_s / w.resync_s:.1f}", str(len(w.writes)),
-                       f"{len(w.writes) / (w.window_s / w.resync_s):.2f}", str(w.lease_writes), str(w.reads),
-                       f"{w.cpu_s:.2f}", *w.load.split()] for w in idle]))
+    out.append(
+        table(
+            [
+                "scenario",
+                "window s",
+                "resyncs",
+                "writes",
+                "writes/resync",
+                "lease renewals",
+                "operator reads",
+                "operator CPU s",
+                "load1",
+                "busy cores",
+            ],
+            [
+                [
+                    w.scenario,
+                    f"{w.window_s:.1f}",
+                    f"{w.window_s / w.resync_s:.1f}",
+                    str(len(w.writes)),
+                    f"{len(w.writes) / (w.window_s / w.resync_s):.2f}",
+                    str(w.lease_writes),
+                    str(w.reads),
+                    f"{w.cpu_s:.2f}",
+                    *w.load.split(),
+                ]
+                for w in idle
+            ],
+        )
+    )
     for w in idle:
         if w.writes:
             out.append(f"  writes in '{w.scenario}': " + "; ".join(w.writes[:10]))
@@ -525,18 +719,24 @@ def report(args: argparse.Namespace, changes: list[ChangeRow], loads: list[float
     out.append("targets")
     ten = [r.seconds for r in changes if r.pods == 10]
     if ten:
-        out.append(f"  10 pods converged <= 2 s after the change: {'PASS' if max(ten) <= 2 else 'MISS'} "
-                   f"(worst {max(ten):.2f} s)")
+        out.append(
+            f"  10 pods converged <= 2 s after the change: {'PASS' if max(ten) <= 2 else 'MISS'} "
+            f"(worst {max(ten):.2f} s)"
+        )
     thousand = [r for r in scale if r.resources == 1000]
     if thousand:
         worst = max(thousand[0].rss_idle, thousand[0].rss_handled)
         mb = worst * 1.048576
-        out.append(f"  operator RSS <= 150 MB at 1,000 resources: {'PASS' if mb <= 150 else 'MISS'} "
-                   f"({worst:.0f} MiB = {mb:.0f} MB; peak {thousand[0].peak_rss:.0f} MiB)")
+        out.append(
+            f"  operator RSS <= 150 MB at 1,000 resources: {'PASS' if mb <= 150 else 'MISS'} "
+            f"({worst:.0f} MiB = {mb:.0f} MB; peak {thousand[0].peak_rss:.0f} MiB)"
+        )
     if idle:
         total = sum(len(w.writes) for w in idle)
-        out.append(f"  0 writes per idle resync: {'PASS' if total == 0 else 'MISS'} ({total} writes in "
-                   f"{sum(w.window_s / w.resync_s for w in idle):.0f} resync intervals)")
+        out.append(
+            f"  0 writes per idle resync: {'PASS' if total == 0 else 'MISS'} ({total} writes in "
+            f"{sum(w.window_s / w.resync_s for w in idle):.0f} resync intervals)"
+        )
     return "\n".join(out)
 
 
@@ -544,16 +744,21 @@ def report(args: argparse.Namespace, changes: list[ChangeRow], loads: list[float
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--sizes", default="1,3,10", help="pods per fleet for (a), comma list (0 or '' skips)")
     p.add_argument("--counts", default="10,100,1000", help="ModelDeployments for (b), comma list ('' skips)")
     p.add_argument("--resync", type=float, default=5.0, help="the operator's --resync-interval, seconds")
     p.add_argument("--idle-resyncs", type=float, default=2.0, help="resync intervals in each idle window")
     p.add_argument("--repeats", type=int, default=1, help="timed cut-over/flip pairs per fleet size")
     p.add_argument("--load-repeats", type=int, default=3, help="timed model registrations (load time, apart)")
-    p.add_argument("--probe-scale", type=float, default=0.25,
-                   help="multiplies the pod template's probe periods (bring-up only; pods stay ready throughout)")
+    p.add_argument(
+        "--probe-scale",
+        type=float,
+        default=0.25,
+        help="multiplies the pod template's probe periods (bring-up only; pods stay ready throughout)",
+    )
     p.add_argument("--workdir", type=Path, help="logs and state here (default: a temp dir, removed on success)")
     p.add_argument("--quick", action="store_true", help="smoke: --sizes 1 --counts 10 --resync 2 --load-repeats 1")
     args = p.parse_args(argv)

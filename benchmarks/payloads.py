@@ -52,6 +52,5 @@ def write_pool(model_file: Path, kind: str, out: Path, *, seed: int = 1, size: i
             payloads.append(json.dumps(values))
             # One sample at a time, as an unbatched server computes it.
             expected.append(module(torch.tensor(values, dtype=torch.float32)).tolist())
-    out.write_text(json.dumps({"model": kind, "width": SHAPES[kind][-1], "payloads": payloads,
-                               "expected": expected}))
+    out.write_text(json.dumps({"model": kind, "width": SHAPES[kind][-1], "payloads": payloads, "expected": expected}))
     return out

@@ -42,15 +42,21 @@ def log(message: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--runs", type=int, default=3, help="runs; each point shows the median over runs")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per point")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each point's window")
-    p.add_argument("--ts-warmup", type=float, default=10.0,
-                   help="seconds of load per model after TorchServe starts (its JVM needs ~10 s to warm up)")
-    p.add_argument("--start-warmup", type=float, default=1.0,
-                   help="seconds of load per model after the other systems start")
+    p.add_argument(
+        "--ts-warmup",
+        type=float,
+        default=10.0,
+        help="seconds of load per model after TorchServe starts (its JVM needs ~10 s to warm up)",
+    )
+    p.add_argument(
+        "--start-warmup", type=float, default=1.0, help="seconds of load per model after the other systems start"
+    )
     p.add_argument("--systems", default=",".join(SYSTEM_KEYS), help=f"comma list of {', '.join(SYSTEM_KEYS)}")
     p.add_argument("--models", default="tiny,mlp")
     p.add_argument("--concurrency", default="1,8,32", help="comma list of calls in flight")
@@ -77,26 +83,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_systems(args: argparse.Namespace, fixture: systems.Fixture) -> list[systems.System]:
     made: dict[str, systems.System] = {
-        "modelfleet": systems.ModelFleet(fixture, warmup_s=args.start_warmup, workers=args.mf_workers,
-                                         batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay),
-        "torchserve": systems.TorchServe(fixture, warmup_s=args.ts_warmup, workers=args.ts_workers,
-                                         batch_size=1, max_batch_delay_ms=100),
-        "torchserve-batched": systems.TorchServe(fixture, warmup_s=args.ts_warmup, workers=args.ts_batched_workers,
-                                                 batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay),
+        "modelfleet": systems.ModelFleet(
+            fixture,
+            warmup_s=args.start_warmup,
+            workers=args.mf_workers,
+            batch_size=args.batch_size,
+            max_batch_delay_ms=args.max_batch_delay,
+        ),
+        "torchserve": systems.TorchServe(
+            fixture, warmup_s=args.ts_warmup, workers=args.ts_workers, batch_size=1, max_batch_delay_ms=100
+        ),
+        "torchserve-batched": systems.TorchServe(
+            fixture,
+            warmup_s=args.ts_warmup,
+            workers=args.ts_batched_workers,
+            batch_size=args.batch_size,
+            max_batch_delay_ms=args.max_batch_delay,
+        ),
         "echo": systems.Echo(fixture, warmup_s=args.start_warmup),
     }
     return [made[key] for key in args.systems]
 
 
-def run_loadgen(system: systems.System, model: str, *, c: int, warmup: float, duration: float,
-                offset: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_loadgen(
+    system: systems.System, model: str, *, c: int, warmup: float, duration: float, offset: int, args: argparse.Namespace
+) -> dict[str, Any]:
     """One point in its own process; the result dict, or {"failed": why}."""
     assert system.endpoint is not None
-    command = [sys.executable, str(BENCH / "loadgen.py"), "--target", system.endpoint.inference,
-               "--model", model, "--pool", str(system.fixture.pools[model]), "--concurrency", str(c),
-               "--warmup", str(warmup), "--duration", str(duration), "--check", system.check,
-               "--server-pid", str(system.pid), "--offset", str(offset),
-               "--call-timeout", str(args.call_timeout)]
+    command = [
+        sys.executable,
+        str(BENCH / "loadgen.py"),
+        "--target",
+        system.endpoint.inference,
+        "--model",
+        model,
+        "--pool",
+        str(system.fixture.pools[model]),
+        "--concurrency",
+        str(c),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+        "--check",
+        system.check,
+        "--server-pid",
+        str(system.pid),
+        "--offset",
+        str(offset),
+        "--call-timeout",
+        str(args.call_timeout),
+    ]
     if system.token_file is not None:
         command += ["--token-file", str(system.token_file)]
     bound = warmup + duration + args.call_timeout + 60  # every point ends, whatever the server does
@@ -121,8 +158,10 @@ def run_system(system: systems.System, run: int, args: argparse.Namespace, data:
             record["register_s"] = {}
             for model in args.models:
                 record["register_s"][model] = system.register(model)
-                log(f"  {system.label}: {model} registered → first good prediction in "
-                    f"{record['register_s'][model]:.2f}s ({system.workers[model]} workers)")
+                log(
+                    f"  {system.label}: {model} registered → first good prediction in "
+                    f"{record['register_s'][model]:.2f}s ({system.workers[model]} workers)"
+                )
             record["workers"] = dict(system.workers)
         for model in args.models:
             warm = run_loadgen(system, model, c=8, warmup=0, duration=system.warmup_s, offset=0, args=args)
@@ -131,17 +170,20 @@ def run_system(system: systems.System, run: int, args: argparse.Namespace, data:
         for m_index, model in enumerate(args.models):
             for c in args.concurrency:
                 offset = (run * 7919 + m_index * 104729 + c * 31) % args.pool_size
-                point = run_loadgen(system, model, c=c, warmup=args.warmup, duration=args.duration,
-                                    offset=offset, args=args)
+                point = run_loadgen(
+                    system, model, c=c, warmup=args.warmup, duration=args.duration, offset=offset, args=args
+                )
                 point.update(run=run, system=system.key, model=model, c=c)
                 data["points"].append(point)
                 if "failed" in point:
                     log(f"  {system.label} {model} c={c}: FAILED {point['failed']}")
                 else:
-                    log(f"  {system.label} {model} c={c}: {point['rps']:.0f} req/s p50 {point['p50_ms']:.2f} ms "
+                    log(
+                        f"  {system.label} {model} c={c}: {point['rps']:.0f} req/s p50 {point['p50_ms']:.2f} ms "
                         f"p99 {point['p99_ms']:.2f} ms errors {point['errors']} "
                         f"cpu {point.get('server_cpu_ms_per_req', math.nan):.3f} ms/req "
-                        f"busy {point['machine_busy_cores']:.2f}")
+                        f"busy {point['machine_busy_cores']:.2f}"
+                    )
         if system.manages_models:
             record["scale_up_s"], record["scale_down_s"] = system.scale_probe(args.models[0])
             log(f"  {system.label}: ScaleWorker +1 {record['scale_up_s']:.2f}s, -1 {record['scale_down_s']:.2f}s")
@@ -153,10 +195,12 @@ def run_system(system: systems.System, run: int, args: argparse.Namespace, data:
         log(f"  {system.label}: FAILED {record['failed']}")
         for model in args.models:
             for c in args.concurrency:
-                if not any((p["run"], p["system"], p["model"], p["c"]) == (run, system.key, model, c)
-                           for p in data["points"]):
-                    data["points"].append({"run": run, "system": system.key, "model": model, "c": c,
-                                           "failed": record["failed"]})
+                if not any(
+                    (p["run"], p["system"], p["model"], p["c"]) == (run, system.key, model, c) for p in data["points"]
+                ):
+                    data["points"].append(
+                        {"run": run, "system": system.key, "model": model, "c": c, "failed": record["failed"]}
+                    )
     finally:
         system.stop()
 
@@ -171,17 +215,31 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelfleet-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {
-        "runs": args.runs, "duration": args.duration, "warmup": args.warmup, "ts_warmup": args.ts_warmup,
-        "models": args.models, "concurrency": args.concurrency, "systems": args.systems,
-        "cpus": os.cpu_count(), "points": [], "lifecycle": [], "unavailable": {}, "labels": {},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": sys.argv,
+        "runs": args.runs,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "ts_warmup": args.ts_warmup,
+        "models": args.models,
+        "concurrency": args.concurrency,
+        "systems": args.systems,
+        "cpus": os.cpu_count(),
+        "points": [],
+        "lifecycle": [],
+        "unavailable": {},
+        "labels": {},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "argv": sys.argv,
     }
     try:
         log(f"workdir {workdir}")
         models = payloads.write_models(workdir / "models", seed=args.seed)
         models = {name: path for name, path in models.items() if name in args.models}
-        pools = {name: payloads.write_pool(models[name], name, workdir / f"pool-{name}.json",
-                                           seed=args.seed + 1, size=args.pool_size) for name in args.models}
+        pools = {
+            name: payloads.write_pool(
+                models[name], name, workdir / f"pool-{name}.json", seed=args.seed + 1, size=args.pool_size
+            )
+            for name in args.models
+        }
         fixture = systems.Fixture(workdir, models, pools)
         chosen = make_systems(args, fixture)
         for system in chosen:
@@ -209,8 +267,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     text, missed = report.render(data)
     print(text, flush=True)
-    failed = bool(data["unavailable"]) or any(r.get("failed") for r in data["lifecycle"]) or any(
-        "failed" in p or p.get("errors") for p in data["points"])
+    failed = (
+        bool(data["unavailable"])
+        or any(r.get("failed") for r in data["lifecycle"])
+        or any("failed" in p or p.get("errors") for p in data["points"])
+    )
     return 1 if failed else 0
 
 

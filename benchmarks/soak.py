@@ -62,15 +62,33 @@ def sample_while(server: ServerProcess, done: threading.Event, every_s: float, o
             return
 
 
-def saturate(server: ServerProcess, pool: Path, token_file: Path, *, minutes: float, concurrency: int,
-             every_s: float) -> tuple[dict[str, object], Samples]:
+def saturate(
+    server: ServerProcess, pool: Path, token_file: Path, *, minutes: float, concurrency: int, every_s: float
+) -> tuple[dict[str, object], Samples]:
     """loadgen.py for `minutes` in its own process while RSS is sampled here."""
     samples = Samples()
     done = threading.Event()
     sampler = threading.Thread(target=sample_while, args=(server, done, every_s, samples), daemon=True)
-    command = [sys.executable, str(BENCH / "loadgen.py"), "--target", server.inference, "--model", "mlp",
-               "--pool", str(pool), "--concurrency", str(concurrency), "--warmup", "1",
-               "--duration", str(minutes * 60), "--token-file", str(token_file), "--server-pid", str(server.pid)]
+    command = [
+        sys.executable,
+        str(BENCH / "loadgen.py"),
+        "--target",
+        server.inference,
+        "--model",
+        "mlp",
+        "--pool",
+        str(pool),
+        "--concurrency",
+        str(concurrency),
+        "--warmup",
+        "1",
+        "--duration",
+        str(minutes * 60),
+        "--token-file",
+        str(token_file),
+        "--server-pid",
+        str(server.pid),
+    ]
     sampler.start()
     try:
         done_run = subprocess.run(command, capture_output=True, text=True, timeout=minutes * 60 + 120, check=False)
@@ -87,8 +105,9 @@ def cycles(server: ServerProcess, count: int, *, payload: str, expected: list[fl
     """(errors, RSS after warm-up cycles, RSS at the end, seconds per cycle) for `count` cycles."""
     errors = 0
     rss_after_warmup = 0
-    register = management_pb2.RegisterModelRequest(url="tiny.pt", model_name="soak-cycle", initial_workers=1,
-                                                   synchronous=True)
+    register = management_pb2.RegisterModelRequest(
+        url="tiny.pt", model_name="soak-cycle", initial_workers=1, synchronous=True
+    )
     unregister = management_pb2.UnregisterModelRequest(model_name="soak-cycle")
     predict = inference_pb2.PredictionsRequest(model_name="soak-cycle", input={"data": payload.encode()})
     started = time.monotonic()
@@ -131,13 +150,23 @@ def main() -> int:
         server.wait_started()
         with grpc.insecure_channel(server.management) as channel:
             management_pb2_grpc.ManagementAPIsServiceStub(channel).RegisterModel(
-                management_pb2.RegisterModelRequest(url="mlp.pt", model_name="mlp", batch_size=32, max_batch_delay=5,
-                                                    synchronous=True),
-                metadata=server.tokens.metadata("management"), timeout=120)
-        load, samples = saturate(server, pool, server.workdir / "inference.token", minutes=args.minutes,
-                                 concurrency=args.concurrency, every_s=args.sample_s)
+                management_pb2.RegisterModelRequest(
+                    url="mlp.pt", model_name="mlp", batch_size=32, max_batch_delay=5, synchronous=True
+                ),
+                metadata=server.tokens.metadata("management"),
+                timeout=120,
+            )
+        load, samples = saturate(
+            server,
+            pool,
+            server.workdir / "inference.token",
+            minutes=args.minutes,
+            concurrency=args.concurrency,
+            every_s=args.sample_s,
+        )
         errors, rss_before, rss_after, per_cycle = cycles(
-            server, args.cycles, payload=tiny_pool["payloads"][0], expected=tiny_pool["expected"][0])
+            server, args.cycles, payload=tiny_pool["payloads"][0], expected=tiny_pool["expected"][0]
+        )
     finally:
         server.stop()
     rss = samples.rss_kib

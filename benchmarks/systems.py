@@ -97,9 +97,12 @@ class System:
         pool = self.fixture.pool(model)
         registration = self.registration(model)
         seconds = clients.register(
-            self.endpoint, registration, payload=pool["payloads"][0],
+            self.endpoint,
+            registration,
+            payload=pool["payloads"][0],
             expected=pool["expected"][0] if self.check == "exact" else None,
-            width=pool["width"], timeout_s=REGISTER_TIMEOUT_S,
+            width=pool["width"],
+            timeout_s=REGISTER_TIMEOUT_S,
         )
         self.workers[model] = clients.ready_workers(self.endpoint, model)
         return seconds
@@ -135,7 +138,8 @@ class Echo(System):
         replies = [f"--reply={model}={self.fixture.pool(model)['width']}" for model in self.fixture.models]
         self.process = processes.spawn(
             [sys.executable, str(BENCH / "echo_server.py"), "--address", address, *replies],
-            cwd=workdir, log=workdir / "server.log",
+            cwd=workdir,
+            log=workdir / "server.log",
         )
         self.endpoint = clients.Endpoint(inference=address, management=None)
 
@@ -148,8 +152,9 @@ class ModelFleet(System):
 
     key = "modelfleet"
 
-    def __init__(self, fixture: Fixture, *, warmup_s: float, workers: int, batch_size: int,
-                 max_batch_delay_ms: int) -> None:
+    def __init__(
+        self, fixture: Fixture, *, warmup_s: float, workers: int, batch_size: int, max_batch_delay_ms: int
+    ) -> None:
         super().__init__(fixture, warmup_s=warmup_s)
         self.initial_workers = workers
         self.batch_size = batch_size
@@ -176,28 +181,48 @@ class ModelFleet(System):
         inference = f"127.0.0.1:{processes.free_port()}"
         management = f"127.0.0.1:{processes.free_port()}"
         self.process = processes.spawn(
-            [sys.executable, "-m", "modelfleet.server",
-             "--inference-address", inference, "--management-address", management,
-             "--model-store", str(next(iter(self.fixture.models.values())).parent), "--enable-model-api",
-             "--inference-token-file", str(tokens["inference"][1]),
-             "--management-token-file", str(tokens["management"][1]),
-             "--key-file", str(workdir / "key_file.json"), "--log-level", "WARNING"],
-            cwd=workdir, log=workdir / "server.log",
+            [
+                sys.executable,
+                "-m",
+                "modelfleet.server",
+                "--inference-address",
+                inference,
+                "--management-address",
+                management,
+                "--model-store",
+                str(next(iter(self.fixture.models.values())).parent),
+                "--enable-model-api",
+                "--inference-token-file",
+                str(tokens["inference"][1]),
+                "--management-token-file",
+                str(tokens["management"][1]),
+                "--key-file",
+                str(workdir / "key_file.json"),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=workdir,
+            log=workdir / "server.log",
         )
-        self.endpoint = clients.Endpoint(inference=inference, management=management,
-                                         inference_token=tokens["inference"][0],
-                                         management_token=tokens["management"][0])
+        self.endpoint = clients.Endpoint(
+            inference=inference,
+            management=management,
+            inference_token=tokens["inference"][0],
+            management_token=tokens["management"][0],
+        )
 
     def registration(self, model: str) -> clients.Registration:
-        return clients.Registration(model, self.fixture.models[model].name, self.initial_workers,
-                                    self.batch_size, self.max_batch_delay_ms)
+        return clients.Registration(
+            model, self.fixture.models[model].name, self.initial_workers, self.batch_size, self.max_batch_delay_ms
+        )
 
 
 class TorchServe(System):
     """TorchServe 0.12.0 with per-request logging off, unbatched or batched."""
 
-    def __init__(self, fixture: Fixture, *, warmup_s: float, workers: int, batch_size: int,
-                 max_batch_delay_ms: int) -> None:
+    def __init__(
+        self, fixture: Fixture, *, warmup_s: float, workers: int, batch_size: int, max_batch_delay_ms: int
+    ) -> None:
         super().__init__(fixture, warmup_s=warmup_s)
         self.initial_workers = workers
         self.batch_size = batch_size

@@ -43,10 +43,23 @@ def build_mars(models: dict[str, Path], store: Path) -> dict[str, Path]:
     built = {}
     for name, serialized in models.items():
         subprocess.run(
-            [_venv_tool("torch-model-archiver"), "--model-name", name, "--version", "1.0",
-             "--serialized-file", str(serialized), "--handler", str(HANDLER),
-             "--export-path", str(store), "--force"],
-            check=True, capture_output=True, timeout=300,
+            [
+                _venv_tool("torch-model-archiver"),
+                "--model-name",
+                name,
+                "--version",
+                "1.0",
+                "--serialized-file",
+                str(serialized),
+                "--handler",
+                str(HANDLER),
+                "--export-path",
+                str(store),
+                "--force",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
         built[name] = store / f"{name}.mar"
     return built
@@ -78,15 +91,25 @@ def launch(workdir: Path, store: Path, *, quiet: bool = True) -> tuple[Instance,
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("TS_")}
     env.update(TMPDIR=str(tmp), TEMP=str(tmp), LOG_LOCATION=str(logs), METRICS_LOCATION=str(logs))
-    command = [_venv_tool("torchserve"), "--start", "--foreground", "--ncs",
-               "--ts-config", str(config), "--model-store", str(store),
-               "--disable-token-auth", "--enable-model-api"]
+    command = [
+        _venv_tool("torchserve"),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--ts-config",
+        str(config),
+        "--model-store",
+        str(store),
+        "--disable-token-auth",
+        "--enable-model-api",
+    ]
     if quiet:
         command += ["--log-config", str(QUIET_LOG_CONFIG)]
     process = processes.spawn(command, cwd=workdir, log=logs / "console.log", env=env)
     (workdir / "launcher.pid").write_text(str(process.pid))
-    endpoint = clients.Endpoint(inference=f"127.0.0.1:{ports['grpc_inf']}",
-                                management=f"127.0.0.1:{ports['grpc_mgmt']}")
+    endpoint = clients.Endpoint(
+        inference=f"127.0.0.1:{ports['grpc_inf']}", management=f"127.0.0.1:{ports['grpc_mgmt']}"
+    )
     (workdir / "endpoint.json").write_text(json.dumps(endpoint.__dict__))
     return Instance(process.pid, workdir, endpoint), process
 
@@ -130,8 +153,10 @@ def main() -> int:
         print(f"{exc}\n{log_tail(workdir)}", file=sys.stderr)
         stop(workdir, process=process)
         return 1
-    print(f"TorchServe healthy after {seconds:.2f}s: pid {instance.pid}, inference {instance.endpoint.inference}, "
-          f"management {instance.endpoint.management}; archives in {store} (not registered)")
+    print(
+        f"TorchServe healthy after {seconds:.2f}s: pid {instance.pid}, inference {instance.endpoint.inference}, "
+        f"management {instance.endpoint.management}; archives in {store} (not registered)"
+    )
     return 0
 
 

@@ -40,9 +40,26 @@ def wait_listening(address: str, *, timeout_s: float) -> None:
 @pytest.mark.slow
 def test_one_command_prints_the_side_by_side_table_with_no_errors(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
-    command = [sys.executable, str(BENCH / "serving.py"), "--runs", "1", "--duration", "0.3", "--warmup", "0.2",
-               "--start-warmup", "0.2", "--systems", "modelfleet,echo", "--concurrency", "1,8",
-               "--workdir", str(tmp_path / "work"), "--json-out", str(results)]
+    command = [
+        sys.executable,
+        str(BENCH / "serving.py"),
+        "--runs",
+        "1",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.2",
+        "--start-warmup",
+        "0.2",
+        "--systems",
+        "modelfleet,echo",
+        "--concurrency",
+        "1,8",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--json-out",
+        str(results),
+    ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) as bench:
         try:
             stdout, stderr = bench.communicate(timeout=100)
@@ -79,14 +96,34 @@ def test_load_generator_counts_wrong_replies_as_errors(tmp_path: Path) -> None:
     model = payloads.write_models(tmp_path)["tiny"]
     pool = payloads.write_pool(model, "tiny", tmp_path / "pool.json", size=8)
     address = f"127.0.0.1:{free_port()}"
-    server = subprocess.Popen([sys.executable, str(BENCH / "echo_server.py"), "--address", address,
-                               "--reply", "tiny=4"], start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, str(BENCH / "echo_server.py"), "--address", address, "--reply", "tiny=4"],
+        start_new_session=True,
+    )
     try:
         wait_listening(address, timeout_s=30)
         done = subprocess.run(
-            [sys.executable, str(BENCH / "loadgen.py"), "--target", address, "--model", "tiny",
-             "--pool", str(pool), "--concurrency", "2", "--warmup", "0", "--duration", "0.2", "--check", "exact"],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                str(BENCH / "loadgen.py"),
+                "--target",
+                address,
+                "--model",
+                "tiny",
+                "--pool",
+                str(pool),
+                "--concurrency",
+                "2",
+                "--warmup",
+                "0",
+                "--duration",
+                "0.2",
+                "--check",
+                "exact",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -32,8 +32,9 @@ def test_quick_run_prints_the_three_tables_with_every_row_measured(tmp_path: Pat
 
     # (a) both timed changes on the 1-pod fleet, each confirmed by asking the pod itself.
     for change in ("add 2.0 + default 1.0->2.0", "default 2.0->1.0 (loaded)"):
-        row = re.search(rf"^1\s+{re.escape(change)}\s+({NUMBER})\s+yes\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}/\d+$",
-                        stdout, re.M)
+        row = re.search(
+            rf"^1\s+{re.escape(change)}\s+({NUMBER})\s+yes\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}/\d+$", stdout, re.M
+        )
         assert row is not None, stdout
         assert 0 < float(row.group(1)) < 120
     assert re.search(rf"model load time, apart .* median {NUMBER} s", stdout), stdout

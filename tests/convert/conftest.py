@@ -35,7 +35,7 @@ from modelfleet.server.settings import (
     SourceSettings,
 )
 
-RESNET_BLOCKS = '''
+RESNET_BLOCKS = """
 import torch
 from torch import nn
 
@@ -51,7 +51,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(out)) + x)
-'''
+"""
 
 RESNET = '''
 import torch
@@ -254,8 +254,15 @@ class Printing(nn.Module):
         return self.fc(x)
 '''
 
-HF_CONFIG = {"vocab_size": 30, "hidden_size": 16, "max_position_embeddings": 32, "num_attention_heads": 2,
-             "intermediate_size": 32, "num_hidden_layers": 2, "num_labels": 3}
+HF_CONFIG = {
+    "vocab_size": 30,
+    "hidden_size": 16,
+    "max_position_embeddings": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_labels": 3,
+}
 _names = itertools.count()
 
 
@@ -295,9 +302,11 @@ def randomize(model: nn.Module, seed: int) -> nn.Module:
     with torch.no_grad():
         for tensor in itertools.chain(model.parameters(), model.buffers()):
             if tensor.is_floating_point():
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + 0.1
-                             if "running_var" in _name_of(model, tensor) else
-                             torch.randn(tensor.shape, generator=generator) * 0.2)
+                tensor.copy_(
+                    torch.rand(tensor.shape, generator=generator) * 0.5 + 0.1
+                    if "running_var" in _name_of(model, tensor)
+                    else torch.randn(tensor.shape, generator=generator) * 0.2
+                )
     return model.eval()
 
 
@@ -352,10 +361,22 @@ def zoo(tmp_path: Path) -> Callable[..., Archive]:
         name = f"{kind}-{next(_names)}"
         model_file = ["--model-file", str(work / "model.py")] if with_model_file else []
         archiver(
-            tmp_path, "--model-name", name, "--version", "1.0", *model_file,
-            "--serialized-file", str(work / weights), "--handler", handler,
-            "--extra-files", ",".join(str(p) for p in extra), "--export-path", str(export),
-            "--archive-format", archive_format,
+            tmp_path,
+            "--model-name",
+            name,
+            "--version",
+            "1.0",
+            *model_file,
+            "--serialized-file",
+            str(work / weights),
+            "--handler",
+            handler,
+            "--extra-files",
+            ",".join(str(p) for p in extra),
+            "--export-path",
+            str(export),
+            "--archive-format",
+            archive_format,
         )
         suffix = {"no-archive": "", "tgz": ".tar.gz"}.get(archive_format, ".mar")
         mar = export / f"{name}{suffix}"
@@ -387,8 +408,9 @@ class Served:
     async def register(self, file_name: str, *, handler: str = "default") -> str:
         """Register a file of the model store (as TorchServe clients do) with `handler`."""
         reply = await self.management.RegisterModel(
-            management_pb2.RegisterModelRequest(url=file_name, handler=handler, synchronous=True,
-                                                initial_workers=1), timeout=120)
+            management_pb2.RegisterModelRequest(url=file_name, handler=handler, synchronous=True, initial_workers=1),
+            timeout=120,
+        )
         return str(reply.msg)
 
     async def describe(self, name: str) -> list[dict[str, Any]]:
@@ -444,11 +466,13 @@ def serve(tmp_path: Path) -> Callable[..., Any]:
             inference = aio.insecure_channel(app.inference_address)
             management = aio.insecure_channel(app.management_address)
             try:
-                yield Served(inference_pb2_grpc.InferenceAPIsServiceStub(inference),
-                             management_pb2_grpc.ManagementAPIsServiceStub(management), store)
+                yield Served(
+                    inference_pb2_grpc.InferenceAPIsServiceStub(inference),
+                    management_pb2_grpc.ManagementAPIsServiceStub(management),
+                    store,
+                )
             finally:
                 await inference.close()
                 await management.close()
 
     return start
-

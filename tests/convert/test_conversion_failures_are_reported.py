@@ -55,8 +55,9 @@ def test_an_archive_without_model_code_is_refused_with_how_to_supply_it(
 ) -> None:
     original = zoo("hf", with_model_file=False)
     script = Path(sys.executable).parent / "modelfleet-convert"
-    done = subprocess.run([str(script), str(original.mar), "-o", str(tmp_path / "x.mar")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(script), str(original.mar), "-o", str(tmp_path / "x.mar")], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert "names no modelFile" in done.stderr and "--model-file" in done.stderr
     assert not (tmp_path / "x.mar").exists()

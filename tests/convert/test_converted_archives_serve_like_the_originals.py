@@ -105,8 +105,12 @@ async def test_resnet_classifier_is_exported_keeps_image_classifier_and_answers_
         assert "max |eager - converted| = " in report
 
         manifest = manifest_of(output)
-        assert manifest["model"] == {"modelName": original.model_name, "serializedFile": "model.pt2",
-                                     "handler": "image_classifier", "modelVersion": "1.0"}
+        assert manifest["model"] == {
+            "modelName": original.model_name,
+            "serializedFile": "model.pt2",
+            "handler": "image_classifier",
+            "modelVersion": "1.0",
+        }
         assert manifest["files"] == ["MAR-INF/MANIFEST.json", "index_to_name.json", "model.pt2"]
         assert loaded_by_the_server(output) == "export"
         with zipfile.ZipFile(output) as written:

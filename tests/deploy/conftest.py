@@ -163,14 +163,22 @@ def cluster_docs_part() -> str:
 
 def cluster_doc_blocks() -> list[DocBlock]:
     return [
-        DocBlock(frozenset((m["tags"] or "").split()), m["lang"], m["body"]) for m in BLOCK.finditer(cluster_docs_part())
+        DocBlock(frozenset((m["tags"] or "").split()), m["lang"], m["body"])
+        for m in BLOCK.finditer(cluster_docs_part())
     ]
 
 
-def run_doc_block(block: DocBlock, *, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_doc_block(
+    block: DocBlock, *, cwd: Path, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run a block verbatim with bash -euo pipefail; fail the test (with its output) unless it exits 0."""
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.body], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        ["bash", "-euo", "pipefail", "-c", block.body],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"{block.body}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     return result
@@ -199,5 +207,6 @@ def doc_bin(tmp_path: Path) -> Path:
 @pytest.fixture
 def doc_path(doc_bin: Path, kubectl_binary: str) -> str:
     """PATH for the README's commands: stand-ins, then the real kubectl's folder (.tools/bin), the venv."""
-    return os.pathsep.join([str(doc_bin), str(Path(kubectl_binary).parent), str(Path(sys.executable).parent),
-                            os.environ.get("PATH", "")])
+    return os.pathsep.join(
+        [str(doc_bin), str(Path(kubectl_binary).parent), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )

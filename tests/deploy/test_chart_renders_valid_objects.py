@@ -16,6 +16,7 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "modelfleet"
 def find(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
 
+
 # Values a platform team sets, all at once: every template branch that defaults skip is rendered.
 CUSTOMISED = [
     "--set", "operator.replicas=3",
@@ -75,7 +76,10 @@ def test_operator_deployment_carries_the_platform_values(render: Callable[..., l
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert container["resources"]["limits"]["cpu"] == 1
     assert "--log-level=DEBUG" in container["args"]
-    assert [a for a in container["args"] if a.startswith("--namespace=")] == ["--namespace=team-a", "--namespace=team-b"]
+    assert [a for a in container["args"] if a.startswith("--namespace=")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
 
 
 def test_operator_flags_parse_with_the_operators_own_parser(render: Callable[..., list[dict[str, Any]]]) -> None:
@@ -128,14 +132,19 @@ def test_several_operator_replicas_roll_safely_only_with_leader_election(
     render: Callable[..., list[dict[str, Any]]], helm: Callable[..., Any]
 ) -> None:
     (elected,) = find(render("--set", "operator.replicas=2"), "Deployment")
-    assert elected["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert elected["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     assert "--no-leader-election" not in elected["spec"]["template"]["spec"]["containers"][0]["args"]
 
     (single,) = find(render("--set", "operator.leaderElection.enabled=false"), "Deployment")
     assert single["spec"]["strategy"] == {"type": "Recreate"}, "two operators without a lease must never overlap"
     assert "--no-leader-election" in single["spec"]["template"]["spec"]["containers"][0]["args"]
 
-    refused = helm("template", "m", str(CHART), "--set", "operator.replicas=2", "--set", "operator.leaderElection.enabled=false")
+    refused = helm(
+        "template", "m", str(CHART), "--set", "operator.replicas=2", "--set", "operator.leaderElection.enabled=false"
+    )
     assert refused.returncode != 0
     assert "leaderElection" in refused.stderr
 

@@ -39,7 +39,9 @@ def _instruction(stage: list[str], keyword: str) -> list[str]:
 
 
 def test_hadolint_finds_nothing(hadolint_binary: str) -> None:
-    result = subprocess.run([hadolint_binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint_binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

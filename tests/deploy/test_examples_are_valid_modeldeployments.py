@@ -72,7 +72,8 @@ def test_examples_cover_cpu_one_gpu_a_mig_slice_and_several_versioned_models() -
     assert any(d["spec"].get("resources", {}).get("limits", {}).get("nvidia.com/gpu") == 1 for d in docs.values())
     assert any(any(n.startswith("nvidia.com/mig-") for n in extended(d)) for d in docs.values())
     assert any(
-        len(d["spec"]["models"]) >= 2 and any(len(m["versions"]) >= 2 for m in d["spec"]["models"]) for d in docs.values()
+        len(d["spec"]["models"]) >= 2 and any(len(m["versions"]) >= 2 for m in d["spec"]["models"])
+        for d in docs.values()
     ), "an example with several models, one with several versions"
 
 

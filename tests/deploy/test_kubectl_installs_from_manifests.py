@@ -67,7 +67,9 @@ def test_kubectl_apply_of_the_manifests_creates_every_object(kubectl: Kubectl) -
 def test_examples_apply_and_get_the_crd_defaults(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
     kubectl("apply", "-f", str(ROOT / "examples"))
-    names = {doc["metadata"]["name"] for doc in (yaml.safe_load(p.read_text()) for p in (ROOT / "examples").glob("*.yaml"))}
+    names = {
+        doc["metadata"]["name"] for doc in (yaml.safe_load(p.read_text()) for p in (ROOT / "examples").glob("*.yaml"))
+    }
     listed = _get(kubectl, "modeldeployments")
     assert {item["metadata"]["name"] for item in listed["items"]} == names
     cpu = _get(kubectl, "mdep", "cpu-tiny")  # the short name works

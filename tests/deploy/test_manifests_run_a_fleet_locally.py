@@ -51,7 +51,13 @@ async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kube
 
         async def kubectl(*args: str, stdin: str | None = None) -> str:
             result = await asyncio.to_thread(
-                subprocess.run, [kubectl_binary, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+                subprocess.run,
+                [kubectl_binary, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
             )
             assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
             return result.stdout
@@ -72,16 +78,26 @@ async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kube
         await kubectl("apply", "-n", "default", "-f", str(ROOT / "examples" / "cpu.yaml"))
 
         mds = fleet.client.type("modelfleet.io", "modeldeployments")
+
         def status_and_operator_log() -> str:
             md = fleet.client.get(mds, "default", "cpu-tiny")
-            operator_log = "\n".join(
-                p.read_text(errors="replace")[-3000:] for p in (state / "pods").rglob("*.log") if "operator" in str(p)
-            ) if (state / "pods").is_dir() else ""
+            operator_log = (
+                "\n".join(
+                    p.read_text(errors="replace")[-3000:]
+                    for p in (state / "pods").rglob("*.log")
+                    if "operator" in str(p)
+                )
+                if (state / "pods").is_dir()
+                else ""
+            )
             return f"status: {json.dumps((md or {}).get('status'), indent=1)}\n{operator_log}"
 
         md = await eventually(
             lambda: (found := fleet.client.get(mds, "default", "cpu-tiny")) and _ready(found) and found,
-            timeout=300, interval=0.5, what="ModelDeployment cpu-tiny Ready", diagnose=status_and_operator_log,
+            timeout=300,
+            interval=0.5,
+            what="ModelDeployment cpu-tiny Ready",
+            diagnose=status_and_operator_log,
         )
 
         pods = fleet.client.list(fleet.client.type("", "pods"), "modelfleet-system")
@@ -106,11 +122,16 @@ async def test_manifests_operator_converges_the_cpu_example(tmp_path: Path, kube
 def _granted() -> list[tuple[dict[str, Any], str | None]]:
     """(rule, namespace or None for cluster-wide) for every role bound to the operator's ServiceAccount."""
     objects = [d for p in sorted((ROOT / "manifests").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
-    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects
-             if o["kind"] in ("Role", "ClusterRole")}
+    roles = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+    }
     granted = []
     for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
-        if {"kind": "ServiceAccount", "name": "modelfleet-operator", "namespace": "modelfleet-system"} not in binding["subjects"]:
+        if {"kind": "ServiceAccount", "name": "modelfleet-operator", "namespace": "modelfleet-system"} not in binding[
+            "subjects"
+        ]:
             continue
         namespace = binding["metadata"].get("namespace")
         ref = binding["roleRef"]
@@ -122,7 +143,9 @@ def _granted() -> list[tuple[dict[str, Any], str | None]]:
 def _allowed(request: tuple[str, str, str, str | None]) -> bool:
     verb, group, resource, namespace = request
     return any(
-        verb in rule["verbs"] and group in rule["apiGroups"] and resource in rule["resources"]
+        verb in rule["verbs"]
+        and group in rule["apiGroups"]
+        and resource in rule["resources"]
         and (scope is None or scope == namespace)
         for rule, scope in _granted()
     )

@@ -44,6 +44,7 @@ MODEL_CLAIM = {
     "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
 }
 
+
 def _ready(md: dict[str, Any] | None) -> bool:
     conditions = ((md or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -55,7 +56,12 @@ def _first_command(body: str) -> str:
 
 @pytest.mark.timeout(600)
 async def test_the_readme_fleet_commands_deploy_and_call_a_model(
-    tmp_path: Path, kubectl_binary: str, doc_blocks: list[Any], doc_bin: Path, doc_path: str, run_block: Callable[..., Any]
+    tmp_path: Path,
+    kubectl_binary: str,
+    doc_blocks: list[Any],
+    doc_bin: Path,
+    doc_path: str,
+    run_block: Callable[..., Any],
 ) -> None:
     from modelfleet.local.fleet import run_fleet
     from modelfleet.server.demo import write_torchscript
@@ -87,7 +93,13 @@ async def test_the_readme_fleet_commands_deploy_and_call_a_model(
 
         async def kubectl(*args: str, stdin: str | None = None) -> str:
             result = await asyncio.to_thread(
-                subprocess.run, [kubectl_binary, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+                subprocess.run,
+                [kubectl_binary, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
             )
             assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
             return result.stdout
@@ -124,7 +136,9 @@ async def test_the_readme_fleet_commands_deploy_and_call_a_model(
                     continue
                 started = time.monotonic()
                 result = await asyncio.to_thread(run_block, block, cwd=work, env=env, timeout=330)
-                outputs[first.split()[1] if first.startswith("kubectl") else first.split()[0].split("=")[0]] = result.stdout
+                outputs[first.split()[1] if first.startswith("kubectl") else first.split()[0].split("=")[0]] = (
+                    result.stdout
+                )
                 assert time.monotonic() - started < 330
             md = fleet.client.get(fleet.client.type("modelfleet.io", "modeldeployments"), NAMESPACE, "cpu-tiny")
             headless = fleet.client.get(fleet.client.type("", "services"), NAMESPACE, "cpu-tiny-headless")

@@ -52,7 +52,10 @@ def test_the_chart_installs_exactly_the_operator_crd(render: Callable[..., list[
 
 def test_plain_manifests_hold_the_chart_objects_plus_a_namespace(render: Callable[..., list[dict[str, Any]]]) -> None:
     manifests = [
-        doc for path in sorted((ROOT / "manifests").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc
+        doc
+        for path in sorted((ROOT / "manifests").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
     ]
     chart = render("--skip-tests")
     key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mf_polling as polling
-from mf_net import free_port
 import pytest
 import yaml
+
+import mf_polling as polling
+from mf_net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "operator" / "crds" / "modeldeployments.modelfleet.io.yaml"
@@ -82,8 +83,10 @@ def outdated_crd() -> Callable[[Any], Any]:
     async def apply(kube: Any) -> None:
         versions = _without_rules(crd()["spec"]["versions"])
         await kube.request(
-            "PATCH", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.modelfleet.io",
-            body={"spec": {"versions": versions}}, content_type="application/merge-patch+json",
+            "PATCH",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.modelfleet.io",
+            body={"spec": {"versions": versions}},
+            content_type="application/merge-patch+json",
         )
 
     return apply
@@ -116,7 +119,10 @@ async def api() -> AsyncIterator[Api]:
     async with run_apiserver() as running:
         kube = Kube.from_settings(KubeSettings(server=running.url))
         await kube.request(
-            "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd(), content_type="application/json"
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            body=crd(),
+            content_type="application/json",
         )
         kube.close()
         yield Api(url=running.url, running=running)
@@ -133,7 +139,11 @@ async def kube(api: Api) -> AsyncIterator[Any]:
 
 
 async def eventually(
-    predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05, diagnose: Callable[[], Any] | None = None
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    diagnose: Callable[[], Any] | None = None,
 ) -> Any:
     """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout`
     with what `diagnose()` (sync or async) says about the state."""
@@ -200,12 +210,23 @@ def start_server(tmp_path: Path, server_store: Path) -> Iterator[Callable[..., S
         management = f"{host}:{free_port(host)}"
         inference = f"{host}:{free_port(host)}"
         args = [
-            sys.executable, "-m", "modelfleet.server",
-            "--inference-address", inference, "--management-address", management,
-            "--model-store", str(server_store), "--enable-model-api",
-            "--management-token-file", str(folder / "management"),
-            "--inference-token-file", str(folder / "inference"),
-            "--default-workers", "1", *extra,
+            sys.executable,
+            "-m",
+            "modelfleet.server",
+            "--inference-address",
+            inference,
+            "--management-address",
+            management,
+            "--model-store",
+            str(server_store),
+            "--enable-model-api",
+            "--management-token-file",
+            str(folder / "management"),
+            "--inference-token-file",
+            str(folder / "inference"),
+            "--default-workers",
+            "1",
+            *extra,
         ]
         if desired_state is not None:
             (folder / "models.json").write_text(desired_state)

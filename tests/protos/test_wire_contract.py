@@ -73,12 +73,36 @@ TORCHSERVE_MESSAGES = {
 TORCHSERVE_SERVICES = {
     "org.pytorch.serve.grpc.inference.InferenceAPIsService": [
         ("Ping", "google.protobuf.Empty", "org.pytorch.serve.grpc.inference.TorchServeHealthResponse", False, False),
-        ("Predictions", "org.pytorch.serve.grpc.inference.PredictionsRequest", "org.pytorch.serve.grpc.inference.PredictionResponse", False, False),
-        ("StreamPredictions", "org.pytorch.serve.grpc.inference.PredictionsRequest", "org.pytorch.serve.grpc.inference.PredictionResponse", False, True),
-        ("StreamPredictions2", "org.pytorch.serve.grpc.inference.PredictionsRequest", "org.pytorch.serve.grpc.inference.PredictionResponse", True, True),
+        (
+            "Predictions",
+            "org.pytorch.serve.grpc.inference.PredictionsRequest",
+            "org.pytorch.serve.grpc.inference.PredictionResponse",
+            False,
+            False,
+        ),
+        (
+            "StreamPredictions",
+            "org.pytorch.serve.grpc.inference.PredictionsRequest",
+            "org.pytorch.serve.grpc.inference.PredictionResponse",
+            False,
+            True,
+        ),
+        (
+            "StreamPredictions2",
+            "org.pytorch.serve.grpc.inference.PredictionsRequest",
+            "org.pytorch.serve.grpc.inference.PredictionResponse",
+            True,
+            True,
+        ),
     ],
     "org.pytorch.serve.grpc.management.ManagementAPIsService": [
-        (method, f"org.pytorch.serve.grpc.management.{request}", "org.pytorch.serve.grpc.management.ManagementResponse", False, False)
+        (
+            method,
+            f"org.pytorch.serve.grpc.management.{request}",
+            "org.pytorch.serve.grpc.management.ManagementResponse",
+            False,
+            False,
+        )
         for method, request in [
             ("DescribeModel", "DescribeModelRequest"),
             ("ListModels", "ListModelsRequest"),

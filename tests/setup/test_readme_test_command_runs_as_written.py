@@ -35,7 +35,9 @@ def test_ci_runs_the_readme_test_command_word_for_word_right_after_setup() -> No
     (test,) = [i for i, line in enumerate(steps) if line == command or line.startswith(command + " ")]
     assert steps[setup + 1 : test] in ([], ["rc=0"]), steps[setup:test]
     for line in steps[:test]:
-        assert "activate" not in line and "PATH" not in line, f".ci/run changes the environment before the tests: {line}"
+        assert "activate" not in line and "PATH" not in line, (
+            f".ci/run changes the environment before the tests: {line}"
+        )
 
 
 def _spawned_program(call: ast.Call) -> str | None:

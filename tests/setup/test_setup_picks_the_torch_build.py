@@ -72,13 +72,21 @@ def _refusing_proxy() -> str:
 
 
 def dry_run(checkout: Path, *args: str, env: dict[str, str] | None = None, proxy: bool = True) -> DryRun:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("MODELFLEET_TORCH", "MODELFLEET_SETUP")) and not k.lower().endswith("_proxy")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MODELFLEET_TORCH", "MODELFLEET_SETUP")) and not k.lower().endswith("_proxy")
+    }
     if proxy:
         base.update(https_proxy=_refusing_proxy(), HTTPS_PROXY=_refusing_proxy())
     started = time.monotonic()
-    result = subprocess.run(["bash", str(checkout / "scripts" / "setup.sh"), *args], env={**base, **(env or {})},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", str(checkout / "scripts" / "setup.sh"), *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return DryRun(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
 
 
@@ -96,11 +104,14 @@ def test_by_default_torch_comes_alone_from_the_cpu_index_with_a_fallback(checkou
     assert sorted(p.name for p in checkout.iterdir()) == ["scripts"], "a dry run must create nothing"
 
 
-@pytest.mark.parametrize(("args", "env"), [
-    (["--dry-run", "--torch", "cuda"], {}),
-    (["--torch=cuda", "--dry-run"], {}),
-    ([], {"MODELFLEET_TORCH": "cuda", "MODELFLEET_SETUP_DRY_RUN": "1"}),
-])
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--dry-run", "--torch", "cuda"], {}),
+        (["--torch=cuda", "--dry-run"], {}),
+        ([], {"MODELFLEET_TORCH": "cuda", "MODELFLEET_SETUP_DRY_RUN": "1"}),
+    ],
+)
 def test_the_cuda_build_only_when_asked(checkout: Path, args: list[str], env: dict[str, str]) -> None:
     run = dry_run(checkout, *args, env=env)
     assert run.returncode == 0, run.out
@@ -125,7 +136,9 @@ def silent_index() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/whl/cpu"
 
 
-def test_a_silent_cpu_index_fails_over_to_the_pip_configuration_within_10_seconds(checkout: Path, silent_index: str) -> None:
+def test_a_silent_cpu_index_fails_over_to_the_pip_configuration_within_10_seconds(
+    checkout: Path, silent_index: str
+) -> None:
     run = dry_run(checkout, "--dry-run", env={"MODELFLEET_TORCH_CPU_INDEX": silent_index}, proxy=False)
     assert run.returncode == 0, run.out
     assert f"{silent_index} did not answer" in run.out and "would run the fallback command" in run.out, run.out

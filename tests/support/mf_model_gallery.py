@@ -59,8 +59,11 @@ class Segmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
         out = self.classifier(self.features(x))
-        return {"out": nn.functional.interpolate(out, size=[int(size[0]), int(size[1])], mode="bilinear",
-                                                 align_corners=False)}
+        return {
+            "out": nn.functional.interpolate(
+                out, size=[int(size[0]), int(size[1])], mode="bilinear", align_corners=False
+            )
+        }
 
 
 class TextClassifier(nn.Module):
@@ -191,7 +194,12 @@ def gallery() -> dict[str, Entry]:
     tokens = torch.randint(0, 100, (2, 7))
     sequence = torch.randn(2, 5, 16)
     tiny, mlp, counter = build_module("tiny"), build_module("mlp"), CountingUp()
-    resnet, segmenter, text, encoder = TinyResNet().eval(), Segmenter().eval(), TextClassifier().eval(), Encoder().eval()
+    resnet, segmenter, text, encoder = (
+        TinyResNet().eval(),
+        Segmenter().eval(),
+        TextClassifier().eval(),
+        Encoder().eval(),
+    )
     controlled, with_state = Controlled().eval(), WithState().eval()
     return {
         "demo-tiny": Entry(".pt", _script(tiny), torch.randn(2, 16), tiny),

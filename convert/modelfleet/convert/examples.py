@@ -109,19 +109,31 @@ def choose(
     if input_file is not None:
         sample = _read_sample(input_file)
         high = int(sample.max().item()) + 1 if not sample.dtype.is_floating_point and sample.numel() else 2
-        return Examples("batch", tuple(sample.shape), sample.dtype, f"--example-input {input_file.name}",
-                        token_range=max(high, 1), sample=sample)
+        return Examples(
+            "batch",
+            tuple(sample.shape),
+            sample.dtype,
+            f"--example-input {input_file.name}",
+            token_range=max(high, 1),
+            sample=sample,
+        )
     if shape is not None:
-        return Examples("batch", shape, DTYPES[dtype], "--example-shape",
-                        token_range=vocab_size or _vocab_size(archive))
+        return Examples(
+            "batch", shape, DTYPES[dtype], "--example-shape", token_range=vocab_size or _vocab_size(archive)
+        )
     from_archive = _from_setup_config(archive)
     if from_archive is not None:
         return from_archive
     kind = handler_kinds.KIND_INPUTS.get(archive.handler)
     if kind is not None:
-        return Examples(kind.layout, kind.sample_shape, torch.float32 if kind.layout == "batch" else torch.int64,
-                        f"the handler kind {archive.handler}", token_range=vocab_size or _vocab_size(archive),
-                        any_image_size=kind.any_image_size)
+        return Examples(
+            kind.layout,
+            kind.sample_shape,
+            torch.float32 if kind.layout == "batch" else torch.int64,
+            f"the handler kind {archive.handler}",
+            token_range=vocab_size or _vocab_size(archive),
+            any_image_size=kind.any_image_size,
+        )
     raise ConvertError(
         f"{archive.origin}: cannot tell what input the model takes (handler {archive.handler!r} is not a standard "
         "one and the archive has no setup_config.json max_length): pass --example-shape (one sample, no batch "
@@ -135,8 +147,9 @@ def _from_setup_config(archive: TorchServeArchive) -> Examples | None:
     max_length = setup.get("max_length") if setup else None
     if isinstance(max_length, bool) or not isinstance(max_length, (int, str)) or not str(max_length).isdigit():
         return None
-    return Examples("batch", (int(max_length),), torch.int64, "setup_config.json max_length",
-                    token_range=_vocab_size(archive))
+    return Examples(
+        "batch", (int(max_length),), torch.int64, "setup_config.json max_length", token_range=_vocab_size(archive)
+    )
 
 
 def _vocab_size(archive: TorchServeArchive) -> int:
@@ -172,4 +185,3 @@ def _read_sample(path: Path) -> torch.Tensor:
         return torch.tensor(json.loads(path.read_text(encoding="utf-8")), dtype=torch.float32)
     except (UnicodeDecodeError, ValueError, TypeError) as exc:
         raise ConvertError(f"--example-input {path.name}: not a JSON array of numbers ({exc})") from None
-

@@ -32,14 +32,24 @@ def convert(settings: ConvertSettings, progress: Progress) -> Report:
     with opened(settings.source) as archive:
         output = (settings.output or Path.cwd() / f"{archive.model_name}-modelfleet.mar").absolute()
         writing.check_target(output, force=settings.force)
-        report = Report(source=settings.source.name, output=output, model_name=archive.model_name,
-                        model_version=archive.model_version, handler_in=archive.handler)
+        report = Report(
+            source=settings.source.name,
+            output=output,
+            model_name=archive.model_name,
+            model_version=archive.model_version,
+            handler_in=archive.handler,
+        )
         members, vocab_size = _carry_files(archive, report, progress)
         with progress.step(f"building the eager model from {archive.model_file or settings.model_file}"):
             eager = eager_models.build(archive, model_file=settings.model_file, model_class=settings.model_class)
         report.eager = f"{eager.model_file} (class {eager.class_name}) + {eager.weights}"
-        examples = example_inputs.choose(archive, shape=settings.example_shape, dtype=settings.example_dtype,
-                                         input_file=settings.example_input, vocab_size=vocab_size)
+        examples = example_inputs.choose(
+            archive,
+            shape=settings.example_shape,
+            dtype=settings.example_dtype,
+            input_file=settings.example_input,
+            vocab_size=vocab_size,
+        )
         report.examples = examples.describe()
         select_path = parse_path(settings.select_output) if settings.select_output else None
         report.output_parts = _output_parts(eager.module, examples, select_path, seed=settings.seed)
@@ -47,8 +57,16 @@ def convert(settings: ConvertSettings, progress: Progress) -> Report:
         with tempfile.TemporaryDirectory(prefix="modelfleet-convert-work-") as work:
             built = None
             for method in methods:
-                built = _attempt(method, eager.module, examples, settings, report, progress,
-                                 select_path=select_path, work_dir=Path(work))
+                built = _attempt(
+                    method,
+                    eager.module,
+                    examples,
+                    settings,
+                    report,
+                    progress,
+                    select_path=select_path,
+                    work_dir=Path(work),
+                )
                 if built is not None:
                     break
             if built is None:
@@ -76,8 +94,12 @@ def convert(settings: ConvertSettings, progress: Progress) -> Report:
                 },
             )
             with progress.step(f"writing {output.name}"):
-                writing.write(output, [writing.Member(built.path.name, source=built.path), *members],
-                              manifest_doc=doc, force=settings.force)
+                writing.write(
+                    output,
+                    [writing.Member(built.path.name, source=built.path), *members],
+                    manifest_doc=doc,
+                    force=settings.force,
+                )
             report.server_check = server_check.vet(output, load=False) + "; " + report.server_check
         report.ok = True
         return report
@@ -98,8 +120,15 @@ def _attempt(
     title = exporting.TITLES[method]
     try:
         with progress.step(f"converting with {title}"):
-            built = exporting.build(method, model, examples, select=select_path, work_dir=work_dir,
-                                    max_batch=settings.max_batch, seed=settings.seed)
+            built = exporting.build(
+                method,
+                model,
+                examples,
+                select=select_path,
+                work_dir=work_dir,
+                max_batch=settings.max_batch,
+                seed=settings.seed,
+            )
     except exporting.MethodFailed as exc:
         report.attempts.append(Attempt(method, ok=False, reason=str(exc)))
         return None
@@ -112,8 +141,15 @@ def _attempt(
         except Exception as exc:
             report.attempts.append(Attempt(method, ok=False, reason=f"cannot be loaded back: {exporting.reason(exc)}"))
             return None
-        checked = verify(model, converted, examples, select_path=select_path, atol=settings.atol,
-                         rtol=settings.rtol, seed=settings.seed)
+        checked = verify(
+            model,
+            converted,
+            examples,
+            select_path=select_path,
+            atol=settings.atol,
+            rtol=settings.rtol,
+            seed=settings.seed,
+        )
     if not checked.ok:
         report.attempts.append(Attempt(method, ok=False, reason=checked.problem, max_abs_diff=checked.max_abs_diff))
         return None
@@ -124,10 +160,13 @@ def _attempt(
             report.attempts.append(Attempt(method, ok=False, reason=exc.message, max_abs_diff=checked.max_abs_diff))
             return None
     report.server_check = f"the server's loader vetted and loaded {built.path.name}"
-    report.attempts.append(Attempt(method, ok=True, reason=built.detail, max_abs_diff=checked.max_abs_diff,
-                                   notes=built.notes))
-    report.verified = (f"{examples.varying} {sizes}: max |eager - converted| = {checked.max_abs_diff:.3g} "
-                       f"(tolerance atol {settings.atol:g}, rtol {settings.rtol:g})")
+    report.attempts.append(
+        Attempt(method, ok=True, reason=built.detail, max_abs_diff=checked.max_abs_diff, notes=built.notes)
+    )
+    report.verified = (
+        f"{examples.varying} {sizes}: max |eager - converted| = {checked.max_abs_diff:.3g} "
+        f"(tolerance atol {settings.atol:g}, rtol {settings.rtol:g})"
+    )
     return built
 
 
@@ -140,15 +179,19 @@ def _output_parts(
         try:
             out = model(*args)
         except Exception as exc:
-            raise ConvertError(f"the eager model fails on the example input ({examples.describe()}): "
-                               f"{exporting.reason(exc)}; pass --example-shape/--example-input") from None
+            raise ConvertError(
+                f"the eager model fails on the example input ({examples.describe()}): "
+                f"{exporting.reason(exc)}; pass --example-shape/--example-input"
+            ) from None
         if select_path:
             try:
                 out = select(out, select_path)
             except (KeyError, IndexError, TypeError):
                 parts = [name for name, _ in flatten(out)]
-                raise ConvertError(f"--select-output {'.'.join(map(str, select_path))}: the output has no such "
-                                   f"part; its parts are {parts}") from None
+                raise ConvertError(
+                    f"--select-output {'.'.join(map(str, select_path))}: the output has no such "
+                    f"part; its parts are {parts}"
+                ) from None
     return [name for name, _ in flatten(out)]
 
 
@@ -176,12 +219,13 @@ def _carry_files(
         elif suffix == ".py":
             report.files.append(f"{name}: left out (Python code; ModelFleet never runs code from an archive)")
         elif suffix in PICKLE_SUFFIXES:
-            report.files.append(f"{name}: left out (pickled data, which the server never reads; turn it into "
-                                "JSON or safetensors for a trusted handler)")
+            report.files.append(
+                f"{name}: left out (pickled data, which the server never reads; turn it into "
+                "JSON or safetensors for a trusted handler)"
+            )
         elif PurePosixPath(name).name == "requirements.txt":
             report.files.append(f"{name}: left out (the server installs nothing from an archive)")
         else:
             members.append(writing.Member(name, source=archive.root / name))
             report.files.append(f"{name}: kept")
     return members, vocab_size
-

@@ -50,8 +50,10 @@ class Report:
 
 def render(report: Report) -> str:
     version = report.model_version or "(none: the server uses 1.0)"
-    lines = [f"modelfleet-convert: {report.source} -> {report.output if report.ok else '(nothing written)'}",
-             f"  model       {report.model_name}, version {version}"]
+    lines = [
+        f"modelfleet-convert: {report.source} -> {report.output if report.ok else '(nothing written)'}",
+        f"  model       {report.model_name}, version {version}",
+    ]
     if report.eager:
         lines.append(f"  eager model {report.eager}")
     if report.examples:
@@ -77,8 +79,10 @@ def render(report: Report) -> str:
     lines += [f"  NOTE        {note}" for note in report.notes]
     if not report.ok:
         tried = ", ".join(TITLES[a.method] for a in report.attempts)
-        lines.append(f"  FAILED      no conversion path matched the eager model and passed the server's check "
-                     f"(tried: {tried or 'none'}); see the reasons above")
+        lines.append(
+            f"  FAILED      no conversion path matched the eager model and passed the server's check "
+            f"(tried: {tried or 'none'}); see the reasons above"
+        )
     return "\n".join(lines)
 
 

@@ -107,7 +107,7 @@ def _read(root: Path, *, origin: str) -> TorchServeArchive:
         raise ConvertError(f"{origin}: {MANIFEST} is not valid JSON ({exc})") from None
     model = manifest.get("model") if isinstance(manifest, dict) else None
     if not isinstance(model, dict):
-        raise ConvertError(f"{origin}: {MANIFEST} has no \"model\" object")
+        raise ConvertError(f'{origin}: {MANIFEST} has no "model" object')
     name = _text(model, "modelName")
     if name is None:
         raise ConvertError(f"{origin}: {MANIFEST} names no modelName")

@@ -58,9 +58,13 @@ def verify(
                 actual = converted(*args)
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                return Verification(sizes, math.inf, f"{examples.varying} {size}, sample {list(args[0].shape[1:])}: "
-                                                     "the converted model failed: "
-                                                     f"{type(exc).__name__}: {first[:200]}")
+                return Verification(
+                    sizes,
+                    math.inf,
+                    f"{examples.varying} {size}, sample {list(args[0].shape[1:])}: "
+                    "the converted model failed: "
+                    f"{type(exc).__name__}: {first[:200]}",
+                )
         diff, problem = _compare(flatten(expected), flatten(actual), atol=atol, rtol=rtol)
         worst = max(worst, diff)
         if problem:
@@ -73,8 +77,9 @@ def _compare(
     expected: list[tuple[str, Any]], actual: list[tuple[str, Any]], *, atol: float, rtol: float
 ) -> tuple[float, str]:
     if [name for name, _ in expected] != [name for name, _ in actual]:
-        return math.inf, (f"the outputs differ in structure: eager {[n for n, _ in expected]}, "
-                          f"converted {[n for n, _ in actual]}")
+        return math.inf, (
+            f"the outputs differ in structure: eager {[n for n, _ in expected]}, converted {[n for n, _ in actual]}"
+        )
     worst = 0.0
     for (name, want), (_, got) in zip(expected, actual):
         if not isinstance(want, torch.Tensor) or not isinstance(got, torch.Tensor):
@@ -82,8 +87,9 @@ def _compare(
                 return math.inf, f"output {name}: eager {want!r}, converted {got!r}"
             continue
         if want.shape != got.shape or want.dtype != got.dtype:
-            return math.inf, (f"output {name}: eager {want.dtype} {list(want.shape)}, "
-                              f"converted {got.dtype} {list(got.shape)}")
+            return math.inf, (
+                f"output {name}: eager {want.dtype} {list(want.shape)}, converted {got.dtype} {list(got.shape)}"
+            )
         if want.numel() == 0:
             continue
         a, b = want.detach().to(torch.float64), got.detach().to(torch.float64)

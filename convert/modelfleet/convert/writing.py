@@ -74,8 +74,9 @@ def write(output: Path, members: list[Member], *, manifest_doc: dict[str, Any], 
                     # Model files are stored, not deflated: weights barely compress, and the zeros of an
                     # exported program's example input would look like a zip bomb (over 100:1) to the server.
                     stored = member.name.endswith(MODEL_SUFFIXES)
-                    archive.writestr(member.name, member.read(),
-                                     compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+                    archive.writestr(
+                        member.name, member.read(), compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+                    )
         else:
             for member in everything:
                 target = staging / member.name

@@ -36,25 +36,41 @@ def parse(argv: list[str] | None) -> tuple[DemoSettings, StatePolicy, str]:
     parser = argparse.ArgumentParser(
         prog="modelfleet-local",
         description="Run ModelFleet on this machine: an in-memory Kubernetes API, the operator, and "
-                    "server pods as local processes on 127.0.0.N; applies examples/cpu.yaml in the "
-                    "namespace ml-serving.")
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="pod folders, logs, model store and kubeconfig (default: a new temporary folder); "
-                             "removed at exit if this run created it, unless --keep-state")
+        "server pods as local processes on 127.0.0.N; applies examples/cpu.yaml in the "
+        "namespace ml-serving.",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="pod folders, logs, model store and kubeconfig (default: a new temporary folder); "
+        "removed at exit if this run created it, unless --keep-state",
+    )
     parser.add_argument("--keep-state", action="store_true", help="keep the state folder at exit")
     parser.add_argument("--port", type=int, default=0, help="port of the local Kubernetes API (0: any free one)")
-    parser.add_argument("--no-demo", action="store_true",
-                        help="apply no ModelDeployment: start the fleet (namespace ml-serving, model claim, "
-                             "operator) and wait for yours")
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="apply no ModelDeployment: start the fleet (namespace ml-serving, model claim, "
+        "operator) and wait for yours",
+    )
     parser.add_argument("--replicas", type=int, default=None, help="server pods of the example (default: its own, 2)")
-    parser.add_argument("--example", type=Path, default=None,
-                        help="the ModelDeployment YAML to apply (default: examples/cpu.yaml)")
+    parser.add_argument(
+        "--example", type=Path, default=None, help="the ModelDeployment YAML to apply (default: examples/cpu.yaml)"
+    )
     parser.add_argument("--crd", type=Path, default=None, help="the ModelDeployment CRD file")
-    parser.add_argument("--probe-period-scale", type=float, default=1.0,
-                        help="multiply probe periods and restart back-off (e.g. 0.25 for faster tests)")
+    parser.add_argument(
+        "--probe-period-scale",
+        type=float,
+        default=1.0,
+        help="multiply probe periods and restart back-off (e.g. 0.25 for faster tests)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the fleet to be Ready")
-    parser.add_argument("--exit-after-demo", action="store_true",
-                        help="stop everything after the prediction (with --no-demo: once the fleet is up)")
+    parser.add_argument(
+        "--exit-after-demo",
+        action="store_true",
+        help="stop everything after the prediction (with --no-demo: once the fleet is up)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="log level of the local cluster components")
     args = parser.parse_args(argv)
     if args.state_dir is None:
@@ -67,10 +83,17 @@ def parse(argv: list[str] | None) -> tuple[DemoSettings, StatePolicy, str]:
         policy = StatePolicy(remove=False, why_kept="it existed before this run")
     else:
         policy = StatePolicy(remove=True)
-    settings = DemoSettings(state_dir=state.resolve(), api_port=args.port, replicas=args.replicas,
-                            example=args.example, demo=not args.no_demo, crd=args.crd,
-                            probe_period_scale=args.probe_period_scale, timeout_s=args.timeout,
-                            exit_after_demo=args.exit_after_demo)
+    settings = DemoSettings(
+        state_dir=state.resolve(),
+        api_port=args.port,
+        replicas=args.replicas,
+        example=args.example,
+        demo=not args.no_demo,
+        crd=args.crd,
+        probe_period_scale=args.probe_period_scale,
+        timeout_s=args.timeout,
+        exit_after_demo=args.exit_after_demo,
+    )
     return settings, policy, args.log_level
 
 
@@ -86,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     settings, policy, level = parse(argv)
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = settings.state_dir
-    print(f"state folder: {state} " + ("(removed at exit; --keep-state keeps it)" if policy.remove
-                                       else f"(kept at exit: {policy.why_kept})"), flush=True)
+    print(
+        f"state folder: {state} "
+        + ("(removed at exit; --keep-state keeps it)" if policy.remove else f"(kept at exit: {policy.why_kept})"),
+        flush=True,
+    )
     code = 1
     try:
         code = asyncio.run(_run(settings))
@@ -96,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(state, ignore_errors=True)
             print(f"removed the state folder {state}", flush=True)
         else:
-            print(f"state folder kept: {state}" + ("" if code == 0 else " (this run failed: its logs are there)"),
-                  flush=True)
+            print(
+                f"state folder kept: {state}" + ("" if code == 0 else " (this run failed: its logs are there)"),
+                flush=True,
+            )
     return code
 
 

@@ -60,8 +60,12 @@ class Reservations:
             if self.folder.stat().st_uid == os.getuid():
                 self.folder.chmod(0o1777)  # like /tmp: every user's fleet reserves here
         except OSError as exc:
-            log.warning("cannot reserve addresses machine-wide in %s (%s): another fleet on this machine "
-                        "may pick the same addresses", self.folder, exc)
+            log.warning(
+                "cannot reserve addresses machine-wide in %s (%s): another fleet on this machine "
+                "may pick the same addresses",
+                self.folder,
+                exc,
+            )
             self._usable = False
         return self._usable
 

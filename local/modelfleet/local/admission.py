@@ -36,8 +36,13 @@ def default_cluster_ip(ports: Iterable[int] = ()) -> str:
     return next(_cluster_ips)
 
 
-def admit(rtype: ResourceType, obj: JSON, old: JSON | None, *,
-          allocate_ip: Callable[[Iterable[int]], str] = default_cluster_ip) -> None:
+def admit(
+    rtype: ResourceType,
+    obj: JSON,
+    old: JSON | None,
+    *,
+    allocate_ip: Callable[[Iterable[int]], str] = default_cluster_ip,
+) -> None:
     """Validate and default `obj` in place; raise ApiError 422 (Invalid) listing every cause."""
     causes: list[str] = []
     meta = obj.get("metadata") or {}
@@ -57,8 +62,9 @@ def admit(rtype: ResourceType, obj: JSON, old: JSON | None, *,
         if not causes:
             from modelfleet.local import celrules
 
-            causes += celrules.rule_errors(rtype.schema, {k: v for k, v in obj.items() if k != "metadata"},
-                                           celrules.old_value(old))
+            causes += celrules.rule_errors(
+                rtype.schema, {k: v for k, v in obj.items() if k != "metadata"}, celrules.old_value(old)
+            )
     if causes:
         raise invalid(rtype, name, causes)
 
@@ -68,9 +74,11 @@ def _check_name(rtype: ResourceType, name: str, causes: list[str]) -> None:
     if rtype.key == ("apiextensions.k8s.io", "customresourcedefinitions") or rtype.key[1] == "events":
         return  # CRD names contain the group; Event names are generated with dots and digits
     if len(name) > limit or not pattern.fullmatch(name):
-        causes.append(f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 '
-                      f'{"label" if limit == 63 else "subdomain"} must consist of lower case alphanumeric '
-                      f"characters, '-' or '.'")
+        causes.append(
+            f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 '
+            f"{'label' if limit == 63 else 'subdomain'} must consist of lower case alphanumeric "
+            f"characters, '-' or '.'"
+        )
 
 
 def _check_labels(labels: Any, where: str, causes: list[str]) -> None:
@@ -78,20 +86,30 @@ def _check_labels(labels: Any, where: str, causes: list[str]) -> None:
         return
     for key, value in labels.items():
         prefix, _, label_name = str(key).rpartition("/")
-        if (len(label_name) > 63 or not _LABEL_NAME.fullmatch(label_name)
-                or (prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)))):
-            causes.append(f'{where}: Invalid value: "{key}": name part must consist of alphanumeric '
-                          "characters, '-', '_' or '.'")
+        if (
+            len(label_name) > 63
+            or not _LABEL_NAME.fullmatch(label_name)
+            or (prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)))
+        ):
+            causes.append(
+                f"{where}: Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'"
+            )
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
-            causes.append(f'{where}: Invalid value: "{value}": a valid label must be an empty string or '
-                          "consist of alphanumeric characters, '-', '_' or '.' (at most 63)")
+            causes.append(
+                f'{where}: Invalid value: "{value}": a valid label must be an empty string or '
+                "consist of alphanumeric characters, '-', '_' or '.' (at most 63)"
+            )
 
 
 # ---- built-in defaults ---------------------------------------------------------------------------
 def _default_probe(probe: Any) -> None:
     if isinstance(probe, dict):
-        for field, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1),
-                             ("failureThreshold", 3)):
+        for field, value in (
+            ("timeoutSeconds", 1),
+            ("periodSeconds", 10),
+            ("successThreshold", 1),
+            ("failureThreshold", 3),
+        ):
             probe.setdefault(field, value)
 
 
@@ -143,11 +161,11 @@ def _deployment(obj: JSON, old: JSON | None, causes: list[str]) -> None:
         rolling.setdefault("maxSurge", "25%")
         rolling.setdefault("maxUnavailable", "25%")
         if rolling["maxSurge"] in (0, "0", "0%") and rolling["maxUnavailable"] in (0, "0", "0%"):
-            causes.append("spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 "
-                          "when `maxSurge` is 0")
+            causes.append(
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"
+            )
     elif strategy.get("rollingUpdate"):
-        causes.append("spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy "
-                      "`type` is 'Recreate'")
+        causes.append("spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'")
     if not isinstance(spec.get("replicas"), int) or spec["replicas"] < 0:
         causes.append("spec.replicas: Invalid value: must be greater than or equal to 0")
     template = spec.get("template") or {}
@@ -159,8 +177,7 @@ def _deployment(obj: JSON, old: JSON | None, causes: list[str]) -> None:
         from modelfleet.local.selectors import selector_object_matches
 
         if not selector_object_matches(selector, template_labels):
-            causes.append("spec.template.metadata.labels: Invalid value: `selector` does not match "
-                          "template `labels`")
+            causes.append("spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`")
         if old is not None and (old.get("spec") or {}).get("selector") != selector:
             causes.append("spec.selector: Invalid value: field is immutable")
     _check_labels(template_labels, "spec.template.metadata.labels", causes)
@@ -184,8 +201,9 @@ def _service(obj: JSON, old: JSON | None, causes: list[str], allocate_ip: Callab
     if old_ip:
         spec["clusterIP"] = old_ip
     elif not spec.get("clusterIP"):
-        spec["clusterIP"] = allocate_ip([p["port"] for p in spec.get("ports") or []
-                                         if isinstance(p, dict) and isinstance(p.get("port"), int)])
+        spec["clusterIP"] = allocate_ip(
+            [p["port"] for p in spec.get("ports") or [] if isinstance(p, dict) and isinstance(p.get("port"), int)]
+        )
     elif spec["clusterIP"] != "None":
         try:
             ipaddress.ip_address(spec["clusterIP"])
@@ -261,8 +279,11 @@ def _to_json_schema(schema: Any) -> Any:
         return [_to_json_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    result = {k: _to_json_schema(v) for k, v in schema.items()
-              if not k.startswith("x-kubernetes-") and k not in ("nullable", "default", "example")}
+    result = {
+        k: _to_json_schema(v)
+        for k, v in schema.items()
+        if not k.startswith("x-kubernetes-") and k not in ("nullable", "default", "example")
+    }
     if schema.get("x-kubernetes-int-or-string"):
         result.pop("type", None)
         result["anyOf"] = [{"type": "integer"}, {"type": "string"}]
@@ -276,7 +297,8 @@ def _apply_schema(schema: JSON, obj: JSON, causes: list[str]) -> None:
     obj.clear()
     obj.update(pruned)
     validator = jsonschema.Draft7Validator(_to_json_schema(schema))
-    for error in sorted(validator.iter_errors({k: v for k, v in obj.items() if k != "metadata"}),
-                        key=lambda e: list(e.absolute_path)):
+    for error in sorted(
+        validator.iter_errors({k: v for k, v in obj.items() if k != "metadata"}), key=lambda e: list(e.absolute_path)
+    ):
         path = ".".join(str(part) for part in error.absolute_path) or "<root>"
         causes.append(f"{path}: Invalid value: {error.message}")

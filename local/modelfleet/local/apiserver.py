@@ -73,8 +73,9 @@ def parse_route(path: str, known: dict[tuple[str, str], ResourceType]) -> Route 
         namespace, rest = rest[1], rest[2:]
     if len(rest) > 3:
         return None
-    return Route(group, version, rest[0], namespace, rest[1] if len(rest) > 1 else None,
-                 rest[2] if len(rest) > 2 else None)
+    return Route(
+        group, version, rest[0], namespace, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+    )
 
 
 def _bool_param(value: str | None) -> bool:
@@ -118,12 +119,19 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
                 info.singular = info.kind.lower()
             if (resource.group, resource.plural) in self.store.types:
                 continue  # a second version of the same kind (autoscaling v1/v2): keep the first
-            self.store.register(ResourceType(
-                group=resource.group or "", version=resource.version or "", plural=resource.plural or "",
-                kind=info.kind or "", namespaced=bool(info.namespaced),
-                subresources=frozenset(info.subresources),
-                scale=ScalePaths() if "scale" in info.subresources else None,
-                singular=info.singular or "", short_names=frozenset(info.shortnames)))
+            self.store.register(
+                ResourceType(
+                    group=resource.group or "",
+                    version=resource.version or "",
+                    plural=resource.plural or "",
+                    kind=info.kind or "",
+                    namespaced=bool(info.namespaced),
+                    subresources=frozenset(info.subresources),
+                    scale=ScalePaths() if "scale" in info.subresources else None,
+                    singular=info.singular or "",
+                    short_names=frozenset(info.shortnames),
+                )
+            )
             self._kmock_resources[(resource.group or "", resource.plural or "")] = resource
         self.store.listeners.append(self._mirror)
         self.store.listeners.append(self._on_crd_change)
@@ -167,9 +175,13 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             resource = kmock.resource(served.group, served.version, served.plural)
             self._kmock_resources.setdefault(served.key, resource)
             self.resources[resource] = kmock.ResourceInfo(
-                kind=served.kind, singular=served.singular, namespaced=served.namespaced,
-                shortnames=set(served.short_names), subresources=set(served.subresources),
-                verbs={"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"})
+                kind=served.kind,
+                singular=served.singular,
+                namespaced=served.namespaced,
+                shortnames=set(served.short_names),
+                subresources=set(served.subresources),
+                verbs={"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"},
+            )
         status = crds.established_status(obj)
         if obj.get("status") != status:
             crd_type = self.store.types[CRD_TYPE]
@@ -191,21 +203,46 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             if rtype is None:
                 continue
             info = self.resources[resource]
-            verbs = sorted(info.verbs) or ["create", "delete", "deletecollection", "get", "list", "patch",
-                                           "update", "watch"]
-            entries.append({"name": rtype.plural, "singularName": rtype.singular, "namespaced": rtype.namespaced,
-                            "kind": rtype.kind, "verbs": verbs, "shortNames": sorted(rtype.short_names),
-                            "categories": sorted(info.categories)})
+            verbs = sorted(info.verbs) or [
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
+            entries.append(
+                {
+                    "name": rtype.plural,
+                    "singularName": rtype.singular,
+                    "namespaced": rtype.namespaced,
+                    "kind": rtype.kind,
+                    "verbs": verbs,
+                    "shortNames": sorted(rtype.short_names),
+                    "categories": sorted(info.categories),
+                }
+            )
             for sub in sorted(rtype.subresources):
-                entry: JSON = {"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
-                               "kind": rtype.kind, "verbs": ["get", "patch", "update"]}
+                entry: JSON = {
+                    "name": f"{rtype.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rtype.namespaced,
+                    "kind": rtype.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
                 if sub == "scale":
                     entry.update(group="autoscaling", version="v1", kind="Scale")
                 entries.append(entry)
         if not entries and group:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({group}/{version})")
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": entries}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": entries,
+        }
 
     async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
         if isinstance(exc, ApiError):
@@ -225,8 +262,7 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
         accept = raw.headers.get("Accept", "")
         if path == "/openapi/v2":
             if "json" not in accept and accept not in ("", "*/*"):
-                error = ApiError(406, "NotAcceptable", "only application/json is served here; "
-                                                       "kubectl uses /openapi/v3")
+                error = ApiError(406, "NotAcceptable", "only application/json is served here; kubectl uses /openapi/v3")
                 return aiohttp.web.json_response(error.status(), status=406)
             return _json(openapi.v2_document(self.openapi_documents()))
         documents = self.openapi_documents()
@@ -238,8 +274,7 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(error.status(), status=404)
         return _json(document, headers={"Cache-Control": "public, immutable"} if raw.query.get("hash") else {})
 
-    def _check_fields(self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, verb: str,
-                      body: Any) -> list[str]:
+    def _check_fields(self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, verb: str, body: Any) -> list[str]:
         """fieldValidation=Strict: ApiError 400 on unknown fields; Warn: the warnings to send."""
         directive = raw.query.get("fieldValidation", "")
         if directive not in ("Strict", "Warn") or not isinstance(body, dict):
@@ -261,14 +296,21 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
         route = parse_route(raw_request.path, self.store.types)
         if route is None:
             if len(self._requests) > self.keep_requests:
-                del self._requests[:-self.keep_requests // 2]
+                del self._requests[: -self.keep_requests // 2]
             if raw_request.path == "/version/":  # the kubernetes client's VersionApi asks this
                 raw_request = raw_request.clone(rel_url=raw_request.rel_url.with_path("/version"))
             return await super().__call__(raw_request)
         user_agent = raw_request.headers.get("User-Agent", "")
         verb = _verb(raw_request, route)
-        record = ApiRequest(verb=verb, group=route.group, resource=route.plural, namespace=route.namespace,
-                            name=route.name, subresource=route.subresource, user_agent=user_agent)
+        record = ApiRequest(
+            verb=verb,
+            group=route.group,
+            resource=route.plural,
+            namespace=route.namespace,
+            name=route.name,
+            subresource=route.subresource,
+            user_agent=user_agent,
+        )
         try:
             rtype = self.store.type_of(route.group, route.plural)
             if verb == "watch":
@@ -282,7 +324,9 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
                 self.audit.add(record)
                 return aiohttp.web.Response(text=text, content_type="text/plain")
             body = await _read_body(raw_request)
-            warnings = self._check_fields(raw_request, rtype, verb, body) if verb in ("create", "update", "patch") else []
+            warnings = (
+                self._check_fields(raw_request, rtype, verb, body) if verb in ("create", "update", "patch") else []
+            )
             code, payload = self._dispatch(raw_request, rtype, route, verb, body)
             if verb in ("get", "list") and "as=Table" in raw_request.headers.get("Accept", ""):
                 payload = tables.render(rtype, payload)
@@ -290,23 +334,27 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             code, payload, warnings = exc.code, exc.status(), []
         self.audit.add(attrs_evolve(record, code=code))
         headers = [("Warning", '299 - "{}"'.format(w.replace('"', '\\"'))) for w in warnings]
-        return aiohttp.web.Response(body=json.dumps(payload).encode(), status=code, headers=headers,
-                                    content_type="application/json")
+        return aiohttp.web.Response(
+            body=json.dumps(payload).encode(), status=code, headers=headers, content_type="application/json"
+        )
 
     async def _port_forward(self, raw: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.StreamResponse:
         """pods/<name>/portforward: to the pod's loopback address (status.podIP), as the kubelet would."""
         pod = self.store.get(self.store.type_of("", "pods"), route.namespace, route.name or "")
         status = pod.get("status") or {}
         if status.get("phase") != "Running" or not status.get("podIP"):
-            raise ApiError(400, "BadRequest", f'pod {route.name} is not running (phase {status.get("phase")})')
+            raise ApiError(400, "BadRequest", f"pod {route.name} is not running (phase {status.get('phase')})")
         self.port_forwards.append("websocket" if portforward.wants_websocket(raw) else "spdy")
         return await portforward.serve(raw, str(status["podIP"]))
 
     def _pod_log(self, route: Route, query: Any) -> str:
         """`kubectl logs`: the container's output as the local kubelet captured it."""
         pod = self.store.get(self.store.type_of("", "pods"), route.namespace, route.name or "")
-        path = None if self.pod_logs is None else self.pod_logs(pod["metadata"]["namespace"],
-                                                                pod["metadata"]["name"], query.get("container"))
+        path = (
+            None
+            if self.pod_logs is None
+            else self.pod_logs(pod["metadata"]["namespace"], pod["metadata"]["name"], query.get("container"))
+        )
         if path is None or not path.exists():
             raise ApiError(400, "BadRequest", f'container in pod "{route.name}" is waiting to start')
         text = path.read_text(errors="replace")
@@ -315,8 +363,9 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             text = "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
         return text
 
-    def _dispatch(self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, route: Route, verb: str,
-                  body: Any) -> tuple[int, JSON]:
+    def _dispatch(
+        self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, route: Route, verb: str, body: Any
+    ) -> tuple[int, JSON]:
         store, query = self.store, raw.query
         namespace, name, sub = route.namespace, route.name, route.subresource
         dry_run = query.get("dryRun") == "All"
@@ -332,8 +381,12 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             return 200, store.get(rtype, namespace, name or "")
         if verb == "list":
             items = store.list_objects(rtype, namespace, labels=labels, fields=fields)
-            return 200, {"apiVersion": rtype.api_version, "kind": f"{rtype.kind}List",
-                         "metadata": {"resourceVersion": str(store.resource_version)}, "items": items}
+            return 200, {
+                "apiVersion": rtype.api_version,
+                "kind": f"{rtype.kind}List",
+                "metadata": {"resourceVersion": str(store.resource_version)},
+                "items": items,
+            }
         if verb == "create":
             return 201, store.create(rtype, namespace, body, dry_run=dry_run)
         if verb == "update":
@@ -342,11 +395,20 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             content_type = raw.headers.get("Content-Type", "").split(";")[0].strip()
             patch_type = _PATCH_TYPES.get(content_type)
             if patch_type is None:
-                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: "
-                                                            f"{content_type}")
+                raise ApiError(
+                    415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
+                )
             exists = store.find(rtype, namespace, name or "") is not None
-            obj = store.patch(rtype, namespace, name or "", body, patch_type=patch_type, subresource=sub,
-                              field_manager=query.get("fieldManager", ""), dry_run=dry_run)
+            obj = store.patch(
+                rtype,
+                namespace,
+                name or "",
+                body,
+                patch_type=patch_type,
+                subresource=sub,
+                field_manager=query.get("fieldManager", ""),
+                dry_run=dry_run,
+            )
             return (200 if exists else 201), obj
         if verb == "delete":
             options = body if isinstance(body, dict) else {}
@@ -356,18 +418,39 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
             propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
             if propagation is None and "orphanDependents" in options:
                 propagation = "Orphan" if options["orphanDependents"] else "Background"
-            obj = store.delete(rtype, namespace, name or "", propagation=propagation, grace_seconds=grace,
-                               preconditions=options.get("preconditions"), dry_run=dry_run)
+            obj = store.delete(
+                rtype,
+                namespace,
+                name or "",
+                propagation=propagation,
+                grace_seconds=grace,
+                preconditions=options.get("preconditions"),
+                dry_run=dry_run,
+            )
             return 200, obj
         if verb == "deletecollection":
-            deleted = store.delete_collection(rtype, namespace, labels=labels, fields=fields,
-                                              propagation=query.get("propagationPolicy"))
-            return 200, {"apiVersion": rtype.api_version, "kind": f"{rtype.kind}List",
-                         "metadata": {"resourceVersion": str(store.resource_version)}, "items": deleted}
+            deleted = store.delete_collection(
+                rtype, namespace, labels=labels, fields=fields, propagation=query.get("propagationPolicy")
+            )
+            return 200, {
+                "apiVersion": rtype.api_version,
+                "kind": f"{rtype.kind}List",
+                "metadata": {"resourceVersion": str(store.resource_version)},
+                "items": deleted,
+            }
         raise ApiError(405, "MethodNotAllowed", f"{raw.method} is not supported here")
 
-    def _dispatch_scale(self, rtype: ResourceType, namespace: str | None, name: str, verb: str, body: Any,
-                        raw: aiohttp.web.BaseRequest, *, dry_run: bool) -> tuple[int, JSON]:
+    def _dispatch_scale(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        verb: str,
+        body: Any,
+        raw: aiohttp.web.BaseRequest,
+        *,
+        dry_run: bool,
+    ) -> tuple[int, JSON]:
         obj = self.store.get(rtype, namespace, name)
         if verb == "get":
             return 200, scale.to_scale(rtype, obj)
@@ -379,27 +462,44 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
         updated = self.store.patch(rtype, namespace, name, patch, patch_type="merge", dry_run=dry_run)
         return 200, scale.to_scale(rtype, updated)
 
-    async def _serve_watch_stream(self, raw: aiohttp.web.BaseRequest, rtype: ResourceType,
-                                  route: Route) -> aiohttp.web.StreamResponse:
+    async def _serve_watch_stream(
+        self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, route: Route
+    ) -> aiohttp.web.StreamResponse:
         query = raw.query
         labels = selectors.parse_label_selector(query["labelSelector"]) if query.get("labelSelector") else None
         fields = selectors.parse_field_selector(query["fieldSelector"]) if query.get("fieldSelector") else None
         since = _int_param(query.get("resourceVersion"))
         initial = _bool_param(query.get("sendInitialEvents"))
-        watch = self.store.watch(rtype, route.namespace if rtype.namespaced else None, name=route.name,
-                                 labels=labels, fields=fields, since=None if initial else since)
+        watch = self.store.watch(
+            rtype,
+            route.namespace if rtype.namespaced else None,
+            name=route.name,
+            labels=labels,
+            fields=fields,
+            since=None if initial else since,
+        )
         if initial:
-            watch.send({"type": "BOOKMARK", "object": {
-                "apiVersion": rtype.api_version, "kind": rtype.kind,
-                "metadata": {"resourceVersion": str(self.store.resource_version),
-                             "annotations": {"k8s.io/initial-events-end": "true"}}}})
+            watch.send(
+                {
+                    "type": "BOOKMARK",
+                    "object": {
+                        "apiVersion": rtype.api_version,
+                        "kind": rtype.kind,
+                        "metadata": {
+                            "resourceVersion": str(self.store.resource_version),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    },
+                }
+            )
         response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         timeout = _int_param(query.get("timeoutSeconds"))
         try:
             await response.prepare(raw)
             as_table = rtype if "as=Table" in raw.headers.get("Accept", "") else None
-            await _pump(watch, response, timeout=float(timeout) if timeout else self.max_watch_seconds,
-                        as_table=as_table)
+            await _pump(
+                watch, response, timeout=float(timeout) if timeout else self.max_watch_seconds, as_table=as_table
+            )
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -408,8 +508,9 @@ class FleetApiEmulator(kmock.KubernetesEmulator):
         return response
 
 
-async def _pump(watch: Watch, response: aiohttp.web.StreamResponse, *, timeout: float,
-                as_table: ResourceType | None) -> None:
+async def _pump(
+    watch: Watch, response: aiohttp.web.StreamResponse, *, timeout: float, as_table: ResourceType | None
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -448,8 +549,7 @@ def _verb(raw: aiohttp.web.BaseRequest, route: Route) -> str:
 
 
 def _json(document: JSON, *, headers: dict[str, str] | None = None) -> aiohttp.web.Response:
-    return aiohttp.web.Response(body=json.dumps(document).encode(), content_type="application/json",
-                                headers=headers)
+    return aiohttp.web.Response(body=json.dumps(document).encode(), content_type="application/json", headers=headers)
 
 
 async def _read_body(raw: aiohttp.web.BaseRequest) -> Any:
@@ -488,13 +588,24 @@ class RunningApi:
 
 
 def kubeconfig_text(url: str, *, namespace: str = "default") -> str:
-    return str(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "modelfleet-local",
-        "clusters": [{"name": "modelfleet-local", "cluster": {"server": url}}],
-        "users": [{"name": "modelfleet-local", "user": {}}],
-        "contexts": [{"name": "modelfleet-local", "context": {
-            "cluster": "modelfleet-local", "user": "modelfleet-local", "namespace": namespace}}],
-    }, sort_keys=False))
+    return str(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "modelfleet-local",
+                "clusters": [{"name": "modelfleet-local", "cluster": {"server": url}}],
+                "users": [{"name": "modelfleet-local", "user": {}}],
+                "contexts": [
+                    {
+                        "name": "modelfleet-local",
+                        "context": {"cluster": "modelfleet-local", "user": "modelfleet-local", "namespace": namespace},
+                    }
+                ],
+            },
+            sort_keys=False,
+        )
+    )
 
 
 @contextlib.asynccontextmanager
@@ -526,8 +637,7 @@ def apiserver_thread(host: str = "127.0.0.1", port: int = 0) -> Iterator[Running
         except BaseException as exc:  # handed to the caller's thread
             started.put(exc)
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), name="local-apiserver",
-                              daemon=True)
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), name="local-apiserver", daemon=True)
     thread.start()
     result = started.get(timeout=30)
     if isinstance(result, BaseException):
@@ -551,8 +661,9 @@ async def _main(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m modelfleet.local.apiserver",
-                                     description="An in-memory Kubernetes API on loopback.")
+    parser = argparse.ArgumentParser(
+        prog="python -m modelfleet.local.apiserver", description="An in-memory Kubernetes API on loopback."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)

@@ -63,8 +63,9 @@ class Store:
         self.types: dict[TypeKey, ResourceType] = {}
         self._objects: dict[TypeKey, dict[ObjectKey, JSON]] = collections.defaultdict(dict)
         self._uids: dict[str, tuple[TypeKey, ObjectKey]] = {}
-        self._history: dict[TypeKey, collections.deque[tuple[int, str, JSON, JSON | None]]] = \
-            collections.defaultdict(lambda: collections.deque(maxlen=history))
+        self._history: dict[TypeKey, collections.deque[tuple[int, str, JSON, JSON | None]]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=history)
+        )
         self._expired: dict[TypeKey, int] = collections.defaultdict(int)
         self._watches: dict[TypeKey, set[Watch]] = collections.defaultdict(set)
         self._applied: dict[tuple[TypeKey, ObjectKey, str], JSON] = {}
@@ -84,8 +85,9 @@ class Store:
         try:
             return self.types[(group, plural)]
         except KeyError:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource "
-                                            f"({plural}.{group})") from None
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({plural}.{group})"
+            ) from None
 
     # ---- reads ------------------------------------------------------------------------------
     def get(self, rtype: ResourceType, namespace: str | None, name: str) -> JSON:
@@ -97,8 +99,14 @@ class Store:
     def find(self, rtype: ResourceType, namespace: str | None, name: str) -> JSON | None:
         return self._objects[rtype.key].get((self._ns(rtype, namespace), name))
 
-    def list_objects(self, rtype: ResourceType, namespace: str | None = None, *,
-             labels: LabelPredicate | None = None, fields: ObjectPredicate | None = None) -> list[JSON]:
+    def list_objects(
+        self,
+        rtype: ResourceType,
+        namespace: str | None = None,
+        *,
+        labels: LabelPredicate | None = None,
+        fields: ObjectPredicate | None = None,
+    ) -> list[JSON]:
         """Objects (stored snapshots: do not mutate) of a type, sorted by namespace and name."""
         items = []
         for (ns, _), obj in sorted(self._objects[rtype.key].items()):
@@ -116,19 +124,38 @@ class Store:
         return None if where is None else self._objects[where[0]].get(where[1])
 
     # ---- watches ----------------------------------------------------------------------------
-    def watch(self, rtype: ResourceType, namespace: str | None = None, *, name: str | None = None,
-              labels: LabelPredicate | None = None, fields: ObjectPredicate | None = None,
-              since: int | None = None, initial: bool = True) -> Watch:
+    def watch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None = None,
+        *,
+        name: str | None = None,
+        labels: LabelPredicate | None = None,
+        fields: ObjectPredicate | None = None,
+        since: int | None = None,
+        initial: bool = True,
+    ) -> Watch:
         """Open a watch. With `since` (a resourceVersion), replay the changes after it (410 Expired
         if the history no longer reaches back that far); otherwise (and with `initial`) start with
         an ADDED event per current object. Subscribing and the snapshot happen without a yield in
         between, so no change is lost or duplicated."""
-        watch = Watch(namespace=namespace, name=name, labels=labels, fields=fields,
-                      on_close=lambda w: self._watches[rtype.key].discard(w))
+        watch = Watch(
+            namespace=namespace,
+            name=name,
+            labels=labels,
+            fields=fields,
+            on_close=lambda w: self._watches[rtype.key].discard(w),
+        )
         if since is not None and since > 0:
             if since < self._expired[rtype.key]:
-                watch.send({"type": "ERROR", "object": ApiError(
-                    410, "Expired", f"too old resource version: {since} ({self._expired[rtype.key]})").status()})
+                watch.send(
+                    {
+                        "type": "ERROR",
+                        "object": ApiError(
+                            410, "Expired", f"too old resource version: {since} ({self._expired[rtype.key]})"
+                        ).status(),
+                    }
+                )
                 watch.close()
                 return watch
             for rv, event_type, obj, old in self._history[rtype.key]:
@@ -169,12 +196,19 @@ class Store:
             return  # a bare store without the Namespace kind (nothing to check against)
         found = self._objects[namespaces.key].get(("", namespace))
         if found is None:
-            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                           details={"name": namespace, "kind": "namespaces"})
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
+                details={"name": namespace, "kind": "namespaces"},
+            )
         if _meta(found).get("deletionTimestamp"):
-            raise ApiError(403, "Forbidden", f"unable to create new content in namespace {namespace} because "
-                                             "it is being terminated",
-                           details={"name": namespace, "kind": "namespaces"})
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                details={"name": namespace, "kind": "namespaces"},
+            )
 
     def _next_rv(self) -> str:
         self.resource_version = next(self._counter)
@@ -188,8 +222,11 @@ class Store:
         if rtype.namespaced:
             body_ns = meta.get("namespace")
             if namespace and body_ns and body_ns != namespace:
-                raise ApiError(400, "BadRequest", "the namespace of the provided object does not match "
-                                                  "the namespace sent on the request")
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
             meta["namespace"] = namespace or body_ns or "default"
             self._require_namespace(meta["namespace"])
         else:
@@ -203,8 +240,14 @@ class Store:
         if key in self._objects[rtype.key]:
             raise already_exists(rtype, name)
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
-        for field in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
-                      "managedFields", "selfLink"):
+        for field in (
+            "uid",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ):
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
@@ -220,21 +263,41 @@ class Store:
         self._emit(rtype, "ADDED", obj, None)
         return obj
 
-    def update(self, rtype: ResourceType, namespace: str | None, name: str, body: JSON, *,
-               subresource: str | None = None, dry_run: bool = False) -> JSON:
+    def update(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: JSON,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> JSON:
         """PUT: replace the object (or only its status, through /status)."""
         old = self.get(rtype, namespace, name)
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of an update must be an object")
         wanted_rv = (body.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != _meta(old)["resourceVersion"]:
-            raise conflict(rtype, name, "the object has been modified; please apply your changes to the "
-                                        "latest version and try again")
+            raise conflict(
+                rtype,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
         return self._commit(rtype, old, copy.deepcopy(body), subresource=subresource, dry_run=dry_run)
 
-    def patch(self, rtype: ResourceType, namespace: str | None, name: str, body: Any, *,
-              patch_type: str = "merge", subresource: str | None = None, field_manager: str = "",
-              dry_run: bool = False) -> JSON:
+    def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+        field_manager: str = "",
+        dry_run: bool = False,
+    ) -> JSON:
         """PATCH with `patch_type` json | merge | strategic | apply (apply creates a missing object)."""
         old = self.find(rtype, namespace, name)
         if old is None:
@@ -253,8 +316,9 @@ class Store:
             try:
                 candidate = patching.json_patch(old, body)
             except patching.PatchConflict as exc:  # kopf's `test` of resourceVersion: retry later
-                raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our "
-                                               f"request: {exc}") from exc
+                raise ApiError(
+                    422, "Invalid", f"the server rejected our request due to an error in our request: {exc}"
+                ) from exc
             except patching.PatchInvalid as exc:
                 raise ApiError(400, "BadRequest", str(exc)) from exc
         elif not isinstance(body, dict):
@@ -262,28 +326,37 @@ class Store:
         else:
             wanted_rv = (body.get("metadata") or {}).get("resourceVersion")
             if wanted_rv and wanted_rv != _meta(old)["resourceVersion"]:
-                raise conflict(rtype, name, "the object has been modified; please apply your changes to "
-                                            "the latest version and try again")
+                raise conflict(
+                    rtype,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
             if patch_type == "merge":
                 candidate = patching.merge_patch(old, body)
             elif patch_type == "strategic":
                 if not rtype.builtin:
-                    raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown "
-                                   "format - accepted media types include: application/json-patch+json, "
-                                   "application/merge-patch+json, application/apply-patch+yaml")
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        "the body of the request was in an unknown "
+                        "format - accepted media types include: application/json-patch+json, "
+                        "application/merge-patch+json, application/apply-patch+yaml",
+                    )
                 candidate = patching.strategic_merge_patch(old, body)
             elif patch_type == "apply":
                 applied_key = (rtype.key, (self._ns(rtype, namespace), name), field_manager)
-                candidate = patching.apply_patch(old, body, previous=self._applied.get(applied_key),
-                                                 keyed_lists=rtype.builtin)
+                candidate = patching.apply_patch(
+                    old, body, previous=self._applied.get(applied_key), keyed_lists=rtype.builtin
+                )
                 if not dry_run:
                     self._applied[applied_key] = body
             else:
                 raise ApiError(415, "UnsupportedMediaType", f"unknown patch type {patch_type!r}")
         return self._commit(rtype, old, candidate, subresource=subresource, dry_run=dry_run)
 
-    def _commit(self, rtype: ResourceType, old: JSON, candidate: JSON, *, subresource: str | None,
-                dry_run: bool) -> JSON:
+    def _commit(
+        self, rtype: ResourceType, old: JSON, candidate: JSON, *, subresource: str | None, dry_run: bool
+    ) -> JSON:
         old_meta = old["metadata"]
         if subresource == "status":
             # A status write changes status only (metadata and spec come from the stored object).
@@ -294,8 +367,15 @@ class Store:
         elif subresource is None:
             new = candidate
             new_meta = _meta(new)
-            for field in ("uid", "creationTimestamp", "name", "namespace", "generation",
-                          "deletionTimestamp", "deletionGracePeriodSeconds"):
+            for field in (
+                "uid",
+                "creationTimestamp",
+                "name",
+                "namespace",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ):
                 if field in old_meta:
                     new_meta[field] = old_meta[field]
                 else:
@@ -328,9 +408,17 @@ class Store:
         return new
 
     # ---- deletion and garbage collection --------------------------------------------------------
-    def delete(self, rtype: ResourceType, namespace: str | None, name: str, *,
-               propagation: str | None = None, grace_seconds: int | None = None,
-               preconditions: JSON | None = None, dry_run: bool = False) -> JSON:
+    def delete(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str | None = None,
+        grace_seconds: int | None = None,
+        preconditions: JSON | None = None,
+        dry_run: bool = False,
+    ) -> JSON:
         """DELETE. Returns the object as it is after the call (marked, or the last state if removed).
 
         Pods bound to a node (spec.nodeName) are deleted gracefully: they get deletionTimestamp and
@@ -341,20 +429,24 @@ class Store:
         for field in ("uid", "resourceVersion"):
             wanted = (preconditions or {}).get(field)
             if wanted and wanted != meta.get(field):
-                raise conflict(rtype, name, f"Precondition failed: {field} in precondition: {wanted}, "
-                                            f"{field} in object meta: {meta.get(field)}")
+                raise conflict(
+                    rtype,
+                    name,
+                    f"Precondition failed: {field} in precondition: {wanted}, "
+                    f"{field} in object meta: {meta.get(field)}",
+                )
         if dry_run:
             return obj
-        graceful = (rtype.key == POD_KEY and bool((obj.get("spec") or {}).get("nodeName"))
-                    and grace_seconds != 0)
+        graceful = rtype.key == POD_KEY and bool((obj.get("spec") or {}).get("nodeName")) and grace_seconds != 0
         policy = propagation or ("Orphan" if ORPHAN in (meta.get("finalizers") or []) else "Background")
         if meta.get("deletionTimestamp"):
             if rtype.key == POD_KEY and grace_seconds == 0:
                 if not meta.get("finalizers"):
                     self._remove(rtype, obj)
                 elif meta.get("deletionGracePeriodSeconds"):
-                    ended = dict(obj, metadata=dict(meta, deletionGracePeriodSeconds=0,
-                                                    resourceVersion=self._next_rv()))
+                    ended = dict(
+                        obj, metadata=dict(meta, deletionGracePeriodSeconds=0, resourceVersion=self._next_rv())
+                    )
                     self._objects[rtype.key][(self._ns(rtype, namespace), name)] = ended
                     self._emit(rtype, "MODIFIED", ended, obj)
                     return ended
@@ -444,12 +536,23 @@ class Store:
         for rtype, dependent in self._dependents(owner_uid):
             meta = dependent["metadata"]
             refs = [ref for ref in meta.get("ownerReferences") or [] if ref.get("uid") != owner_uid]
-            self.patch(rtype, meta.get("namespace"), meta["name"], [
-                {"op": "replace", "path": "/metadata/ownerReferences", "value": refs}], patch_type="json")
+            self.patch(
+                rtype,
+                meta.get("namespace"),
+                meta["name"],
+                [{"op": "replace", "path": "/metadata/ownerReferences", "value": refs}],
+                patch_type="json",
+            )
 
-    def delete_collection(self, rtype: ResourceType, namespace: str | None, *,
-                          labels: LabelPredicate | None = None, fields: ObjectPredicate | None = None,
-                          propagation: str | None = None) -> list[JSON]:
+    def delete_collection(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        *,
+        labels: LabelPredicate | None = None,
+        fields: ObjectPredicate | None = None,
+        propagation: str | None = None,
+    ) -> list[JSON]:
         deleted = []
         for obj in self.list_objects(rtype, namespace, labels=labels, fields=fields):
             meta = obj["metadata"]

@@ -75,29 +75,57 @@ class ApiError(Exception):
         self.details = details or {}
 
     def status(self) -> JSON:
-        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "details": self.details, "code": self.code}
+        return {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        }
 
 
 def not_found(rtype: ResourceType, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{rtype.describe()} "{name}" not found',
-                    details={"name": name, "group": rtype.group, "kind": rtype.plural})
+    return ApiError(
+        404,
+        "NotFound",
+        f'{rtype.describe()} "{name}" not found',
+        details={"name": name, "group": rtype.group, "kind": rtype.plural},
+    )
 
 
 def conflict(rtype: ResourceType, name: str, why: str) -> ApiError:
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rtype.describe()} "{name}": {why}',
-                    details={"name": name, "group": rtype.group, "kind": rtype.plural})
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {rtype.describe()} "{name}": {why}',
+        details={"name": name, "group": rtype.group, "kind": rtype.plural},
+    )
 
 
 def already_exists(rtype: ResourceType, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{rtype.describe()} "{name}" already exists',
-                    details={"name": name, "group": rtype.group, "kind": rtype.plural})
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{rtype.describe()} "{name}" already exists',
+        details={"name": name, "group": rtype.group, "kind": rtype.plural},
+    )
 
 
 def invalid(rtype: ResourceType, name: str, causes: list[str]) -> ApiError:
-    return ApiError(422, "Invalid", f'{rtype.kind} "{name}" is invalid: ' + "; ".join(causes),
-                    details={"name": name, "group": rtype.group, "kind": rtype.kind,
-                             "causes": [{"message": cause} for cause in causes]})
+    return ApiError(
+        422,
+        "Invalid",
+        f'{rtype.kind} "{name}" is invalid: ' + "; ".join(causes),
+        details={
+            "name": name,
+            "group": rtype.group,
+            "kind": rtype.kind,
+            "causes": [{"message": cause} for cause in causes],
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -135,14 +163,23 @@ class AuditLog:
     def __len__(self) -> int:
         return len(self._records)
 
-    def select(self, *, verbs: frozenset[str] | set[str] | None = None, resource: str | None = None,
-               user_agent: str | None = None, namespace: str | None = None) -> list[ApiRequest]:
+    def select(
+        self,
+        *,
+        verbs: frozenset[str] | set[str] | None = None,
+        resource: str | None = None,
+        user_agent: str | None = None,
+        namespace: str | None = None,
+    ) -> list[ApiRequest]:
         """Records matching every given filter; `user_agent` matches a substring (e.g. "kopf")."""
-        return [r for r in self._records
-                if (verbs is None or r.verb in verbs)
-                and (resource is None or r.resource == resource)
-                and (namespace is None or r.namespace == namespace)
-                and (user_agent is None or user_agent in r.user_agent)]
+        return [
+            r
+            for r in self._records
+            if (verbs is None or r.verb in verbs)
+            and (resource is None or r.resource == resource)
+            and (namespace is None or r.namespace == namespace)
+            and (user_agent is None or user_agent in r.user_agent)
+        ]
 
     def writes(self, *, user_agent: str | None = None, resource: str | None = None) -> list[ApiRequest]:
         """Create/update/patch/delete requests (successful or not), optionally filtered."""

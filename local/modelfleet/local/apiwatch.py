@@ -25,9 +25,15 @@ def _labels(obj: JSON | None) -> Mapping[str, str]:
 class Watch:
     """Events for one watcher; iterate with `async for`, stop with close() (then iteration ends)."""
 
-    def __init__(self, *, namespace: str | None, name: str | None = None,
-                 labels: LabelPredicate | None = None, fields: ObjectPredicate | None = None,
-                 on_close: Callable[[Watch], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        namespace: str | None,
+        name: str | None = None,
+        labels: LabelPredicate | None = None,
+        fields: ObjectPredicate | None = None,
+        on_close: Callable[[Watch], None] | None = None,
+    ) -> None:
         self.namespace = namespace
         self.name = name
         self._labels = labels

@@ -51,8 +51,11 @@ def rule_errors(schema: dict[str, Any], value: Any, old: Any = _MISSING, path: s
             message = rule.get("message") or f"failed rule: {text}"
             errors.append(f"{path or '<root>'}: Invalid value: {message}")
     if schema.get("x-kubernetes-list-type") == "map" and isinstance(value, list):
-        keys = [tuple(item.get(k) for k in schema.get("x-kubernetes-list-map-keys") or [])
-                for item in value if isinstance(item, dict)]
+        keys = [
+            tuple(item.get(k) for k in schema.get("x-kubernetes-list-map-keys") or [])
+            for item in value
+            if isinstance(item, dict)
+        ]
         if len(keys) != len(set(keys)):
             errors.append(f"{path}: Duplicate value: list-map keys must be unique")
     if isinstance(value, dict):

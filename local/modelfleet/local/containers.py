@@ -57,6 +57,7 @@ class ProcessSpec:
 
 def expand(text: str, variables: Mapping[str, str]) -> str:
     """Kubernetes' $(VAR) expansion: unknown references stay as written; `$$` is a literal `$`."""
+
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
@@ -71,8 +72,10 @@ def image_entrypoint(image: str) -> tuple[str, ...] | None:
     if ":" in last:
         repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
     for suffixes, argv in IMAGE_ENTRYPOINTS:
-        if any(repository == suffix or repository.endswith("/" + suffix) or repository.endswith(suffix)
-               for suffix in suffixes):
+        if any(
+            repository == suffix or repository.endswith("/" + suffix) or repository.endswith(suffix)
+            for suffix in suffixes
+        ):
             return argv
     return None
 
@@ -81,13 +84,14 @@ class PathMapper:
     """mountPath prefixes -> folders on this machine (see the module docstring)."""
 
     def __init__(self, mounts: list[tuple[str, Path]]) -> None:
-        self._mounts = sorted(((mount.rstrip("/") or "/", path) for mount, path in mounts),
-                              key=lambda item: len(item[0]), reverse=True)
+        self._mounts = sorted(
+            ((mount.rstrip("/") or "/", path) for mount, path in mounts), key=lambda item: len(item[0]), reverse=True
+        )
 
     def _path(self, value: str) -> str | None:
         for mount, path in self._mounts:
             if value == mount or value.startswith(mount + "/"):
-                return str(path) + value[len(mount):]
+                return str(path) + value[len(mount) :]
         return None
 
     def rewrite(self, value: str) -> str:
@@ -109,10 +113,15 @@ class PathMapper:
 def field_value(pod: JSON, path: str, *, pod_ip: str, host_ip: str) -> str:
     meta, spec = pod["metadata"], pod.get("spec") or {}
     simple = {
-        "metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
-        "metadata.uid": meta.get("uid"), "spec.nodeName": spec.get("nodeName"),
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
         "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-        "status.podIP": pod_ip, "status.podIPs": pod_ip, "status.hostIP": host_ip, "status.hostIPs": host_ip,
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
+        "status.hostIP": host_ip,
+        "status.hostIPs": host_ip,
     }
     if path in simple:
         return str(simple[path] or "")
@@ -135,8 +144,9 @@ def _key_ref(kind: str, ref: JSON, namespace: str, lookup: Lookup) -> str | None
     else:
         decoded = (obj.get("data") or {}).get(ref["key"])
     if decoded is None and not ref.get("optional"):
-        raise ContainerConfigError("CreateContainerConfigError",
-                                   f'couldn\'t find key {ref["key"]} in {kind} {namespace}/{ref.get("name")}')
+        raise ContainerConfigError(
+            "CreateContainerConfigError", f"couldn't find key {ref['key']} in {kind} {namespace}/{ref.get('name')}"
+        )
     return decoded
 
 
@@ -156,8 +166,9 @@ def container_env(pod: JSON, container: JSON, *, pod_ip: str, host_ip: str, look
                     continue
                 raise ContainerConfigError("CreateContainerConfigError", f'{kind} "{ref.get("name")}" not found')
             for key, raw in (obj.get("data") or {}).items():
-                env[prefix + key] = (base64.b64decode(raw).decode("utf-8", "replace")
-                                     if kind == "secretRef" else str(raw))
+                env[prefix + key] = (
+                    base64.b64decode(raw).decode("utf-8", "replace") if kind == "secretRef" else str(raw)
+                )
     for item in container.get("env") or []:
         name = item["name"]
         if "valueFrom" not in item:
@@ -181,8 +192,9 @@ def container_env(pod: JSON, container: JSON, *, pod_ip: str, host_ip: str, look
     return env
 
 
-def build(pod: JSON, container: JSON, *, volumes: Mapping[str, Path], pod_dir: Path, pod_ip: str,
-          host_ip: str, lookup: Lookup) -> ProcessSpec:
+def build(
+    pod: JSON, container: JSON, *, volumes: Mapping[str, Path], pod_dir: Path, pod_ip: str, host_ip: str, lookup: Lookup
+) -> ProcessSpec:
     """The process for one container start (see the module docstring)."""
     mounts = []
     for mount in container.get("volumeMounts") or []:
@@ -197,9 +209,14 @@ def build(pod: JSON, container: JSON, *, volumes: Mapping[str, Path], pod_dir: P
     tmp = mapper.mapped("/tmp") or pod_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = {key: os.environ[key] for key in _PASS_THROUGH if key in os.environ}
-    env.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]),
-               HOME=str(home), HOSTNAME=pod["metadata"]["name"], LANG="C.UTF-8", PYTHONUNBUFFERED="1",
-               TMPDIR=str(tmp))
+    env.update(
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]),
+        HOME=str(home),
+        HOSTNAME=pod["metadata"]["name"],
+        LANG="C.UTF-8",
+        PYTHONUNBUFFERED="1",
+        TMPDIR=str(tmp),
+    )
     env.update({key: mapper.rewrite(value) for key, value in defined.items()})
     command = [expand(word, defined) for word in container.get("command") or []]
     args = [expand(word, defined) for word in container.get("args") or []]
@@ -207,8 +224,10 @@ def build(pod: JSON, container: JSON, *, volumes: Mapping[str, Path], pod_dir: P
         entrypoint = image_entrypoint(str(container.get("image", "")))
         if entrypoint is None:
             raise ContainerConfigError(
-                "ErrImageNeverPull", f'image "{container.get("image")}" has no local entrypoint: give the '
-                                     "container a command (see modelfleet.local.containers.IMAGE_ENTRYPOINTS)")
+                "ErrImageNeverPull",
+                f'image "{container.get("image")}" has no local entrypoint: give the '
+                "container a command (see modelfleet.local.containers.IMAGE_ENTRYPOINTS)",
+            )
         command = list(entrypoint)
     argv = [mapper.rewrite(word) for word in command + args]
     executable = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env["PATH"])

@@ -23,18 +23,28 @@ def resource_types(crd: JSON) -> list[ResourceType]:
             continue
         subresources = version.get("subresources") or {}
         scale_spec = subresources.get("scale")
-        served.append(ResourceType(
-            group=spec.get("group", ""), version=version["name"], plural=names.get("plural", ""),
-            kind=names.get("kind", ""), namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-            subresources=frozenset(subresources), builtin=False,
-            scale=None if scale_spec is None else ScalePaths(
-                spec_replicas=scale_spec.get("specReplicasPath", ".spec.replicas"),
-                status_replicas=scale_spec.get("statusReplicasPath", ".status.replicas"),
-                label_selector=scale_spec.get("labelSelectorPath")),
-            singular=names.get("singular") or names.get("kind", "").lower(),
-            short_names=frozenset(names.get("shortNames") or []),
-            printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
-            schema=(version.get("schema") or {}).get("openAPIV3Schema")))
+        served.append(
+            ResourceType(
+                group=spec.get("group", ""),
+                version=version["name"],
+                plural=names.get("plural", ""),
+                kind=names.get("kind", ""),
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                subresources=frozenset(subresources),
+                builtin=False,
+                scale=None
+                if scale_spec is None
+                else ScalePaths(
+                    spec_replicas=scale_spec.get("specReplicasPath", ".spec.replicas"),
+                    status_replicas=scale_spec.get("statusReplicasPath", ".status.replicas"),
+                    label_selector=scale_spec.get("labelSelectorPath"),
+                ),
+                singular=names.get("singular") or names.get("kind", "").lower(),
+                short_names=frozenset(names.get("shortNames") or []),
+                printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
+                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
+            )
+        )
     return served
 
 
@@ -44,10 +54,22 @@ def established_status(crd: JSON) -> JSON:
     old = {c.get("type"): c for c in (crd.get("status") or {}).get("conditions") or []}
     now = now_rfc3339()
     conditions = []
-    for kind, reason, message in (("NamesAccepted", "NoConflicts", "no conflicts found"),
-                                  ("Established", "InitialNamesAccepted", "the initial names have been accepted")):
+    for kind, reason, message in (
+        ("NamesAccepted", "NoConflicts", "no conflicts found"),
+        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+    ):
         previous = old.get(kind) or {}
-        conditions.append({"type": kind, "status": "True", "reason": reason, "message": message,
-                           "lastTransitionTime": previous.get("lastTransitionTime", now)})
-    return {"acceptedNames": spec.get("names") or {}, "conditions": conditions,
-            "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")]}
+        conditions.append(
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": previous.get("lastTransitionTime", now),
+            }
+        )
+    return {
+        "acceptedNames": spec.get("names") or {},
+        "conditions": conditions,
+        "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
+    }

@@ -108,14 +108,22 @@ class Progress:
         self.started = time.monotonic()
 
     def show(self, fleet: Fleet, md: JSON | None, namespace: str, name: str) -> None:
-        pods = [p for p in fleet.client.list(fleet.client.type("", "pods"), namespace)
-                if (p["metadata"].get("labels") or {}).get("modelfleet.io/deployment") == name]
+        pods = [
+            p
+            for p in fleet.client.list(fleet.client.type("", "pods"), namespace)
+            if (p["metadata"].get("labels") or {}).get("modelfleet.io/deployment") == name
+        ]
         ready = sum(1 for p in pods if podstatus.is_ready(p) and not podstatus.is_terminating(p))
         status = (md or {}).get("status") or {}
-        conditions = " ".join(f"{c.get('type')}={c.get('status')}" + (f"({c['reason']})" if c.get("reason") else "")
-                              for c in status.get("conditions") or [])
-        models = " ".join(f"{m.get('name')}:{m.get('defaultVersion') or '-'}[{m.get('state', '?')} "
-                          f"{m.get('podsServing', 0)}/{m.get('pods', 0)}]" for m in status.get("models") or [])
+        conditions = " ".join(
+            f"{c.get('type')}={c.get('status')}" + (f"({c['reason']})" if c.get("reason") else "")
+            for c in status.get("conditions") or []
+        )
+        models = " ".join(
+            f"{m.get('name')}:{m.get('defaultVersion') or '-'}[{m.get('state', '?')} "
+            f"{m.get('podsServing', 0)}/{m.get('pods', 0)}]"
+            for m in status.get("models") or []
+        )
         line = f"pods ready {ready}/{len(pods)}  {conditions or 'no status yet'}  {models}".rstrip()
         if line != self.last:
             self.last = line
@@ -145,7 +153,9 @@ async def predict(fleet: Fleet, md: JSON) -> tuple[str, str]:
         stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
         reply = await stub.Predictions(
             inference_pb2.PredictionsRequest(model_name=model, input={"data": json.dumps(SAMPLE).encode()}),
-            metadata=[("authorization", f"Bearer {token}")], timeout=30)
+            metadata=[("authorization", f"Bearer {token}")],
+            timeout=30,
+        )
     return address, reply.prediction.decode(errors="replace")
 
 
@@ -170,41 +180,70 @@ async def run_demo(settings: DemoSettings, *, stop: asyncio.Event, out: Callable
         for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
             _ensure(client, "", "namespaces", None, {"metadata": {"name": namespace}})
         _ensure(client, "apiextensions.k8s.io", "customresourcedefinitions", None, crd)
-        claim = _ensure(client, "", "persistentvolumeclaims", NAMESPACE, {
-            "metadata": {"name": MODEL_CLAIM},
-            "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
-        client.patch(client.type("", "persistentvolumeclaims"), NAMESPACE, claim["metadata"]["name"],
-                     {"status": {"phase": "Bound"}}, subresource="status")
+        claim = _ensure(
+            client,
+            "",
+            "persistentvolumeclaims",
+            NAMESPACE,
+            {
+                "metadata": {"name": MODEL_CLAIM},
+                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        )
+        client.patch(
+            client.type("", "persistentvolumeclaims"),
+            NAMESPACE,
+            claim["metadata"]["name"],
+            {"status": {"phase": "Bound"}},
+            subresource="status",
+        )
         store = state / "persistentvolumes" / NAMESPACE / MODEL_CLAIM
-        out(f"namespaces {OPERATOR_NAMESPACE} (the operator's) and {NAMESPACE}; building the demo models "
-            f"into the claim {NAMESPACE}/{MODEL_CLAIM} ({store})")
-        code = await run_to_end([sys.executable, "-m", "modelfleet.server.demo", str(store)],
-                                log_path=state / "demo-models.log", timeout_s=600)
+        out(
+            f"namespaces {OPERATOR_NAMESPACE} (the operator's) and {NAMESPACE}; building the demo models "
+            f"into the claim {NAMESPACE}/{MODEL_CLAIM} ({store})"
+        )
+        code = await run_to_end(
+            [sys.executable, "-m", "modelfleet.server.demo", str(store)],
+            log_path=state / "demo-models.log",
+            timeout_s=600,
+        )
         if code != 0:
             out(f"building the demo models failed (exit {code}); see {state / 'demo-models.log'}")
             return 1
-        operator = ChildProcess(settings.operator_command, log_path=state / "operator.log",
-                                env=dict(os.environ, KUBECONFIG=str(kubeconfig),
-                                         MODELFLEET_OPERATOR_KUBECONFIG=str(kubeconfig)))
+        operator = ChildProcess(
+            settings.operator_command,
+            log_path=state / "operator.log",
+            env=dict(os.environ, KUBECONFIG=str(kubeconfig), MODELFLEET_OPERATOR_KUBECONFIG=str(kubeconfig)),
+        )
         await operator.start()
         out(f"operator started (pid {operator.process.pid if operator.process else '?'}); log: {operator.log_path}")
         try:
             if not settings.demo:
-                return await _serve_empty(settings, operator, stop=stop, out=out, kubeconfig=kubeconfig,
-                                          example=example)
-            return await _converge_and_serve(settings, fleet, client, operator, stop=stop, out=out,
-                                             kubeconfig=kubeconfig, example=example)
+                return await _serve_empty(
+                    settings, operator, stop=stop, out=out, kubeconfig=kubeconfig, example=example
+                )
+            return await _converge_and_serve(
+                settings, fleet, client, operator, stop=stop, out=out, kubeconfig=kubeconfig, example=example
+            )
         finally:
             out("stopping the operator and every pod")
             await operator.stop(grace_s=10)
 
 
-async def _serve_empty(settings: DemoSettings, operator: ChildProcess, *, stop: asyncio.Event,
-                       out: Callable[[str], None], kubeconfig: Path, example: Path) -> int:
+async def _serve_empty(
+    settings: DemoSettings,
+    operator: ChildProcess,
+    *,
+    stop: asyncio.Event,
+    out: Callable[[str], None],
+    kubeconfig: Path,
+    example: Path,
+) -> int:
     """--no-demo: the fleet is up with no ModelDeployment; the hints say how to apply one."""
     out(f"no ModelDeployment applied (--no-demo); the namespace {NAMESPACE} and the claim {MODEL_CLAIM} are ready")
-    for line in try_lines(kubeconfig=kubeconfig, namespace=NAMESPACE, service=None, checkout=find_checkout(),
-                          example=example):
+    for line in try_lines(
+        kubeconfig=kubeconfig, namespace=NAMESPACE, service=None, checkout=find_checkout(), example=example
+    ):
         out(line)
     if settings.exit_after_demo:
         return 0 if operator.running else 1
@@ -219,16 +258,26 @@ def _give_up(fleet: Fleet, client: LocalClient, namespace: str, out: Callable[[s
     out(f"pods that are not Ready, with their log tails:\n{report}" if report else f"no pods in {namespace}")
 
 
-async def _converge_and_serve(settings: DemoSettings, fleet: Fleet, client: LocalClient, operator: ChildProcess,
-                              *, stop: asyncio.Event, out: Callable[[str], None], kubeconfig: Path,
-                              example: Path) -> int:
+async def _converge_and_serve(
+    settings: DemoSettings,
+    fleet: Fleet,
+    client: LocalClient,
+    operator: ChildProcess,
+    *,
+    stop: asyncio.Event,
+    out: Callable[[str], None],
+    kubeconfig: Path,
+    example: Path,
+) -> int:
     body = _example(example, settings)
     mds = client.type("modelfleet.io", "modeldeployments")
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     _ensure(client, "", "namespaces", None, {"metadata": {"name": namespace}})  # --example may name another
     _ensure(client, "modelfleet.io", "modeldeployments", namespace, body)
-    out(f"applied ModelDeployment {namespace}/{name} from {example} ({body['spec'].get('replicas', 1)} replicas); "
-        "converging...")
+    out(
+        f"applied ModelDeployment {namespace}/{name} from {example} ({body['spec'].get('replicas', 1)} replicas); "
+        "converging..."
+    )
     progress = Progress(out)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout_s
@@ -259,12 +308,12 @@ async def _converge_and_serve(settings: DemoSettings, fleet: Fleet, client: Loca
             return 1
     else:
         out(f"Predictions(tiny) through Service {namespace}/{name} at {address} -> {answer}")
-    for line in try_lines(kubeconfig=kubeconfig, namespace=namespace, service=address, checkout=find_checkout(),
-                          example=None):
+    for line in try_lines(
+        kubeconfig=kubeconfig, namespace=namespace, service=address, checkout=find_checkout(), example=None
+    ):
         out(line)
     if settings.exit_after_demo:
         return 0
     out("Serving until Ctrl-C.")
     await stop.wait()
     return 0
-

@@ -87,14 +87,19 @@ class DeploymentController(Controller[Key]):
         if deployment is None or deployment["metadata"].get("deletionTimestamp"):
             return None
         uid = deployment["metadata"]["uid"]
-        owned = [rs for rs in self.client.list(self.replicasets, namespace)
-                 if podstatus.controller_of(rs, "Deployment") == uid]
+        owned = [
+            rs
+            for rs in self.client.list(self.replicasets, namespace)
+            if podstatus.controller_of(rs, "Deployment") == uid
+        ]
         spec = deployment["spec"]
         template = spec["template"]
         digest = template_hash(template)
         new = next((rs for rs in owned if rs["metadata"].get("labels", {}).get(HASH_LABEL) == digest), None)
-        old = sorted((rs for rs in owned if rs is not new),
-                     key=lambda rs: int(rs["metadata"].get("annotations", {}).get(REVISION, "0")))
+        old = sorted(
+            (rs for rs in owned if rs is not new),
+            key=lambda rs: int(rs["metadata"].get("annotations", {}).get(REVISION, "0")),
+        )
         if not spec.get("paused"):
             if new is None:
                 new = self._create_replicaset(deployment, digest, owned)
@@ -119,16 +124,33 @@ class DeploymentController(Controller[Key]):
         # With nothing running yet (first rollout), start at the desired size straight away.
         running = sum(_replicas(rs) for rs in owned)
         body: JSON = {
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
             "metadata": {
-                "name": f"{meta['name']}-{digest}", "namespace": meta["namespace"],
+                "name": f"{meta['name']}-{digest}",
+                "namespace": meta["namespace"],
                 "labels": dict(template["metadata"]["labels"]),
-                "annotations": {REVISION: str(revision), "deployment.kubernetes.io/desired-replicas": str(spec["replicas"])},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
-                                     "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+                "annotations": {
+                    REVISION: str(revision),
+                    "deployment.kubernetes.io/desired-replicas": str(spec["replicas"]),
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
             },
-            "spec": {"replicas": 0 if running else int(spec["replicas"]), "selector": selector,
-                     "minReadySeconds": int(spec.get("minReadySeconds", 0)), "template": template},
+            "spec": {
+                "replicas": 0 if running else int(spec["replicas"]),
+                "selector": selector,
+                "minReadySeconds": int(spec.get("minReadySeconds", 0)),
+                "template": template,
+            },
         }
         try:
             return self.client.create(self.replicasets, meta["namespace"], body)
@@ -145,14 +167,19 @@ class DeploymentController(Controller[Key]):
         mine = int(new["metadata"].get("annotations", {}).get(REVISION, "0"))
         if mine >= max(revisions, default=0):
             return new
-        return self.client.patch(self.replicasets, new["metadata"]["namespace"], new["metadata"]["name"],
-                                 {"metadata": {"annotations": {REVISION: str(max(revisions) + 1)}}})
+        return self.client.patch(
+            self.replicasets,
+            new["metadata"]["namespace"],
+            new["metadata"]["name"],
+            {"metadata": {"annotations": {REVISION: str(max(revisions) + 1)}}},
+        )
 
     def _scale(self, rs: JSON, replicas: int) -> JSON:
         if _replicas(rs) == replicas:
             return rs
-        return self.client.patch(self.replicasets, rs["metadata"]["namespace"], rs["metadata"]["name"],
-                                 {"spec": {"replicas": replicas}})
+        return self.client.patch(
+            self.replicasets, rs["metadata"]["namespace"], rs["metadata"]["name"], {"spec": {"replicas": replicas}}
+        )
 
     # ---- strategies --------------------------------------------------------------------------
     def _recreate(self, deployment: JSON, new: JSON, old: list[JSON]) -> None:
@@ -176,8 +203,11 @@ class DeploymentController(Controller[Key]):
         # ReplicaSet controller has started deleting an old pod. Counting live pods as well closes that
         # window: with maxSurge 0 a new pod never starts while desired pods are still running.
         uids = {rs["metadata"]["uid"] for rs in old} | {new["metadata"]["uid"]}
-        live = sum(1 for pod in self.client.list(self.pods, deployment["metadata"]["namespace"])
-                   if podstatus.is_active(pod) and podstatus.controller_of(pod, "ReplicaSet") in uids)
+        live = sum(
+            1
+            for pod in self.client.list(self.pods, deployment["metadata"]["namespace"])
+            if podstatus.is_active(pod) and podstatus.controller_of(pod, "ReplicaSet") in uids
+        )
         # 1. Scale the new ReplicaSet up, within desired + maxSurge pods in all.
         if _replicas(new) > desired:
             self._scale(new, desired)
@@ -201,7 +231,8 @@ class DeploymentController(Controller[Key]):
                 sizes[rs["metadata"]["uid"]] -= cut
                 budget -= cut
         available = _status(new, "availableReplicas") + sum(
-            min(_status(rs, "availableReplicas"), sizes[rs["metadata"]["uid"]]) for rs in old)
+            min(_status(rs, "availableReplicas"), sizes[rs["metadata"]["uid"]]) for rs in old
+        )
         budget = min(budget, available - min_available)
         for rs in old:
             cut = min(max(budget, 0), sizes[rs["metadata"]["uid"]])
@@ -213,7 +244,7 @@ class DeploymentController(Controller[Key]):
     def _clean_up_history(self, deployment: JSON, old: list[JSON]) -> None:
         limit = int(deployment["spec"].get("revisionHistoryLimit", 10))
         idle = [rs for rs in old if _replicas(rs) == 0 and _status(rs, "replicas") == 0]
-        for rs in idle[:max(len(idle) - limit, 0)]:
+        for rs in idle[: max(len(idle) - limit, 0)]:
             self.client.delete(self.replicasets, rs["metadata"]["namespace"], rs["metadata"]["name"])
 
     # ---- status ------------------------------------------------------------------------------
@@ -235,24 +266,37 @@ class DeploymentController(Controller[Key]):
             "availableReplicas": available,
             "unavailableReplicas": max(desired - available, 0) if replicas or desired else 0,
             "conditions": [
-                self._condition(previous, "Available", available >= desired - unavailable,
-                                "MinimumReplicasAvailable" if available >= desired - unavailable
-                                else "MinimumReplicasUnavailable",
-                                "Deployment has minimum availability." if available >= desired - unavailable
-                                else "Deployment does not have minimum availability."),
-                self._condition(previous, "Progressing", True,
-                                "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
-                                f'ReplicaSet "{new["metadata"]["name"]}" '
-                                + ("has successfully progressed." if complete else "is progressing.")
-                                if new is not None else "Deployment is paused."),
+                self._condition(
+                    previous,
+                    "Available",
+                    available >= desired - unavailable,
+                    "MinimumReplicasAvailable" if available >= desired - unavailable else "MinimumReplicasUnavailable",
+                    "Deployment has minimum availability."
+                    if available >= desired - unavailable
+                    else "Deployment does not have minimum availability.",
+                ),
+                self._condition(
+                    previous,
+                    "Progressing",
+                    True,
+                    "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                    f'ReplicaSet "{new["metadata"]["name"]}" '
+                    + ("has successfully progressed." if complete else "is progressing.")
+                    if new is not None
+                    else "Deployment is paused.",
+                ),
             ],
         }
         keys = set(status) | {k for k in previous if k != "collisionCount"}
         if any(previous.get(k) != status.get(k) for k in keys):
             try:
-                self.client.patch(self.deployments, deployment["metadata"]["namespace"],
-                                  deployment["metadata"]["name"], {"status": {**{k: None for k in previous}, **status}},
-                                  subresource="status")
+                self.client.patch(
+                    self.deployments,
+                    deployment["metadata"]["namespace"],
+                    deployment["metadata"]["name"],
+                    {"status": {**{k: None for k in previous}, **status}},
+                    subresource="status",
+                )
             except ApiError as exc:
                 if exc.code != 404:
                     raise
@@ -265,6 +309,11 @@ class DeploymentController(Controller[Key]):
         now = now_rfc3339()
         same = old.get("status") == state
         unchanged = same and old.get("reason") == reason and old.get("message") == message
-        return {"type": kind, "status": state, "reason": reason, "message": message,
-                "lastUpdateTime": old.get("lastUpdateTime", now) if unchanged else now,
-                "lastTransitionTime": old.get("lastTransitionTime", now) if same else now}
+        return {
+            "type": kind,
+            "status": state,
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": old.get("lastUpdateTime", now) if unchanged else now,
+            "lastTransitionTime": old.get("lastTransitionTime", now) if same else now,
+        }

@@ -67,31 +67,68 @@ class EndpointsController(Controller[Key]):
         selector = ((service or {}).get("spec") or {}).get("selector")
         if service is None or not selector:
             return None  # deleted Services take their objects along through owner references
-        pods = [pod for pod in self.client.list(self.pods, namespace)
-                if selector_object_matches({"matchLabels": selector}, pod["metadata"].get("labels") or {})
-                and (pod.get("status") or {}).get("podIP")]
-        owner = [{"apiVersion": "v1", "kind": "Service", "name": name, "uid": service["metadata"]["uid"],
-                  "controller": True, "blockOwnerDeletion": True}]
+        pods = [
+            pod
+            for pod in self.client.list(self.pods, namespace)
+            if selector_object_matches({"matchLabels": selector}, pod["metadata"].get("labels") or {})
+            and (pod.get("status") or {}).get("podIP")
+        ]
+        owner = [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "name": name,
+                "uid": service["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
         endpoints: list[JSON] = []
         ready: list[JSON] = []
         not_ready: list[JSON] = []
         ports: list[JSON] = []
         for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
             is_ready = podstatus.is_ready(pod) and not podstatus.is_terminating(pod)
-            target = {"kind": "Pod", "name": pod["metadata"]["name"], "namespace": namespace,
-                      "uid": pod["metadata"]["uid"]}
-            endpoints.append({"addresses": [pod["status"]["podIP"]], "targetRef": target,
-                              "nodeName": (pod.get("spec") or {}).get("nodeName", ""),
-                              "conditions": {"ready": is_ready, "serving": podstatus.is_ready(pod),
-                                             "terminating": podstatus.is_terminating(pod)}})
+            target = {
+                "kind": "Pod",
+                "name": pod["metadata"]["name"],
+                "namespace": namespace,
+                "uid": pod["metadata"]["uid"],
+            }
+            endpoints.append(
+                {
+                    "addresses": [pod["status"]["podIP"]],
+                    "targetRef": target,
+                    "nodeName": (pod.get("spec") or {}).get("nodeName", ""),
+                    "conditions": {
+                        "ready": is_ready,
+                        "serving": podstatus.is_ready(pod),
+                        "terminating": podstatus.is_terminating(pod),
+                    },
+                }
+            )
             (ready if is_ready else not_ready).append({"ip": pod["status"]["podIP"], "targetRef": target})
             ports = ports or _ports(service, pod)
-        self._write(self.slices, namespace, {
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-            "metadata": {"name": f"{name}-local", "namespace": namespace, "ownerReferences": owner,
-                         "labels": {"kubernetes.io/service-name": name,
-                                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
-            "endpoints": endpoints, "ports": ports})
+        self._write(
+            self.slices,
+            namespace,
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "addressType": "IPv4",
+                "metadata": {
+                    "name": f"{name}-local",
+                    "namespace": namespace,
+                    "ownerReferences": owner,
+                    "labels": {
+                        "kubernetes.io/service-name": name,
+                        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                    },
+                },
+                "endpoints": endpoints,
+                "ports": ports,
+            },
+        )
         subset: JSON = {}
         if ready:
             subset["addresses"] = ready
@@ -99,10 +136,16 @@ class EndpointsController(Controller[Key]):
             subset["notReadyAddresses"] = not_ready
         if subset:
             subset["ports"] = [{k: v for k, v in p.items() if k != "appProtocol"} for p in ports]
-        self._write(self.endpoints, namespace, {
-            "apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": name, "namespace": namespace, "ownerReferences": owner},
-            "subsets": [subset] if subset else []})
+        self._write(
+            self.endpoints,
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": namespace, "ownerReferences": owner},
+                "subsets": [subset] if subset else [],
+            },
+        )
         return None
 
     def _write(self, rtype: ResourceType, namespace: str, body: JSON) -> None:

@@ -37,9 +37,16 @@ class Fleet:
 
 
 @contextlib.asynccontextmanager
-async def run_fleet(state_dir: Path, *, host: str = "127.0.0.1", port: int = 0, probe_period_scale: float = 1.0,
-                    shutdown_grace_s: float = 10.0, pods: AddressPool | None = None,
-                    services: AddressPool | None = None) -> AsyncIterator[Fleet]:
+async def run_fleet(
+    state_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    probe_period_scale: float = 1.0,
+    shutdown_grace_s: float = 10.0,
+    pods: AddressPool | None = None,
+    services: AddressPool | None = None,
+) -> AsyncIterator[Fleet]:
     state_dir.mkdir(parents=True, exist_ok=True)
     service_addresses = services or service_pool()
     pod_addresses = pods or pod_pool()
@@ -48,10 +55,13 @@ async def run_fleet(state_dir: Path, *, host: str = "127.0.0.1", port: int = 0, 
         store.allocate_cluster_ip = service_addresses.allocate
         store.release_cluster_ip = service_addresses.release
         audit = api.emulator.audit
-        kubelet = Kubelet(LocalClient(store, audit, user_agent="kubelet/local"),
-                          KubeletSettings(state_dir=state_dir, probe_period_scale=probe_period_scale,
-                                          shutdown_grace_s=shutdown_grace_s),
-                          addresses=pod_addresses)
+        kubelet = Kubelet(
+            LocalClient(store, audit, user_agent="kubelet/local"),
+            KubeletSettings(
+                state_dir=state_dir, probe_period_scale=probe_period_scale, shutdown_grace_s=shutdown_grace_s
+            ),
+            addresses=pod_addresses,
+        )
         api.emulator.pod_logs = kubelet.log_path
         proxy = ServiceProxy(LocalClient(store, audit, user_agent="kube-proxy/local"))
         manager = LocalClient(store, audit, user_agent="kube-controller-manager/local")

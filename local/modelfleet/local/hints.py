@@ -39,8 +39,9 @@ def _missing(name: str, checkout: Path | None) -> str:
     return f"  ({name} is not installed: `bash scripts/setup.sh` puts it into {where})"
 
 
-def try_lines(*, kubeconfig: Path, namespace: str, service: str | None, checkout: Path | None,
-              example: Path | None) -> list[str]:
+def try_lines(
+    *, kubeconfig: Path, namespace: str, service: str | None, checkout: Path | None, example: Path | None
+) -> list[str]:
     """What to paste next: kubectl and grpcurl by absolute path, then the PATH line for the README."""
     kubectl, grpcurl = find_tool("kubectl", checkout=checkout), find_tool("grpcurl", checkout=checkout)
     lines = ["Try (absolute paths: paste as printed):"]
@@ -55,9 +56,11 @@ def try_lines(*, kubeconfig: Path, namespace: str, service: str | None, checkout
         if grpcurl is None:
             lines.append(_missing("grpcurl", checkout))
         else:
-            lines.append(f"  {shlex.quote(str(grpcurl))} -plaintext -d '{{\"service\": \"\"}}' {service} "
-                         "grpc.health.v1.Health/Check")
+            lines.append(
+                f'  {shlex.quote(str(grpcurl))} -plaintext -d \'{{"service": ""}}\' {service} '
+                "grpc.health.v1.Health/Check"
+            )
     path = ":".join(shlex.quote(str(folder)) for folder in tool_folders(checkout=checkout))
     lines.append("The README's commands (kubectl, grpcurl, python) against this fleet, in this shell:")
-    lines.append(f"  export KUBECONFIG={shlex.quote(str(kubeconfig))} PATH={path}:\"$PATH\"")
+    lines.append(f'  export KUBECONFIG={shlex.quote(str(kubeconfig))} PATH={path}:"$PATH"')
     return lines

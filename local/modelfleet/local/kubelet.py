@@ -54,8 +54,11 @@ def container_ports(container: JSON) -> list[int]:
 def pod_ports(pod: JSON) -> list[int]:
     """Every port the pod's containers declare: its address must have them all free."""
     spec = pod.get("spec") or {}
-    return [port for container in (spec.get("containers") or []) + (spec.get("initContainers") or [])
-            for port in container_ports(container)]
+    return [
+        port
+        for container in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        for port in container_ports(container)
+    ]
 
 
 class PodWorker:
@@ -85,15 +88,28 @@ class PodWorker:
 
     def _runner(self, container: JSON, *, restart_policy: str) -> ContainerRunner:
         def build(c: JSON) -> containers.ProcessSpec:
-            return containers.build(self.pod, c, volumes=self.volumes.paths, pod_dir=self.dir, pod_ip=self.ip,
-                                    host_ip=self.kubelet.settings.host_ip, lookup=self.kubelet.lookup)
+            return containers.build(
+                self.pod,
+                c,
+                volumes=self.volumes.paths,
+                pod_dir=self.dir,
+                pod_ip=self.ip,
+                host_ip=self.kubelet.settings.host_ip,
+                lookup=self.kubelet.lookup,
+            )
 
         return ContainerRunner(
-            container, build=build, build_exec=lambda command: build(dict(container, command=command, args=[])),
-            pod_ip=lambda: self.ip, log_path=self.dir / "logs" / f"{container['name']}.log",
-            restart_policy=restart_policy, grace_s=self.grace_s,
-            period_scale=self.kubelet.settings.probe_period_scale, on_change=self.publish,
-            before_start=self.check_address)
+            container,
+            build=build,
+            build_exec=lambda command: build(dict(container, command=command, args=[])),
+            pod_ip=lambda: self.ip,
+            log_path=self.dir / "logs" / f"{container['name']}.log",
+            restart_policy=restart_policy,
+            grace_s=self.grace_s,
+            period_scale=self.kubelet.settings.probe_period_scale,
+            on_change=self.publish,
+            before_start=self.check_address,
+        )
 
     async def check_address(self, container: JSON) -> None:
         """Before a container starts: are its ports on the pod's address free?
@@ -114,15 +130,22 @@ class PodWorker:
         if fresh is not None:
             old, self.ip = self.ip, fresh
             self.kubelet.addresses.release(old)
-            self.kubelet.warn(self.pod, "AddressInUse", f"{where} is in use by another program on this machine; "
-                                                        f"the pod moved to {self.ip}")
+            self.kubelet.warn(
+                self.pod,
+                "AddressInUse",
+                f"{where} is in use by another program on this machine; the pod moved to {self.ip}",
+            )
             log.warning("pod %s/%s: %s is in use; moved to %s", *self.key, where, self.ip)
             self.publish()
         elif where not in self._warned:
             self._warned.add(where)
-            self.kubelet.warn(self.pod, "AddressInUse", f"{where} is in use by another program on this machine: "
-                                                        f"container {container['name']} cannot listen there; "
-                                                        "stop that program or delete the pod")
+            self.kubelet.warn(
+                self.pod,
+                "AddressInUse",
+                f"{where} is in use by another program on this machine: "
+                f"container {container['name']} cannot listen there; "
+                "stop that program or delete the pod",
+            )
 
     async def run(self) -> None:
         spec = self.pod.get("spec") or {}
@@ -176,24 +199,41 @@ class PodWorker:
         previous = self._transitions.get(kind)
         if previous is None or previous[0] != state:
             self._transitions[kind] = (state, now_rfc3339())
-        entry: JSON = {"type": kind, "status": state, "lastProbeTime": None,
-                       "lastTransitionTime": self._transitions[kind][1]}
+        entry: JSON = {
+            "type": kind,
+            "status": state,
+            "lastProbeTime": None,
+            "lastTransitionTime": self._transitions[kind][1],
+        }
         if reason and not ok:
             entry["reason"] = reason
         return entry
 
     def status(self) -> JSON:
         spec = self.pod.get("spec") or {}
-        images = {c["name"]: c.get("image", "") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])}
-        statuses = [runner.status_entry(images.get(runner.name, "")) for runner in self.runners] if self.init_done else []
+        images = {
+            c["name"]: c.get("image", "") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        }
+        statuses = (
+            [runner.status_entry(images.get(runner.name, "")) for runner in self.runners] if self.init_done else []
+        )
         if not statuses:
             reason = "ContainerCreating" if self.mount_error is None else "FailedMount"
             waiting: JSON = {"reason": reason}
             if self.mount_error:
                 waiting["message"] = self.mount_error
-            statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
-                         "started": False, "restartCount": 0, "state": {"waiting": waiting}}
-                        for c in spec.get("containers") or []]
+            statuses = [
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": "",
+                    "ready": False,
+                    "started": False,
+                    "restartCount": 0,
+                    "state": {"waiting": waiting},
+                }
+                for c in spec.get("containers") or []
+            ]
         terminating = bool(self.pod["metadata"].get("deletionTimestamp"))
         all_ready = bool(self.runners) and self.init_done and all(r.status.ready for r in self.runners)
         ever_ran = self.init_done and any("running" in s["state"] or s["restartCount"] for s in statuses)
@@ -210,9 +250,12 @@ class PodWorker:
                 self._condition("ContainersReady", all_ready, "ContainersNotReady"),
                 self._condition("PodScheduled", True),
             ],
-            "hostIP": self.kubelet.settings.host_ip, "hostIPs": [{"ip": self.kubelet.settings.host_ip}],
-            "podIP": self.ip, "podIPs": [{"ip": self.ip}],
-            "startTime": self.start_time, "qosClass": (self.pod.get("status") or {}).get("qosClass", "BestEffort"),
+            "hostIP": self.kubelet.settings.host_ip,
+            "hostIPs": [{"ip": self.kubelet.settings.host_ip}],
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}],
+            "startTime": self.start_time,
+            "qosClass": (self.pod.get("status") or {}).get("qosClass", "BestEffort"),
             "containerStatuses": statuses,
         }
         return status
@@ -225,8 +268,9 @@ class PodWorker:
         self._published = status
         namespace, name = self.key
         try:
-            self.pod = self.kubelet.client.patch(self.kubelet.pods, namespace, name, {"status": status},
-                                                 subresource="status")
+            self.pod = self.kubelet.client.patch(
+                self.kubelet.pods, namespace, name, {"status": status}, subresource="status"
+            )
         except ApiError as exc:
             if exc.code != 404:
                 raise
@@ -249,12 +293,22 @@ class Kubelet:
         stamp = now_rfc3339()
         event: JSON = {
             "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
-                               "name": meta["name"], "uid": meta.get("uid")},
-            "type": "Warning", "reason": reason, "message": message, "count": 1,
-            "firstTimestamp": stamp, "lastTimestamp": stamp,
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta.get("uid"),
+            },
+            "type": "Warning",
+            "reason": reason,
+            "message": message,
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
             "source": {"component": "kubelet", "host": self.settings.node_name},
-            "reportingComponent": "kubelet", "reportingInstance": self.settings.node_name,
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.settings.node_name,
         }
         try:
             self.client.create(self.client.type("", "events"), meta["namespace"], event)
@@ -275,8 +329,11 @@ class Kubelet:
         return None
 
     async def run(self) -> None:
-        watches = [self.client.watch(self.pods), self.client.watch(self.client.type("", "configmaps")),
-                   self.client.watch(self.client.type("", "secrets"))]
+        watches = [
+            self.client.watch(self.pods),
+            self.client.watch(self.client.type("", "configmaps")),
+            self.client.watch(self.client.type("", "secrets")),
+        ]
         pumps = [asyncio.create_task(self._pump(watch)) for watch in watches]
         try:
             await asyncio.gather(*pumps)
@@ -319,8 +376,9 @@ class Kubelet:
             if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return
             if not node:
-                self.client.patch(self.pods, meta["namespace"], meta["name"],
-                                  {"spec": {"nodeName": self.settings.node_name}})
+                self.client.patch(
+                    self.pods, meta["namespace"], meta["name"], {"spec": {"nodeName": self.settings.node_name}}
+                )
                 return  # the bound pod comes back as a MODIFIED event
             worker = PodWorker(self, pod, self.addresses.allocate(pod_ports(pod)))
             self.workers[uid] = worker
@@ -346,8 +404,9 @@ class Kubelet:
         """Stop every pod's processes (the fleet is going away; the API objects stay as they are)."""
         grace = self.settings.shutdown_grace_s
         workers = list(self.workers.values())
-        await asyncio.gather(*(worker.terminate(min(worker.grace_s, grace)) for worker in workers),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(worker.terminate(min(worker.grace_s, grace)) for worker in workers), return_exceptions=True
+        )
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -26,18 +26,36 @@ class LocalClient:
     def type(self, group: str, plural: str) -> ResourceType:
         return self.store.type_of(group, plural)
 
-    def _record(self, verb: str, rtype: ResourceType, namespace: str | None, name: str | None,
-                subresource: str | None, code: int) -> None:
-        self.audit.add(ApiRequest(verb=verb, group=rtype.group, resource=rtype.plural, namespace=namespace,
-                                  name=name, subresource=subresource, code=code, user_agent=self.user_agent))
+    def _record(
+        self,
+        verb: str,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        subresource: str | None,
+        code: int,
+    ) -> None:
+        self.audit.add(
+            ApiRequest(
+                verb=verb,
+                group=rtype.group,
+                resource=rtype.plural,
+                namespace=namespace,
+                name=name,
+                subresource=subresource,
+                code=code,
+                user_agent=self.user_agent,
+            )
+        )
 
     # Reads are not recorded: a real controller reads its informer cache, not the API server.
     def get(self, rtype: ResourceType, namespace: str | None, name: str) -> JSON | None:
         """The stored object (a snapshot: do not mutate) or None."""
         return self.store.find(rtype, namespace, name)
 
-    def list(self, rtype: ResourceType, namespace: str | None = None, *,
-             labels: LabelPredicate | None = None) -> list[JSON]:
+    def list(
+        self, rtype: ResourceType, namespace: str | None = None, *, labels: LabelPredicate | None = None
+    ) -> list[JSON]:
         return self.store.list_objects(rtype, namespace, labels=labels)
 
     def watch(self, rtype: ResourceType, namespace: str | None = None) -> Watch:
@@ -53,8 +71,16 @@ class LocalClient:
         self._record("create", rtype, namespace, obj["metadata"]["name"], None, 201)
         return obj
 
-    def patch(self, rtype: ResourceType, namespace: str | None, name: str, body: Any, *,
-              subresource: str | None = None, patch_type: str = "merge") -> JSON:
+    def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        patch_type: str = "merge",
+    ) -> JSON:
         try:
             obj = self.store.patch(rtype, namespace, name, body, patch_type=patch_type, subresource=subresource)
         except ApiError as exc:
@@ -63,8 +89,15 @@ class LocalClient:
         self._record("patch", rtype, namespace, name, subresource, 200)
         return obj
 
-    def delete(self, rtype: ResourceType, namespace: str | None, name: str, *,
-               grace_seconds: int | None = None, propagation: str | None = None) -> JSON | None:
+    def delete(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        grace_seconds: int | None = None,
+        propagation: str | None = None,
+    ) -> JSON | None:
         """Delete; None when it was already gone."""
         try:
             obj = self.store.delete(rtype, namespace, name, grace_seconds=grace_seconds, propagation=propagation)

@@ -27,10 +27,13 @@ _SPECIAL = {
     "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {"type": "string", "format": "int-or-string"},
     "io.k8s.apimachinery.pkg.api.resource.Quantity": {"type": "string"},
 }
-_PATCH_TYPES_BUILTIN = ("application/apply-patch+yaml", "application/json-patch+json",
-                        "application/merge-patch+json", "application/strategic-merge-patch+json")
-_PATCH_TYPES_CUSTOM = ("application/apply-patch+yaml", "application/json-patch+json",
-                       "application/merge-patch+json")
+_PATCH_TYPES_BUILTIN = (
+    "application/apply-patch+yaml",
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
+_PATCH_TYPES_CUSTOM = ("application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json")
 
 
 def _definitions_file() -> Path:
@@ -69,8 +72,10 @@ def _to_openapi(schema: Any, ref_prefix: str, *, name: str = "") -> Any:
 def builtin_definitions() -> dict[str, JSON]:
     """Every built-in definition in OpenAPI v3 form (refs to #/components/schemas/), read once."""
     raw = json.loads(_definitions_file().read_text())["$defs"]
-    return {name: copy.deepcopy(_SPECIAL[name]) if name in _SPECIAL else _to_openapi(schema, _V3_REF)
-            for name, schema in raw.items()}
+    return {
+        name: copy.deepcopy(_SPECIAL[name]) if name in _SPECIAL else _to_openapi(schema, _V3_REF)
+        for name, schema in raw.items()
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -165,13 +170,16 @@ def _paths(rtype: ResourceType, ref: str) -> JSON:
     prefix = f"/apis/{rtype.group}/{rtype.version}" if rtype.group else f"/api/{rtype.version}"
     collection = f"{prefix}/namespaces/{{namespace}}/{rtype.plural}" if rtype.namespaced else f"{prefix}/{rtype.plural}"
     patch_types = _PATCH_TYPES_BUILTIN if rtype.builtin else _PATCH_TYPES_CUSTOM
-    item_ops = {"get": _operation(rtype, "get", ref),
-                "put": _operation(rtype, "put", ref, body=("*/*",)),
-                "patch": _operation(rtype, "patch", ref, body=patch_types),
-                "delete": _operation(rtype, "delete", ref)}
-    paths: JSON = {collection: {"get": _operation(rtype, "list", ref),
-                                "post": _operation(rtype, "post", ref, body=("*/*",))},
-                   f"{collection}/{{name}}": item_ops}
+    item_ops = {
+        "get": _operation(rtype, "get", ref),
+        "put": _operation(rtype, "put", ref, body=("*/*",)),
+        "patch": _operation(rtype, "patch", ref, body=patch_types),
+        "delete": _operation(rtype, "delete", ref),
+    }
+    paths: JSON = {
+        collection: {"get": _operation(rtype, "list", ref), "post": _operation(rtype, "post", ref, body=("*/*",))},
+        f"{collection}/{{name}}": item_ops,
+    }
     for sub in sorted(rtype.subresources & {"status"}):
         paths[f"{collection}/{{name}}/{sub}"] = {key: item_ops[key] for key in ("get", "put", "patch")}
     return paths
@@ -199,15 +207,23 @@ def v3_document(types: Iterable[ResourceType], group: str, version: str) -> JSON
         paths.update(_paths(rtype, _V3_REF + name))
     if not paths:
         return None
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (modelfleet local)", "version": "v1.37.0"},
-            "paths": paths, "components": {"schemas": _closure(roots)}}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (modelfleet local)", "version": "v1.37.0"},
+        "paths": paths,
+        "components": {"schemas": _closure(roots)},
+    }
 
 
 def v3_discovery(types: Iterable[ResourceType], documents: dict[str, JSON]) -> JSON:
     """`/openapi/v3`: each group/version's document address, with a hash that changes with it."""
     del types
-    return {"paths": {key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest(doc)}"}
-                      for key, doc in sorted(documents.items())}}
+    return {
+        "paths": {
+            key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest(doc)}"}
+            for key, doc in sorted(documents.items())
+        }
+    }
 
 
 def digest(document: JSON) -> str:
@@ -227,8 +243,10 @@ def v3_documents(types: Iterable[ResourceType]) -> dict[str, JSON]:
 
 def _to_v2(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (v.replace(_V3_REF, _V2_REF) if k == "$ref" and isinstance(v, str) else _to_v2(v))
-                for k, v in value.items()}
+        return {
+            k: (v.replace(_V3_REF, _V2_REF) if k == "$ref" and isinstance(v, str) else _to_v2(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_to_v2(v) for v in value]
     return value
@@ -244,13 +262,19 @@ def v2_document(documents: dict[str, JSON]) -> JSON:
             converted: JSON = {}
             for method, operation in operations.items():
                 op = {k: v for k, v in operation.items() if k not in ("requestBody", "responses", "parameters")}
-                op["parameters"] = [{"name": p["name"], "in": "query", "type": p["schema"]["type"], "uniqueItems": True}
-                                    for p in operation.get("parameters", [])]
+                op["parameters"] = [
+                    {"name": p["name"], "in": "query", "type": p["schema"]["type"], "uniqueItems": True}
+                    for p in operation.get("parameters", [])
+                ]
                 op["consumes"] = sorted((operation.get("requestBody") or {}).get("content", {})) or ["*/*"]
                 op["produces"] = ["application/json"]
                 ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
                 op["responses"] = {"200": {"description": "OK", "schema": {"$ref": ref.replace(_V3_REF, _V2_REF)}}}
                 converted[method] = op
             paths[path] = converted
-    return {"swagger": "2.0", "info": {"title": "Kubernetes (modelfleet local)", "version": "v1.37.0"},
-            "paths": paths, "definitions": definitions}
+    return {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes (modelfleet local)", "version": "v1.37.0"},
+        "paths": paths,
+        "definitions": definitions,
+    }

@@ -34,8 +34,10 @@ def describe_pod(pod: JSON, kubelet: Kubelet, *, lines: int = 20) -> str:
     out = [f"pod {meta['namespace']}/{meta['name']}: {status.get('phase', 'Pending')} at {status.get('podIP', '-')}"]
     for entry in status.get("containerStatuses") or []:
         last = (entry.get("lastState") or {}).get("terminated")
-        out.append(f"  container {entry['name']}: {_state(entry)}; restarts {entry.get('restartCount', 0)}"
-                   + (f"; last exit {last.get('exitCode')} ({last.get('reason')})" if last else ""))
+        out.append(
+            f"  container {entry['name']}: {_state(entry)}; restarts {entry.get('restartCount', 0)}"
+            + (f"; last exit {last.get('exitCode')} ({last.get('reason')})" if last else "")
+        )
         path = kubelet.log_path(meta["namespace"], meta["name"], entry["name"])
         text = tail(path, lines) if path is not None else ""
         if text:

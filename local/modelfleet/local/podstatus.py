@@ -62,5 +62,10 @@ def deletion_rank(pod: JSON) -> tuple[int, int, int, int, str]:
     phase = (pod.get("status") or {}).get("phase", "Pending")
     created = str(pod["metadata"].get("creationTimestamp", ""))
     inverted = "".join(chr(0x10FFFF - ord(c)) for c in created)  # newest first
-    return (1 if (pod.get("spec") or {}).get("nodeName") else 0, {"Pending": 0, "Unknown": 1}.get(phase, 2),
-            1 if is_ready(pod) else 0, -restarts(pod), inverted)
+    return (
+        1 if (pod.get("spec") or {}).get("nodeName") else 0,
+        {"Pending": 0, "Unknown": 1}.get(phase, 2),
+        1 if is_ready(pod) else 0,
+        -restarts(pod),
+        inverted,
+    )

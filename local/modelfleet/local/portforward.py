@@ -119,9 +119,11 @@ class Session:
             try:
                 reader, writer = await asyncio.open_connection(self.host, pair.port)
             except OSError as exc:
-                message = (f"error forwarding port {pair.port} to pod at {self.host}: "
-                           f"dial tcp {self.host}:{pair.port}: connect: "
-                           f"{os.strerror(exc.errno).lower() if exc.errno else exc}").encode()
+                message = (
+                    f"error forwarding port {pair.port} to pod at {self.host}: "
+                    f"dial tcp {self.host}:{pair.port}: connect: "
+                    f"{os.strerror(exc.errno).lower() if exc.errno else exc}"
+                ).encode()
                 return
             upload = asyncio.create_task(_upload(pair.to_pod, writer))
             try:
@@ -214,8 +216,9 @@ async def serve_spdy(request: aiohttp.web.BaseRequest, host: str) -> aiohttp.web
             raise ConnectionResetError("the client went away")
         transport.write(data)
 
-    response = aiohttp.web.StreamResponse(status=101, headers={
-        "Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": PROTOCOL})
+    response = aiohttp.web.StreamResponse(
+        status=101, headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": PROTOCOL}
+    )
     await response.prepare(request)
     session = Session(host, send)
     try:
@@ -228,8 +231,7 @@ async def serve_spdy(request: aiohttp.web.BaseRequest, host: str) -> aiohttp.web
 
 
 def spdy_protocols(request: aiohttp.web.BaseRequest) -> list[str]:
-    return [p.strip() for value in request.headers.getall("X-Stream-Protocol-Version", [])
-            for p in value.split(",")]
+    return [p.strip() for value in request.headers.getall("X-Stream-Protocol-Version", []) for p in value.split(",")]
 
 
 async def serve(request: aiohttp.web.BaseRequest, host: str) -> aiohttp.web.StreamResponse:
@@ -242,6 +244,12 @@ async def serve(request: aiohttp.web.BaseRequest, host: str) -> aiohttp.web.Stre
 
 
 def _upgrade_required() -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 400, "reason": "BadRequest",
-            "message": f"Upgrade request required: ask for a WebSocket ({WEBSOCKET_PROTOCOL}) or SPDY/3.1 "
-                       f"with X-Stream-Protocol-Version: {PROTOCOL}"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": 400,
+        "reason": "BadRequest",
+        "message": f"Upgrade request required: ask for a WebSocket ({WEBSOCKET_PROTOCOL}) or SPDY/3.1 "
+        f"with X-Stream-Protocol-Version: {PROTOCOL}",
+    }

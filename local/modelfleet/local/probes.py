@@ -69,8 +69,13 @@ async def _http(url: str, headers: dict[str, str], timeout: float) -> tuple[bool
 
 async def _exec(spec: ProcessSpec, timeout: float) -> tuple[bool, str]:
     process = await asyncio.create_subprocess_exec(
-        *spec.argv, env=dict(spec.env), cwd=spec.cwd, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        *spec.argv,
+        env=dict(spec.env),
+        cwd=spec.cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
@@ -81,8 +86,9 @@ async def _exec(spec: ProcessSpec, timeout: float) -> tuple[bool, str]:
     return process.returncode == 0, f"exec: exit {process.returncode}: {output.decode(errors='replace')[-200:]}"
 
 
-async def probe_once(probe: JSON, *, pod_ip: str, container: JSON,
-                     exec_spec: Callable[[list[str]], ProcessSpec]) -> tuple[bool, str]:
+async def probe_once(
+    probe: JSON, *, pod_ip: str, container: JSON, exec_spec: Callable[[list[str]], ProcessSpec]
+) -> tuple[bool, str]:
     """Run the probe once; (succeeded, a short message for events and logs)."""
     timeout = float(probe.get("timeoutSeconds", 1))
     try:

@@ -23,23 +23,55 @@ _MAGIC = b"k8s\x00"
 # (string->base64), or a nested schema name; a trailing "[]" means repeated.
 Schema = dict[int, tuple[str, str]]
 _SCHEMAS: dict[str, Schema] = {
-    "ObjectMeta": {1: ("name", "string"), 2: ("generateName", "string"), 3: ("namespace", "string"),
-                   5: ("uid", "string"), 6: ("resourceVersion", "string"), 7: ("generation", "int"),
-                   8: ("creationTimestamp", "time"), 11: ("labels", "map"), 12: ("annotations", "map"),
-                   13: ("ownerReferences", "OwnerReference[]"), 14: ("finalizers", "strings")},
-    "OwnerReference": {1: ("kind", "string"), 3: ("name", "string"), 4: ("uid", "string"),
-                       5: ("apiVersion", "string"), 6: ("controller", "bool"), 7: ("blockOwnerDeletion", "bool")},
+    "ObjectMeta": {
+        1: ("name", "string"),
+        2: ("generateName", "string"),
+        3: ("namespace", "string"),
+        5: ("uid", "string"),
+        6: ("resourceVersion", "string"),
+        7: ("generation", "int"),
+        8: ("creationTimestamp", "time"),
+        11: ("labels", "map"),
+        12: ("annotations", "map"),
+        13: ("ownerReferences", "OwnerReference[]"),
+        14: ("finalizers", "strings"),
+    },
+    "OwnerReference": {
+        1: ("kind", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+        5: ("apiVersion", "string"),
+        6: ("controller", "bool"),
+        7: ("blockOwnerDeletion", "bool"),
+    },
     "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
     "NamespaceSpec": {1: ("finalizers", "strings")},
-    "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", "map"), 3: ("binaryData", "bytesmap"),
-                  4: ("immutable", "bool")},
-    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "bytesmap"), 3: ("type", "string"),
-               4: ("stringData", "map"), 5: ("immutable", "bool")},
-    "ServiceAccount": {1: ("metadata", "ObjectMeta"), 2: ("secrets", "ObjectReference[]"),
-                       3: ("imagePullSecrets", "LocalObjectReference[]"),
-                       4: ("automountServiceAccountToken", "bool")},
-    "ObjectReference": {1: ("kind", "string"), 2: ("namespace", "string"), 3: ("name", "string"),
-                        4: ("uid", "string"), 5: ("apiVersion", "string")},
+    "ConfigMap": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("data", "map"),
+        3: ("binaryData", "bytesmap"),
+        4: ("immutable", "bool"),
+    },
+    "Secret": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("data", "bytesmap"),
+        3: ("type", "string"),
+        4: ("stringData", "map"),
+        5: ("immutable", "bool"),
+    },
+    "ServiceAccount": {
+        1: ("metadata", "ObjectMeta"),
+        2: ("secrets", "ObjectReference[]"),
+        3: ("imagePullSecrets", "LocalObjectReference[]"),
+        4: ("automountServiceAccountToken", "bool"),
+    },
+    "ObjectReference": {
+        1: ("kind", "string"),
+        2: ("namespace", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+        5: ("apiVersion", "string"),
+    },
     "LocalObjectReference": {1: ("name", "string")},
     "Time": {1: ("seconds", "int"), 2: ("nanos", "int")},
 }
@@ -72,11 +104,11 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
             size = varint()
             if pos + size > len(data):
                 raise ValueError("truncated field")
-            yield number, wire, data[pos:pos + size]
+            yield number, wire, data[pos : pos + size]
             pos += size
         elif wire in (1, 5):
             width = 8 if wire == 1 else 4
-            yield number, wire, data[pos:pos + width]
+            yield number, wire, data[pos : pos + width]
             pos += width
         else:
             raise ValueError(f"unsupported wire type {wire}")
@@ -124,13 +156,16 @@ def decode(body: bytes) -> JSON:
     if not body.startswith(_MAGIC):
         raise ApiError(400, "BadRequest", "cannot decode the request body: protobuf without the k8s envelope")
     try:
-        unknown = {n: v for n, _, v in _fields(body[len(_MAGIC):])}
+        unknown = {n: v for n, _, v in _fields(body[len(_MAGIC) :])}
         type_meta = {n: v.decode() for n, _, v in _fields(unknown.get(1, b""))}
         api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
         if (api_version, kind) not in DECODABLE:
-            raise ApiError(415, "UnsupportedMediaType",
-                           f"the local API decodes protobuf only for {', '.join(sorted(k for _, k in DECODABLE))}; "
-                           f"send {kind or 'this object'} as JSON (kubectl apply -f / kubectl create -f)")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the local API decodes protobuf only for {', '.join(sorted(k for _, k in DECODABLE))}; "
+                f"send {kind or 'this object'} as JSON (kubectl apply -f / kubectl create -f)",
+            )
         obj = _decode(unknown.get(2, b""), kind)
     except ValueError as exc:
         raise ApiError(400, "BadRequest", f"cannot decode the request body: {exc}") from exc

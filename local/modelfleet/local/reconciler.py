@@ -68,8 +68,10 @@ class Controller(Generic[Key]):
             watch.close()
 
     async def run(self) -> None:
-        pumps = [asyncio.create_task(self._pump(rtype, mapper), name=f"{self.name}-watch-{rtype.plural}")
-                 for rtype, mapper in self._watches]
+        pumps = [
+            asyncio.create_task(self._pump(rtype, mapper), name=f"{self.name}-watch-{rtype.plural}")
+            for rtype, mapper in self._watches
+        ]
         try:
             while True:
                 key = await self._queue.get()
@@ -79,7 +81,7 @@ class Controller(Generic[Key]):
                 except Exception:  # noqa: BLE001 - a controller must survive any one object
                     failures = self._failures[key] = self._failures.get(key, 0) + 1
                     log.exception("%s: reconcile of %s failed (attempt %d)", self.name, key, failures)
-                    self.enqueue_after(key, min(0.05 * 2 ** failures, 5.0))
+                    self.enqueue_after(key, min(0.05 * 2**failures, 5.0))
                     continue
                 self._failures.pop(key, None)
                 if again is not None:

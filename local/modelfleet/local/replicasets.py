@@ -37,8 +37,11 @@ class ReplicaSetController(Controller[Key]):
 
     def owned_pods(self, rs: JSON) -> list[JSON]:
         uid = rs["metadata"]["uid"]
-        return [pod for pod in self.client.list(self.pods, rs["metadata"]["namespace"])
-                if podstatus.controller_of(pod, "ReplicaSet") == uid]
+        return [
+            pod
+            for pod in self.client.list(self.pods, rs["metadata"]["namespace"])
+            if podstatus.controller_of(pod, "ReplicaSet") == uid
+        ]
 
     def reconcile(self, key: Key) -> float | None:
         namespace, name = key
@@ -52,7 +55,7 @@ class ReplicaSetController(Controller[Key]):
             for _ in range(min(wanted - len(active), BURST)):
                 self.client.create(self.pods, namespace, self._pod_from_template(rs))
         elif len(active) > wanted:
-            for pod in sorted(active, key=podstatus.deletion_rank)[:min(len(active) - wanted, BURST)]:
+            for pod in sorted(active, key=podstatus.deletion_rank)[: min(len(active) - wanted, BURST)]:
                 self.client.delete(self.pods, namespace, pod["metadata"]["name"])
         return self._update_status(rs, self.owned_pods(rs))
 
@@ -62,8 +65,16 @@ class ReplicaSetController(Controller[Key]):
         meta.pop("name", None)
         meta["generateName"] = rs["metadata"]["name"] + "-"
         meta["namespace"] = rs["metadata"]["namespace"]
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
-                                    "uid": rs["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": rs["metadata"]["name"],
+                "uid": rs["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec") or {}}
 
     def _update_status(self, rs: JSON, pods: list[JSON]) -> float | None:
@@ -74,15 +85,22 @@ class ReplicaSetController(Controller[Key]):
         labels = ((rs.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
         status = {
             "replicas": len(active),
-            "fullyLabeledReplicas": sum(1 for pod in active if labels.items() <= (pod["metadata"].get("labels") or {}).items()),
+            "fullyLabeledReplicas": sum(
+                1 for pod in active if labels.items() <= (pod["metadata"].get("labels") or {}).items()
+            ),
             "readyReplicas": len(ready),
             "availableReplicas": len(available),
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
         if {k: (rs.get("status") or {}).get(k, 0) for k in status} != status:
             try:
-                self.client.patch(self.replicasets, rs["metadata"]["namespace"], rs["metadata"]["name"],
-                                  {"status": status}, subresource="status")
+                self.client.patch(
+                    self.replicasets,
+                    rs["metadata"]["namespace"],
+                    rs["metadata"]["name"],
+                    {"status": status},
+                    subresource="status",
+                )
             except ApiError as exc:
                 if exc.code != 404:
                     raise

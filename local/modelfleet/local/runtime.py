@@ -49,11 +49,20 @@ class ContainerState:
 
 
 class ContainerRunner:
-    def __init__(self, container: JSON, *, build: Callable[[JSON], ProcessSpec],
-                 build_exec: Callable[[list[str]], ProcessSpec], pod_ip: Callable[[], str], log_path: Path,
-                 restart_policy: str, grace_s: float, period_scale: float,
-                 on_change: Callable[[], None],
-                 before_start: Callable[[JSON], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        container: JSON,
+        *,
+        build: Callable[[JSON], ProcessSpec],
+        build_exec: Callable[[list[str]], ProcessSpec],
+        pod_ip: Callable[[], str],
+        log_path: Path,
+        restart_policy: str,
+        grace_s: float,
+        period_scale: float,
+        on_change: Callable[[], None],
+        before_start: Callable[[JSON], Awaitable[None]] | None = None,
+    ) -> None:
         self.container = container
         self.name = str(container["name"])
         self.status = ContainerState()
@@ -82,9 +91,15 @@ class ContainerRunner:
         self._on_change()
 
     def status_entry(self, image: str) -> JSON:
-        entry: JSON = {"name": self.name, "image": image, "imageID": "", "ready": self.status.ready,
-                       "started": self.status.started, "restartCount": self.status.restart_count,
-                       "state": self.status.state}
+        entry: JSON = {
+            "name": self.name,
+            "image": image,
+            "imageID": "",
+            "ready": self.status.ready,
+            "started": self.status.started,
+            "restartCount": self.status.restart_count,
+            "state": self.status.state,
+        }
         if self.status.pid is not None:
             entry["containerID"] = f"local://{self.status.pid}"
         if self.status.last_state:
@@ -127,15 +142,26 @@ class ContainerRunner:
         terminated: JSON = {"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": now_rfc3339()}
         if message:
             terminated["message"] = message
-        self._set(state={"terminated": terminated}, last_state={"terminated": terminated}, ready=False,
-                  started=False, pid=None)
+        self._set(
+            state={"terminated": terminated},
+            last_state={"terminated": terminated},
+            ready=False,
+            started=False,
+            pid=None,
+        )
 
     async def _back_off(self, failures: int) -> bool:
         """Wait out the restart back-off (CrashLoopBackOff); False when stopped meanwhile."""
         delay = min(BACKOFF_START_S * 2 ** (failures - 1), BACKOFF_MAX_S) * self._scale
-        self._set(state={"waiting": {"reason": "CrashLoopBackOff", "message":
-                                     f"back-off {delay:.1f}s restarting failed container={self.name}"}},
-                  restart_count=self.status.restart_count + 1)
+        self._set(
+            state={
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {delay:.1f}s restarting failed container={self.name}",
+                }
+            },
+            restart_count=self.status.restart_count + 1,
+        )
         await self._sleep(delay)
         return not self._stopping.is_set()
 
@@ -147,12 +173,17 @@ class ContainerRunner:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._log_path, "ab") as log_file:
             self._process = await asyncio.create_subprocess_exec(
-                *spec.argv, env=dict(spec.env), cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                *spec.argv,
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
         process = self._process
         has_startup = "startupProbe" in self.container
-        self._set(state={"running": {"startedAt": started_at}}, pid=process.pid, started=not has_startup,
-                  ready=False)
+        self._set(state={"running": {"startedAt": started_at}}, pid=process.pid, started=not has_startup, ready=False)
         killed = asyncio.Event()
         probes = asyncio.create_task(self._probe(process, killed))
         exited = asyncio.create_task(process.wait())
@@ -200,8 +231,9 @@ class ContainerRunner:
         await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)) * self._scale)
         successes = failures = 0
         while True:
-            ok, message = await probe_once(probe, pod_ip=self._pod_ip(), container=self.container,
-                                           exec_spec=self._build_exec)
+            ok, message = await probe_once(
+                probe, pod_ip=self._pod_ip(), container=self.container, exec_spec=self._build_exec
+            )
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if successes >= int(probe.get("successThreshold", 1)):
                 return want
@@ -214,8 +246,7 @@ class ContainerRunner:
         await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)) * self._scale)
         successes = failures = 0
         while True:
-            ok, _ = await probe_once(probe, pod_ip=self._pod_ip(), container=self.container,
-                                     exec_spec=self._build_exec)
+            ok, _ = await probe_once(probe, pod_ip=self._pod_ip(), container=self.container, exec_spec=self._build_exec)
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if ok and successes >= int(probe.get("successThreshold", 1)) and not self.status.ready:
                 self._set(ready=True)

@@ -34,8 +34,7 @@ def _set_patch(path: str, value: Any) -> JSON:
 
 def paths_of(rtype: ResourceType) -> ScalePaths:
     if rtype.scale is None or "scale" not in rtype.subresources:
-        raise ApiError(404, "NotFound", f"the server could not find the requested resource "
-                                        f"({rtype.describe()}/scale)")
+        raise ApiError(404, "NotFound", f"the server could not find the requested resource ({rtype.describe()}/scale)")
     return rtype.scale
 
 
@@ -56,9 +55,13 @@ def to_scale(rtype: ResourceType, obj: JSON) -> JSON:
     if selector:
         status["selector"] = selector
     return {
-        "apiVersion": "autoscaling/v1", "kind": "Scale",
-        "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion",
-                                                "creationTimestamp") if key in meta},
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if key in meta
+        },
         "spec": {"replicas": int(_get_path(obj, paths.spec_replicas) or 0)},
         "status": status,
     }
@@ -78,6 +81,10 @@ def replicas_patch(rtype: ResourceType, obj: JSON, body: Any, *, patch_type: str
         scale = patching.merge_patch(current, body)
     replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
     if not isinstance(replicas, int) or replicas < 0:
-        raise ApiError(422, "Invalid", f"Scale.autoscaling \"{obj['metadata']['name']}\" is invalid: "
-                                       "spec.replicas: Invalid value: must be greater than or equal to 0")
+        raise ApiError(
+            422,
+            "Invalid",
+            f'Scale.autoscaling "{obj["metadata"]["name"]}" is invalid: '
+            "spec.replicas: Invalid value: must be greater than or equal to 0",
+        )
     return _set_patch(paths_of(rtype).spec_replicas, replicas)

@@ -36,9 +36,14 @@ class _Listener:
 
 
 def ready_endpoints(pods: list[JSON], selector: dict[str, str]) -> list[JSON]:
-    return [pod for pod in pods if selector_object_matches({"matchLabels": selector}, pod["metadata"].get("labels") or {})
-            and podstatus.is_ready(pod) and not podstatus.is_terminating(pod)
-            and (pod.get("status") or {}).get("podIP")]
+    return [
+        pod
+        for pod in pods
+        if selector_object_matches({"matchLabels": selector}, pod["metadata"].get("labels") or {})
+        and podstatus.is_ready(pod)
+        and not podstatus.is_terminating(pod)
+        and (pod.get("status") or {}).get("podIP")
+    ]
 
 
 def _target(pod: JSON, port: JSON) -> int | None:
@@ -63,8 +68,9 @@ class ServiceProxy:
 
     def addresses(self) -> dict[tuple[str, str], list[str]]:
         """(namespace, service) -> ["ip:port", ...] of the running listeners."""
-        return {key: [f"{item.address}:{item.port['port']}" for item in items]
-                for key, items in self._listeners.items()}
+        return {
+            key: [f"{item.address}:{item.port['port']}" for item in items] for key, items in self._listeners.items()
+        }
 
     async def _retry_failed(self) -> None:
         """Ports that could not be bound (held by another program for a while) are tried again."""
@@ -124,17 +130,21 @@ class ServiceProxy:
             listener.server.close()
             await listener.server.wait_closed()
 
-    def _acceptor(self, key: tuple[str, str], port: JSON) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
+    def _acceptor(
+        self, key: tuple[str, str], port: JSON
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
         return lambda reader, writer: self._accept(reader, writer, key, port)
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[str, str],
-                port: JSON) -> None:
+    def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[str, str], port: JSON
+    ) -> None:
         task = asyncio.create_task(self._forward(reader, writer, key, port))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[str, str],
-                       port: JSON) -> None:
+    async def _forward(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[str, str], port: JSON
+    ) -> None:
         namespace, name = key
         service = self.client.get(self.services, namespace, name)
         listener = next((item for item in self._listeners.get(key, []) if item.port is port), None)

@@ -71,8 +71,8 @@ class Decoder:
             length = int.from_bytes(self._buffer[5:8], "big")
             if len(self._buffer) < 8 + length:
                 break
-            head, payload = bytes(self._buffer[:8]), bytes(self._buffer[8:8 + length])
-            del self._buffer[:8 + length]
+            head, payload = bytes(self._buffer[:8]), bytes(self._buffer[8 : 8 + length])
+            del self._buffer[: 8 + length]
             frames.append(self._frame(head, payload))
         return frames
 
@@ -87,16 +87,24 @@ class Decoder:
             stream_id = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
             return Frame(kind, flags, stream_id=stream_id, headers=self._headers(payload[10:]))
         if kind in (SYN_REPLY, HEADERS):
-            return Frame(kind, flags, stream_id=int.from_bytes(payload[:4], "big") & 0x7FFFFFFF,
-                         headers=self._headers(payload[4:]))
+            return Frame(
+                kind,
+                flags,
+                stream_id=int.from_bytes(payload[:4], "big") & 0x7FFFFFFF,
+                headers=self._headers(payload[4:]),
+            )
         if kind == RST_STREAM:
             stream_id, status = struct.unpack(">II", payload[:8])
             return Frame(kind, flags, stream_id=stream_id & 0x7FFFFFFF, value=status)
         if kind == PING:
             return Frame(kind, flags, value=int.from_bytes(payload[:4], "big"))
         if kind == GOAWAY:
-            return Frame(kind, flags, stream_id=int.from_bytes(payload[:4], "big") & 0x7FFFFFFF,
-                         value=int.from_bytes(payload[4:8], "big"))
+            return Frame(
+                kind,
+                flags,
+                stream_id=int.from_bytes(payload[:4], "big") & 0x7FFFFFFF,
+                value=int.from_bytes(payload[4:8], "big"),
+            )
         return Frame(kind, flags, data=payload)  # SETTINGS, WINDOW_UPDATE, ...: nothing to do
 
     def _headers(self, block: bytes) -> dict[str, str]:
@@ -107,11 +115,11 @@ class Decoder:
         count, pos = int.from_bytes(raw[:4], "big"), 4
         headers: dict[str, str] = {}
         for _ in range(count):
-            size = int.from_bytes(raw[pos:pos + 4], "big")
-            name = raw[pos + 4:pos + 4 + size].decode("latin-1")
+            size = int.from_bytes(raw[pos : pos + 4], "big")
+            name = raw[pos + 4 : pos + 4 + size].decode("latin-1")
             pos += 4 + size
-            size = int.from_bytes(raw[pos:pos + 4], "big")
-            headers[name.lower()] = raw[pos + 4:pos + 4 + size].decode("latin-1")
+            size = int.from_bytes(raw[pos : pos + 4], "big")
+            headers[name.lower()] = raw[pos + 4 : pos + 4 + size].decode("latin-1")
             pos += 4 + size
         return headers
 
@@ -128,7 +136,8 @@ class Encoder:
     def syn_reply(self, stream_id: int, headers: dict[str, str] | None = None) -> bytes:
         pairs = headers or {}
         block = struct.pack(">I", len(pairs)) + b"".join(
-            struct.pack(">I", len(k)) + k.encode() + struct.pack(">I", len(v)) + v.encode() for k, v in pairs.items())
+            struct.pack(">I", len(k)) + k.encode() + struct.pack(">I", len(v)) + v.encode() for k, v in pairs.items()
+        )
         compressed = self._deflate.compress(block) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         return self._control(SYN_REPLY, 0, struct.pack(">I", stream_id) + compressed)
 

@@ -30,8 +30,10 @@ def jsonpath(obj: Any, path: str) -> Any:
             match = _FILTER.match(inner)
             if match and isinstance(current, list):
                 key, value = match.groups()
-                current = next((item for item in current if isinstance(item, dict)
-                                and str(jsonpath(item, "." + key)) == value), None)
+                current = next(
+                    (item for item in current if isinstance(item, dict) and str(jsonpath(item, "." + key)) == value),
+                    None,
+                )
             elif inner.lstrip("-").isdigit() and isinstance(current, list):
                 index = int(inner)
                 current = current[index] if -len(current) <= index < len(current) else None
@@ -77,12 +79,19 @@ def _pod_ready(pod: JSON) -> str:
 
 
 def _ports(service: JSON) -> str:
-    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in (service.get("spec") or {}).get("ports") or [])
+    return ",".join(
+        f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in (service.get("spec") or {}).get("ports") or []
+    )
 
 
 def _event_time(event: JSON) -> Any:
-    return event.get("lastTimestamp") or (event.get("series") or {}).get("lastObservedTime") \
-        or event.get("eventTime") or event.get("firstTimestamp") or event["metadata"].get("creationTimestamp")
+    return (
+        event.get("lastTimestamp")
+        or (event.get("series") or {}).get("lastObservedTime")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or event["metadata"].get("creationTimestamp")
+    )
 
 
 def _event_object(event: JSON) -> str:
@@ -119,15 +128,25 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
     ("", "pods"): [
         ("Ready", "string", 0, _pod_ready),
         ("Status", "string", 0, _pod_status),
-        ("Restarts", "integer", 0, lambda p: sum(int(s.get("restartCount", 0)) for s in
-                                                 (p.get("status") or {}).get("containerStatuses") or [])),
+        (
+            "Restarts",
+            "integer",
+            0,
+            lambda p: sum(
+                int(s.get("restartCount", 0)) for s in (p.get("status") or {}).get("containerStatuses") or []
+            ),
+        ),
         ("Age", "string", 0, lambda p: age(p["metadata"].get("creationTimestamp"))),
         ("IP", "string", 1, lambda p: (p.get("status") or {}).get("podIP", "<none>")),
         ("Node", "string", 1, lambda p: (p.get("spec") or {}).get("nodeName", "<none>")),
     ],
     ("apps", "deployments"): [
-        ("Ready", "string", 0, lambda d: f"{(d.get('status') or {}).get('readyReplicas', 0)}/"
-                                         f"{(d.get('spec') or {}).get('replicas', 0)}"),
+        (
+            "Ready",
+            "string",
+            0,
+            lambda d: f"{(d.get('status') or {}).get('readyReplicas', 0)}/{(d.get('spec') or {}).get('replicas', 0)}",
+        ),
         ("Up-to-date", "integer", 0, lambda d: (d.get("status") or {}).get("updatedReplicas", 0)),
         ("Available", "integer", 0, lambda d: (d.get("status") or {}).get("availableReplicas", 0)),
         ("Age", "string", 0, lambda d: age(d["metadata"].get("creationTimestamp"))),
@@ -161,8 +180,14 @@ def _columns(rtype: ResourceType) -> list[Column]:
     for column in rtype.printer_columns:
         path = str(column.get("jsonPath", ""))
         has_age = has_age or path == ".metadata.creationTimestamp"
-        columns.append((str(column.get("name", "")), str(column.get("type", "string")),
-                        int(column.get("priority", 0)), _cell(path)))
+        columns.append(
+            (
+                str(column.get("name", "")),
+                str(column.get("type", "string")),
+                int(column.get("priority", 0)),
+                _cell(path),
+            )
+        )
     if not has_age:
         columns.append(("Age", "string", 0, lambda o: age(o["metadata"].get("creationTimestamp"))))
     return columns
@@ -173,14 +198,27 @@ def render(rtype: ResourceType, payload: JSON) -> JSON:
     items = payload.get("items") if "items" in payload else [payload]
     columns = _columns(rtype)
     named = rtype.key not in _NO_NAME_COLUMN
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}][:int(named)]
-    definitions += [{"name": name, "type": kind, "format": "", "description": "", "priority": priority}
-                    for name, kind, priority, _ in columns]
+    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}][: int(named)]
+    definitions += [
+        {"name": name, "type": kind, "format": "", "description": "", "priority": priority}
+        for name, kind, priority, _ in columns
+    ]
     rows = []
     for obj in items or []:
-        rows.append({"cells": [obj["metadata"]["name"]][:int(named)] + [cell(obj) for _, _, _, cell in columns],
-                     "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                "metadata": obj["metadata"]}})
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
-            "metadata": {"resourceVersion": str((payload.get("metadata") or {}).get("resourceVersion", ""))},
-            "columnDefinitions": definitions, "rows": rows}
+        rows.append(
+            {
+                "cells": [obj["metadata"]["name"]][: int(named)] + [cell(obj) for _, _, _, cell in columns],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj["metadata"],
+                },
+            }
+        )
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": str((payload.get("metadata") or {}).get("resourceVersion", ""))},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }

@@ -65,7 +65,7 @@ def _secret_data(obj: JSON) -> dict[str, bytes]:
 
 def _field(pod: JSON, path: str) -> str:
     if path.startswith("metadata.labels[") or path.startswith("metadata.annotations["):
-        field, key = path[len("metadata."):].split("[", 1)
+        field, key = path[len("metadata.") :].split("[", 1)
         return str((pod["metadata"].get(field) or {}).get(key.strip("]'\""), ""))
     current: Any = pod
     for part in path.split("."):
@@ -79,11 +79,19 @@ def payload_of(pod: JSON, volume: JSON, lookup: Lookup) -> Payload | None:
     """The files of an atomic volume (None for folder volumes: emptyDir, hostPath, claims)."""
     namespace = pod["metadata"]["namespace"]
     if "configMap" in volume or "secret" in volume:
-        volume = {"projected": {"defaultMode": (volume.get("configMap") or volume.get("secret") or {}).get(
-            "defaultMode", 0o644), "sources": [volume]}}
+        volume = {
+            "projected": {
+                "defaultMode": (volume.get("configMap") or volume.get("secret") or {}).get("defaultMode", 0o644),
+                "sources": [volume],
+            }
+        }
     if "downwardAPI" in volume:
-        volume = {"projected": {"defaultMode": volume["downwardAPI"].get("defaultMode", 0o644),
-                                "sources": [{"downwardAPI": volume["downwardAPI"]}]}}
+        volume = {
+            "projected": {
+                "defaultMode": volume["downwardAPI"].get("defaultMode", 0o644),
+                "sources": [{"downwardAPI": volume["downwardAPI"]}],
+            }
+        }
     if "projected" not in volume:
         return None
     projected = volume["projected"] or {}
@@ -164,7 +172,7 @@ def folder_volume(volume: JSON, *, pod_dir: Path, state_dir: Path, namespace: st
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(exist_ok=True)
         elif not path.exists():
-            raise VolumeError(f'hostPath type check failed: {path} is not a {kind}')
+            raise VolumeError(f"hostPath type check failed: {path} is not a {kind}")
         return path
     elif "persistentVolumeClaim" in volume:
         claim = volume["persistentVolumeClaim"]["claimName"]
@@ -190,8 +198,13 @@ class PodVolumes:
     def materialize(self, lookup: Lookup) -> None:
         """Set up every volume; raises VolumeError when one cannot be set up yet."""
         for volume in (self.pod.get("spec") or {}).get("volumes") or []:
-            folder = folder_volume(volume, pod_dir=self.pod_dir, state_dir=self.state_dir,
-                                   namespace=self.pod["metadata"]["namespace"], lookup=lookup)
+            folder = folder_volume(
+                volume,
+                pod_dir=self.pod_dir,
+                state_dir=self.state_dir,
+                namespace=self.pod["metadata"]["namespace"],
+                lookup=lookup,
+            )
             if folder is not None:
                 self.paths[volume["name"]] = folder
                 continue

@@ -39,12 +39,16 @@ EXIT_LOST_LEADERSHIP = 3
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="modelfleet-operator", description="Runs ModelDeployment fleets of ModelFleet servers.")
+    p = argparse.ArgumentParser(
+        prog="modelfleet-operator", description="Runs ModelDeployment fleets of ModelFleet servers."
+    )
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("--server", help="API server URL without credentials (e.g. the local fleet's API)")
     p.add_argument("--namespace", action="append", default=[], help="namespace to watch (repeatable; default: all)")
-    p.add_argument("--operator-namespace", help="namespace of the operator's pods (default: $POD_NAMESPACE or modelfleet-system)")
+    p.add_argument(
+        "--operator-namespace", help="namespace of the operator's pods (default: $POD_NAMESPACE or modelfleet-system)"
+    )
     p.add_argument(
         "--default-server-image",
         default="",
@@ -59,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--renew-deadline", type=float, default=LeaderSettings.renew_deadline_s, help="seconds")
     p.add_argument("--resync-interval", type=float, default=ReconcileSettings.resync_interval_s, help="seconds")
     p.add_argument("--workers", type=int, default=ReconcileSettings.workers, help="concurrent reconciles")
-    p.add_argument("--call-timeout", type=float, default=PodClientSettings.call_timeout_s, help="seconds per management call")
+    p.add_argument(
+        "--call-timeout", type=float, default=PodClientSettings.call_timeout_s, help="seconds per management call"
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -132,7 +138,9 @@ async def run(settings: OperatorSettings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, kopf_stop.set)
         operator = asyncio.create_task(kopf.run_tasks(tasks, ignored=existing), name="kopf")
-        done, _ = await asyncio.wait([t for t in (operator, holding) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [t for t in (operator, holding) if t is not None], return_when=asyncio.FIRST_COMPLETED
+        )
         lost = holding is not None and holding in done and not kopf_stop.is_set()
         kopf_stop.set()
         if holding is not None:

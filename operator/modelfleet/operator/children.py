@@ -254,7 +254,11 @@ def _pod_spec(spec: DeploymentSpec, child_names: Mapping[str, str]) -> Json:
             {
                 "name": c.name,
                 **({"resourceClaimName": c.resource_claim_name} if c.resource_claim_name else {}),
-                **({"resourceClaimTemplateName": c.resource_claim_template_name} if c.resource_claim_template_name else {}),
+                **(
+                    {"resourceClaimTemplateName": c.resource_claim_template_name}
+                    if c.resource_claim_template_name
+                    else {}
+                ),
             }
             for c in spec.resource_claims
         ]
@@ -346,6 +350,7 @@ def configmap(spec: DeploymentSpec, document: Mapping[str, Any]) -> Json:
 
 def token_secret(spec: DeploymentSpec, *, management_token: str, inference_token: str) -> Json:
     """The generated token Secret; created once, never rewritten (tokens would change under clients)."""
+
     def encode(text: str) -> str:
         return base64.b64encode(f"{text}\n".encode()).decode()
 
@@ -354,7 +359,10 @@ def token_secret(spec: DeploymentSpec, *, management_token: str, inference_token
         "kind": "Secret",
         "type": "Opaque",
         "metadata": _metadata(spec, spec.token.secret_name),
-        "data": {spec.token.management_key: encode(management_token), spec.token.inference_key: encode(inference_token)},
+        "data": {
+            spec.token.management_key: encode(management_token),
+            spec.token.inference_key: encode(inference_token),
+        },
     }
 
 
@@ -393,7 +401,11 @@ def network_policy(spec: DeploymentSpec, fleet: FleetSettings) -> Json:
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": _metadata(spec, names(spec.name)["networkpolicy"]),
-            "spec": {"podSelector": {"matchLabels": selector_labels(spec)}, "policyTypes": ["Ingress"], "ingress": ingress},
+            "spec": {
+                "podSelector": {"matchLabels": selector_labels(spec)},
+                "policyTypes": ["Ingress"],
+                "ingress": ingress,
+            },
         }
     )
 

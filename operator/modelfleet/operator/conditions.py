@@ -99,8 +99,10 @@ def notices(previous: Iterable[Mapping[str, Any]] | None, decided: Sequence[Cond
         old_status = str(old["status"]) if "status" in old else None
         new = condition.status_text
         if old_status == new:
-            moved = condition.type == DEGRADED and new == "True" and (
-                (old.get("reason"), old.get("message")) != (condition.reason, condition.message)
+            moved = (
+                condition.type == DEGRADED
+                and new == "True"
+                and ((old.get("reason"), old.get("message")) != (condition.reason, condition.message))
             )
             if not moved:
                 continue
@@ -111,7 +113,9 @@ def notices(previous: Iterable[Mapping[str, Any]] | None, decided: Sequence[Cond
             or (condition.type == READY and old_status == "True")
             or condition.reason == "InvalidSpec"
         )
-        notice = Notice("Warning" if warning else "Normal", condition.reason, condition.message or f"{condition.type} is now {new}")
+        notice = Notice(
+            "Warning" if warning else "Normal", condition.reason, condition.message or f"{condition.type} is now {new}"
+        )
         same = found.get(condition.reason)
         if same is None:
             found[condition.reason] = notice

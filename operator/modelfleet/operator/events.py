@@ -39,13 +39,11 @@ class _Series:
 
 
 def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class EventRecorder:
-    def __init__(
-        self, kube: Kube, *, capacity: int = 4096, clock: Callable[[], datetime.datetime] = _utc_now
-    ) -> None:
+    def __init__(self, kube: Kube, *, capacity: int = 4096, clock: Callable[[], datetime.datetime] = _utc_now) -> None:
         self._kube = kube
         self._capacity = capacity
         self._clock = clock

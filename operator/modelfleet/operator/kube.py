@@ -130,7 +130,9 @@ class Kube:
             method, path, header_params=headers, auth_settings=["BearerToken"]
         )
         try:
-            response = self._client.call_api(method, url, header_params=headers, body=body, _request_timeout=self._timeout_s)
+            response = self._client.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=self._timeout_s
+            )
             read: Callable[[], Any] = response.read
             read()
         except kubernetes.client.ApiException as exc:
@@ -187,7 +189,9 @@ class Kube:
         )
         return result
 
-    async def patch_json(self, kind: str, namespace: str, name: str, ops: list[Json], *, subresource: str | None = None) -> Json:
+    async def patch_json(
+        self, kind: str, namespace: str, name: str, ops: list[Json], *, subresource: str | None = None
+    ) -> Json:
         result: Json = await self.request(
             "PATCH", self.path(kind, namespace, name, subresource), body=ops, content_type="application/json-patch+json"
         )
@@ -222,7 +226,7 @@ class Kube:
     ) -> None:
         """Post a core/v1 Event about `involved`; a failure is logged, never raised (events are advisory)."""
         meta = involved.get("metadata", {})
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",

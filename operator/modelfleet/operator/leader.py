@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _micro_time() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_identity() -> str:
@@ -36,9 +36,7 @@ def default_identity() -> str:
 
 
 class LeaseElector:
-    def __init__(
-        self, kube: Kube, settings: LeaderSettings, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, kube: Kube, settings: LeaderSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.settings = settings
         self.identity = settings.identity or default_identity()
@@ -113,7 +111,12 @@ class LeaseElector:
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait until this replica leads (True) or `stop` is set (False)."""
-        log.info("Waiting to lead (Lease %s/%s, identity %s)", self.settings.lease_namespace, self.settings.lease_name, self.identity)
+        log.info(
+            "Waiting to lead (Lease %s/%s, identity %s)",
+            self.settings.lease_namespace,
+            self.settings.lease_name,
+            self.identity,
+        )
         while not stop.is_set():
             try:
                 if await self.try_acquire_or_renew():

@@ -21,6 +21,7 @@ from .actions import Action
 from .observed import ObservedModel, ObservedPod, PodRef
 from .spec import DeploymentSpec, ModelSpec
 
+
 @dataclass(frozen=True)
 class Failure:
     """A management call that failed for one (pod, model, version, url)."""
@@ -255,12 +256,16 @@ def _model_progress(
         loaded = sum(
             1
             for p in reachable
-            if (o := _loaded(p, model.name)) is not None and (v := o.versions.get(entry.version)) is not None and v.serving
+            if (o := _loaded(p, model.name)) is not None
+            and (v := o.versions.get(entry.version)) is not None
+            and v.serving
         )
         failed = [
             f
             for f in failures.values()
-            if f.model == model.name and f.version == entry.version and f.url == entry.url
+            if f.model == model.name
+            and f.version == entry.version
+            and f.url == entry.url
             and (f.permanent and f.generation == spec.generation or not f.permanent)
         ]
         state = "Loaded" if loaded == len(pods) else "Loading"
@@ -318,13 +323,13 @@ def desired_document(
         for m in (previous_document or {}).get("models", [])
         if isinstance(m, Mapping) and isinstance(m.get("name"), str)
     }
-    failed = {
-        (f.model, f.version, f.url) for f in failures.values() if f.permanent and f.generation == spec.generation
-    }
+    failed = {(f.model, f.version, f.url) for f in failures.values() if f.permanent and f.generation == spec.generation}
     models: list[DesiredModelEntry] = []
     for model in spec.models:
         target = model.default_version
-        switched = all(p.reachable and (o := _loaded(p, model.name)) is not None and o.default_version == target for p in pods)
+        switched = all(
+            p.reachable and (o := _loaded(p, model.name)) is not None and o.default_version == target for p in pods
+        )
         before = previous.get(model.name)
         default = target
         entries: list[DesiredVersionEntry] = []
@@ -341,9 +346,7 @@ def desired_document(
                 else:
                     default = target
         entries += [
-            {"version": v.version, "url": v.url}
-            for v in model.versions
-            if (model.name, v.version, v.url) not in failed
+            {"version": v.version, "url": v.url} for v in model.versions if (model.name, v.version, v.url) not in failed
         ]
         if not entries:
             continue

@@ -26,10 +26,22 @@ OOM = "ContainerOOMKilled"
 CRASH = "ContainerCrashLooping"
 RANK = (UNSCHEDULABLE, VOLUME, IMAGE, CONFIG, CANNOT_START, OOM, CRASH)
 
-_IMAGE_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable",
-                  "SignatureValidationFailed"}
-_CONFIG_WAITING = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError", "PreCreateHookError",
-                   "PreStartHookError", "PostStartHookError"}
+_IMAGE_WAITING = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "RegistryUnavailable",
+    "SignatureValidationFailed",
+}
+_CONFIG_WAITING = {
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "PreCreateHookError",
+    "PreStartHookError",
+    "PostStartHookError",
+}
 _VOLUME_EVENTS = {"FailedMount", "FailedAttachVolume", "FailedMapVolume"}
 
 
@@ -54,8 +66,10 @@ def cause_of(pod: Pod, events: Sequence[Event] = ()) -> PodCause | None:
     name = str(pod.get("metadata", {}).get("name", ""))
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" and (
-            condition.get("reason") == "Unschedulable"
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and (condition.get("reason") == "Unschedulable")
         ):
             return PodCause(name, UNSCHEDULABLE, short(str(condition.get("message") or "no node fits the pod")))
     limits = _memory_limits(pod)
@@ -77,7 +91,9 @@ def _container_cause(container: ContainerStatus, *, memory_limit: str | None) ->
     if reason == "FailedMount":  # the local kubelet says it here; a real one only in an Event
         return VOLUME, short(message or "a volume cannot be mounted")
     last = (container.get("lastState") or {}).get("terminated") or (container.get("state") or {}).get("terminated")
-    restarting = reason == "CrashLoopBackOff" or (int(container.get("restartCount") or 0) > 0 and not container.get("ready"))
+    restarting = reason == "CrashLoopBackOff" or (
+        int(container.get("restartCount") or 0) > 0 and not container.get("ready")
+    )
     if not last or not restarting:
         return None
     code, ended, said = last.get("exitCode"), str(last.get("reason") or ""), str(last.get("message") or "")

@@ -78,7 +78,6 @@ class PodCallError(Exception):
         return self.reason in podidentity.REASONS
 
 
-
 def error_reason(error: aio.AioRpcError) -> tuple[str | None, str]:
     """The ErrorInfo reason (domain modelfleet.io) and the status message of a failed call."""
     message = error.details() or ""

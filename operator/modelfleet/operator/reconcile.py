@@ -84,7 +84,7 @@ class _Fleet:
 
 
 def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def management_address(ip: str) -> str:
@@ -92,9 +92,7 @@ def management_address(ip: str) -> str:
 
 
 class Reconciler:
-    def __init__(
-        self, kube: Kube, settings: OperatorSettings, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.settings = settings
         self._clock = clock
@@ -139,18 +137,31 @@ class Reconciler:
         previous_document = _document(current_cm)
         now = self._clock()
         settled = unreachable.settle(
-            memory.unreachable, fleet.observed, now=now, grace_s=self.settings.reconcile.pod_unreachable_grace_s,
+            memory.unreachable,
+            fleet.observed,
+            now=now,
+            grace_s=self.settings.reconcile.pod_unreachable_grace_s,
             min_delay_s=self.settings.reconcile.requeue_after_action_s,
         )
         memory.unreachable = settled.spells
         plan = make_plan(
-            spec, fleet.observed, failures=memory.failures, previous_document=previous_document, now=now,
+            spec,
+            fleet.observed,
+            failures=memory.failures,
+            previous_document=previous_document,
+            now=now,
             drivable=fleet.drivable,
         )
         child_error, failed_kinds = await self._write_children(body, spec, plan, current_cm, result)
         body = await self._report(
-            body, spec, plan=plan, memory=memory, fleet=fleet, settled=settled,
-            child_error=child_error or fleet.token_error, result=result,
+            body,
+            spec,
+            plan=plan,
+            memory=memory,
+            fleet=fleet,
+            settled=settled,
+            child_error=child_error or fleet.token_error,
+            result=result,
         )
         if "ConfigMap" not in failed_kinds:  # else the next pass sees the same change and tells it then
             await events.post_cutovers(self.events, body, previous_document, plan.document)
@@ -190,7 +201,9 @@ class Reconciler:
         except InvalidSpec as exc:
             message = "; ".join(exc.problems)
             generation = int(body["metadata"].get("generation") or 0)
-            await self._write_status(body, {"observedGeneration": generation}, status.invalid_spec_conditions(message), result)
+            await self._write_status(
+                body, {"observedGeneration": generation}, status.invalid_spec_conditions(message), result
+            )
             return None
         if not memory.seeded:
             failures.seed_from_status(memory.failures, spec, current=body.get("status") or {})
@@ -214,8 +227,16 @@ class Reconciler:
         return _Fleet(read.token, read.error, refs, observed, frozenset(drivable), tuple(causes), stuck)
 
     async def _report(
-        self, body: ModelDeployment, spec: DeploymentSpec, *, plan: Plan, memory: Memory, fleet: _Fleet,
-        settled: unreachable.Settled, child_error: str | None, result: PassResult,
+        self,
+        body: ModelDeployment,
+        spec: DeploymentSpec,
+        *,
+        plan: Plan,
+        memory: Memory,
+        fleet: _Fleet,
+        settled: unreachable.Settled,
+        child_error: str | None,
+        result: PassResult,
     ) -> ModelDeployment:
         """Write the status of this pass (and the Events of its condition changes)."""
         seen = status.Observation(
@@ -231,7 +252,13 @@ class Reconciler:
         memory.served = status.serving_pods(spec, plan, seen=seen)
         return await self._write_status(
             body,
-            status.build(spec, plan, seen=seen, selector=children.label_selector(spec), pod_cap=self.settings.reconcile.status_pod_cap),
+            status.build(
+                spec,
+                plan,
+                seen=seen,
+                selector=children.label_selector(spec),
+                pod_cap=self.settings.reconcile.status_pod_cap,
+            ),
             status.decide(spec, plan, seen=seen),
             result,
         )
@@ -291,7 +318,12 @@ class Reconciler:
     # Children and status ----------------------------------------------------------------------
 
     async def _write_children(
-        self, body: Mapping[str, Any], spec: DeploymentSpec, plan: Plan, current_cm: ConfigMap | None, result: PassResult
+        self,
+        body: Mapping[str, Any],
+        spec: DeploymentSpec,
+        plan: Plan,
+        current_cm: ConfigMap | None,
+        result: PassResult,
     ) -> tuple[str | None, set[str]]:
         """Create or patch every child; (the error text, the kinds whose write failed)."""
         # The ConfigMap first: a pod the Deployment starts mounts it, and would report a failed
@@ -418,8 +450,14 @@ class Reconciler:
     def _record_failure(self, spec: DeploymentSpec, action: Action, error: PodCallError, memory: Memory) -> Failure:
         key = (action.pod.uid, action.model, action.version)
         failure = failures.record(
-            spec, action, reason=error.reason or error.code.name, message=error.message, permanent=error.permanent,
-            previous=memory.failures.get(key), now=self._clock(), settings=self.settings.reconcile,
+            spec,
+            action,
+            reason=error.reason or error.code.name,
+            message=error.message,
+            permanent=error.permanent,
+            previous=memory.failures.get(key),
+            now=self._clock(),
+            settings=self.settings.reconcile,
         )
         memory.failures[key] = failure
         return failure

@@ -319,7 +319,9 @@ def _image(check: _Checker, spec: Mapping[str, Any], default_image: str) -> str:
 def _pull_secrets(check: _Checker, spec: Mapping[str, Any]) -> list[str]:
     pull_secrets = []
     for i, entry in enumerate(check.array(spec.get("imagePullSecrets"), "spec.imagePullSecrets", max_items=16)):
-        secret = check.string(check.obj(entry, f"spec.imagePullSecrets[{i}]").get("name"), f"spec.imagePullSecrets[{i}].name")
+        secret = check.string(
+            check.obj(entry, f"spec.imagePullSecrets[{i}]").get("name"), f"spec.imagePullSecrets[{i}].name"
+        )
         if secret:
             pull_secrets.append(secret)
     return pull_secrets
@@ -382,7 +384,9 @@ def _allowed_sources(check: _Checker, spec: Mapping[str, Any]) -> list[str]:
 
 def _metrics_namespaces(check: _Checker, netpol: Mapping[str, Any]) -> list[str]:
     found = []
-    for i, ns in enumerate(check.array(netpol.get("metricsNamespaces"), "spec.networkPolicy.metricsNamespaces", max_items=16)):
+    for i, ns in enumerate(
+        check.array(netpol.get("metricsNamespaces"), "spec.networkPolicy.metricsNamespaces", max_items=16)
+    ):
         text = check.string(ns, f"spec.networkPolicy.metricsNamespaces[{i}]", max_length=63, pattern=_DNS_LABEL)
         if text:
             found.append(text)
@@ -430,7 +434,9 @@ def _models(check: _Checker, raw: Any) -> tuple[ModelSpec, ...]:
         versions = _versions(check, obj.get("versions"), f"{path}.versions")
         names = [v.version for v in versions]
         default = check.string(
-            obj.get("defaultVersion"), f"{path}.defaultVersion", pattern=VERSION_PATTERN,
+            obj.get("defaultVersion"),
+            f"{path}.defaultVersion",
+            pattern=VERSION_PATTERN,
             max_length=contract.MAX_VERSION_LENGTH,
         )
         if default is None:
@@ -438,9 +444,13 @@ def _models(check: _Checker, raw: Any) -> tuple[ModelSpec, ...]:
                 check.fail(f"{path}.defaultVersion", "is required when a model lists more than one version")
             default = names[0] if names else ""
         elif names and default not in names:
-            check.fail(f"{path}.defaultVersion", f"{default!r} must be one of the model's versions ({', '.join(names)})")
+            check.fail(
+                f"{path}.defaultVersion", f"{default!r} must be one of the model's versions ({', '.join(names)})"
+            )
         min_workers = check.integer(obj.get("minWorkers"), f"{path}.minWorkers", default=1, minimum=1, maximum=256)
-        max_workers = check.integer(obj.get("maxWorkers"), f"{path}.maxWorkers", default=min_workers, minimum=1, maximum=256)
+        max_workers = check.integer(
+            obj.get("maxWorkers"), f"{path}.maxWorkers", default=min_workers, minimum=1, maximum=256
+        )
         if min_workers > max_workers:
             check.fail(f"{path}", f"minWorkers ({min_workers}) must not exceed maxWorkers ({max_workers})")
         models.append(
@@ -562,13 +572,18 @@ def _model_store(check: _Checker, raw: Any) -> ModelStoreSpec:
     if not mount_path.startswith("/"):
         check.fail("spec.modelStore.mountPath", "must be an absolute path")
     if mount_path.startswith(OPERATOR_MOUNT_ROOT):
-        check.fail("spec.modelStore.mountPath", f"must not be under {OPERATOR_MOUNT_ROOT} (the operator mounts its files there)")
+        check.fail(
+            "spec.modelStore.mountPath",
+            f"must not be under {OPERATOR_MOUNT_ROOT} (the operator mounts its files there)",
+        )
     volume = obj.get("volume")
     if volume is not None:
         volume = dict(check.obj(volume, "spec.modelStore.volume"))
         volume.pop("name", None)
         if len(volume) != 1:
-            check.fail("spec.modelStore.volume", "must hold exactly one volume source, e.g. {persistentVolumeClaim: {...}}")
+            check.fail(
+                "spec.modelStore.volume", "must hold exactly one volume source, e.g. {persistentVolumeClaim: {...}}"
+            )
     return ModelStoreSpec(
         mount_path=mount_path,
         read_only=check.boolean(obj.get("readOnly"), "spec.modelStore.readOnly", default=False),

@@ -12,8 +12,8 @@ from typing import Any
 
 from .conditions import DEGRADED, PROGRESSING, READY, Condition
 from .observed import ObservedPod, PodRef
-from .podcauses import PodCause, short, summarize
 from .plan import Failure, FailureKey, ModelProgress, Plan
+from .podcauses import PodCause, short, summarize
 from .spec import DeploymentSpec
 
 
@@ -90,9 +90,16 @@ def _degraded(plan: Plan, seen: Observation) -> Condition:
         return Condition(DEGRADED, True, trouble[0], trouble[1])
     if crashing := [p for p in seen.live_pods if not p.ready and p.restarts > 0 and p.name not in explained]:
         return Condition(
-            DEGRADED, True, "PodsRestarting", short("; ".join(f"{p.name} restarted {p.restarts} times (see its log)" for p in crashing[:3]))
+            DEGRADED,
+            True,
+            "PodsRestarting",
+            short("; ".join(f"{p.name} restarted {p.restarts} times (see its log)" for p in crashing[:3])),
         )
-    unreachable = [o for o in seen.observed if not o.reachable and not o.unverified and o.pod.ready and o.pod.name not in seen.settling]
+    unreachable = [
+        o
+        for o in seen.observed
+        if not o.reachable and not o.unverified and o.pod.ready and o.pod.name not in seen.settling
+    ]
     if unreachable:
         return Condition(DEGRADED, True, "PodUnreachable", short(_pods_text(unreachable)))
     if seen.action_errors:
@@ -115,10 +122,12 @@ def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condi
             PROGRESSING,
             False,
             "BlockedByFailedLoad",
-            short("; ".join(
-                f"{m.name} stays on {m.default_version or 'no version'}: {m.desired_default_version} failed to load"
-                for m in blocked
-            )),
+            short(
+                "; ".join(
+                    f"{m.name} stays on {m.default_version or 'no version'}: {m.desired_default_version} failed to load"
+                    for m in blocked
+                )
+            ),
         )
     elif pending:
         more = f" (+{len(pending) - 3} more)" if len(pending) > 3 else ""
@@ -140,9 +149,13 @@ def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condi
     if spec.replicas == 0 and not seen.live_pods:
         ready = Condition(READY, True, "ScaledToZero", "no pods requested")
     elif len(serving) == spec.replicas == len(seen.live_pods) and not unservable:
-        ready = Condition(READY, True, "AllPodsServing", f"{len(serving)} pods serve the current default of every model")
+        ready = Condition(
+            READY, True, "AllPodsServing", f"{len(serving)} pods serve the current default of every model"
+        )
     elif unservable:
-        ready = Condition(READY, False, "ModelLoadFailed", short(f"no version of {', '.join(unservable)} loads: {degraded.message}"))
+        ready = Condition(
+            READY, False, "ModelLoadFailed", short(f"no version of {', '.join(unservable)} loads: {degraded.message}")
+        )
     elif len(seen.live_pods) < spec.replicas or starting:
         ready = Condition(READY, False, "PodsNotReady", f"{len(serving)} of {spec.replicas} pods serve every model")
     else:
@@ -164,7 +177,9 @@ def models_summary(plan: Plan) -> str:
         if m.state == "Unloading":
             continue
         now = m.default_version or "-"
-        parts.append(f"{m.name}:{now}" if now == m.desired_default_version else f"{m.name}:{now}->{m.desired_default_version}")
+        parts.append(
+            f"{m.name}:{now}" if now == m.desired_default_version else f"{m.name}:{now}->{m.desired_default_version}"
+        )
     return " ".join(parts)
 
 
@@ -191,7 +206,12 @@ def _model(m: ModelProgress) -> dict[str, Any]:
         "pods": m.pods,
         "state": m.state,
         "versions": [
-            {"version": v.version, "podsLoaded": v.pods_loaded, "state": v.state, **({"message": v.message} if v.message else {})}
+            {
+                "version": v.version,
+                "podsLoaded": v.pods_loaded,
+                "state": v.state,
+                **({"message": v.message} if v.message else {}),
+            }
             for v in m.versions
         ],
     }

@@ -27,7 +27,9 @@ class Settled:
     """Seconds until the earliest settling pod's grace ends (look again then); None when none."""
 
 
-def settle(previous: Spells, observed: Sequence[ObservedPod], *, now: float, grace_s: float, min_delay_s: float) -> Settled:
+def settle(
+    previous: Spells, observed: Sequence[ObservedPod], *, now: float, grace_s: float, min_delay_s: float
+) -> Settled:
     spells: dict[str, tuple[float, int]] = {}
     settling: set[str] = set()
     due: list[float] = []

@@ -43,13 +43,9 @@ class RegistryCollector:
         latency = Metric(
             "ts_inference_latency_microseconds", "Cumulative inference duration in microseconds.", "unknown"
         )
-        queue_latency = Metric(
-            "ts_queue_latency_microseconds", "Cumulative queue duration in microseconds.", "unknown"
-        )
+        queue_latency = Metric("ts_queue_latency_microseconds", "Cumulative queue duration in microseconds.", "unknown")
         errors = Metric("modelfleet_inference_errors", "Requests answered with an error.", "counter")
-        rejected = Metric(
-            "modelfleet_rejected_requests", "Requests refused because the job queue was full.", "counter"
-        )
+        rejected = Metric("modelfleet_rejected_requests", "Requests refused because the job queue was full.", "counter")
         depth = Metric("modelfleet_queue_depth", "Requests waiting for a worker.", "gauge")
         capacity = Metric("modelfleet_queue_capacity", "Job queue size of the version.", "gauge")
         workers = Metric("modelfleet_workers", "Workers of the version by status.", "gauge")

@@ -43,9 +43,7 @@ def _wait_serving(address: str, process: subprocess.Popen[bytes], timeout_s: flo
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            for reply in stub.Watch(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s, wait_for_ready=True
-            ):
+            for reply in stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s, wait_for_ready=True):
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
         except grpc.RpcError as exc:

@@ -56,10 +56,12 @@ def kubectl(kubeconfig: Path, tmp_path: Path) -> Callable[..., subprocess.Comple
     kubectl_binary = tool_path("kubectl")  # .tools/bin's 1.37, not whatever kubectl PATH holds
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(tmp_path))
 
-    def run(*args: str, check: bool = True, stdin: str | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([kubectl_binary, *args], env=env, input=stdin, capture_output=True, text=True,
-                                timeout=timeout)
+    def run(
+        *args: str, check: bool = True, stdin: str | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [kubectl_binary, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
@@ -75,12 +77,19 @@ def make_deployment() -> Callable[..., dict]:
 def _deployment_body(name: str = "web", *, replicas: int = 1, labels: dict[str, str] | None = None) -> dict:
     match = {"app": name}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": match},
-                 "template": {"metadata": {"labels": match},
-                              "spec": {"containers": [{"name": "main", "image": "busybox:1"},
-                                                      {"name": "sidecar", "image": "busybox:1"}]}}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": match},
+            "template": {
+                "metadata": {"labels": match},
+                "spec": {
+                    "containers": [{"name": "main", "image": "busybox:1"}, {"name": "sidecar", "image": "busybox:1"}]
+                },
+            },
+        },
     }
 
 
@@ -91,22 +100,43 @@ def widget_crd() -> dict:
 
 
 _CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.example.io"},
     "spec": {
-        "group": "example.io", "scope": "Namespaced",
+        "group": "example.io",
+        "scope": "Namespaced",
         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wdg"]},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
-                                                     "statusReplicasPath": ".status.replicas"}},
-            "additionalPrinterColumns": [{"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}],
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "required": ["size"], "properties": {
-                    "size": {"type": "string", "enum": ["small", "large"]},
-                    "replicas": {"type": "integer", "minimum": 0, "default": 1}}},
-                "status": {"type": "object", "properties": {
-                    "replicas": {"type": "integer"}, "phase": {"type": "string"}}}}}},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {
+                    "status": {},
+                    "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+                },
+                "additionalPrinterColumns": [{"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {
+                                    "size": {"type": "string", "enum": ["small", "large"]},
+                                    "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {"replicas": {"type": "integer"}, "phase": {"type": "string"}},
+                            },
+                        },
+                    }
+                },
+            }
+        ],
     },
 }

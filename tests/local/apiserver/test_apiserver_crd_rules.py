@@ -18,8 +18,13 @@ def widgets(client, custom, widget_crd):
     kubernetes.client.ApiextensionsV1Api(client).create_custom_resource_definition(widget_crd)
 
     def create(name: str, **spec_fields):
-        return custom.create_namespaced_custom_object("example.io", "v1", "default", "widgets", {
-            "apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec_fields})
+        return custom.create_namespaced_custom_object(
+            "example.io",
+            "v1",
+            "default",
+            "widgets",
+            {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec_fields},
+        )
 
     return create
 
@@ -34,9 +39,11 @@ def test_a_failing_cel_rule_rejects_the_object_with_its_message(widgets):
 def test_transition_rules_apply_on_update_only(widgets, custom):
     widgets("w", size="small")
     with pytest.raises(ApiException) as rejected:
-        custom.patch_namespaced_custom_object("example.io", "v1", "default", "widgets", "w",
-                                              {"spec": {"size": "large"}})
+        custom.patch_namespaced_custom_object(
+            "example.io", "v1", "default", "widgets", "w", {"spec": {"size": "large"}}
+        )
     assert rejected.value.status == 422 and "size is immutable" in rejected.value.body
-    patched = custom.patch_namespaced_custom_object("example.io", "v1", "default", "widgets", "w",
-                                                    {"spec": {"replicas": 3}})
+    patched = custom.patch_namespaced_custom_object(
+        "example.io", "v1", "default", "widgets", "w", {"spec": {"replicas": 3}}
+    )
     assert patched["spec"] == {"size": "small", "replicas": 3}

@@ -22,7 +22,8 @@ CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 async def running(widget_crd: dict) -> AsyncIterator[tuple[RunningApi, kopf.Memo]]:
     async with run_apiserver() as api:
         widget_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"][
-            "x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its progress in status
+            "x-kubernetes-preserve-unknown-fields"
+        ] = True  # kopf keeps its progress in status
         response = await api.emulator.post(CRDS, json=widget_crd)
         assert response.status == 201
         registry = kopf.OperatorRegistry()
@@ -33,8 +34,12 @@ async def running(widget_crd: dict) -> AsyncIterator[tuple[RunningApi, kopf.Memo
 
         @kopf.on.create("example.io", "v1", "widgets", registry=registry)
         async def create(body: kopf.Body, name: str, patch: kopf.Patch, **_: object) -> None:
-            child = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-cfg"},
-                     "data": {"size": body["spec"]["size"]}}
+            child = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-cfg"},
+                "data": {"size": body["spec"]["size"]},
+            }
             kopf.adopt(child, owner=body)
             created = await api.emulator.post(CONFIGMAPS, json=child)
             assert created.status == 201
@@ -47,8 +52,15 @@ async def running(widget_crd: dict) -> AsyncIterator[tuple[RunningApi, kopf.Memo
         settings = kopf.OperatorSettings()
         memo = kopf.Memo(deleted=[])
         stop, ready = asyncio.Event(), asyncio.Event()
-        tasks = await kopf.spawn_tasks(registry=registry, settings=settings, clusterwide=True,
-                                       standalone=True, stop_flag=stop, ready_flag=ready, memo=memo)
+        tasks = await kopf.spawn_tasks(
+            registry=registry,
+            settings=settings,
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=ready,
+            memo=memo,
+        )
         async with asyncio.timeout(10):
             await ready.wait()
         yield api, memo
@@ -69,8 +81,10 @@ async def test_kopf_handles_create_and_delete_with_finalizer_and_adoption(runnin
     store = api.store
     widgets = store.type_of("example.io", "widgets")
     configmaps = store.type_of("", "configmaps")
-    response = await api.emulator.post(WIDGETS, json={
-        "apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small"}})
+    response = await api.emulator.post(
+        WIDGETS,
+        json={"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small"}},
+    )
     assert response.status == 201
     await _eventually(lambda: (store.find(widgets, "default", "w") or {}).get("status", {}).get("phase") == "Created")
     widget = store.get(widgets, "default", "w")

@@ -19,8 +19,15 @@ def test_kubectl_applies_gets_patches_and_deletes(kubectl, make_deployment):
     assert "web" in kubectl("get", "deploy").stdout
     changed = make_deployment(replicas=2)
     _apply(kubectl, changed)  # a second apply is a client-side three-way merge patch
-    kubectl("patch", "deployment", "web", "--type", "json",
-            "-p", '[{"op":"add","path":"/metadata/labels/team","value":"ml"}]')
+    kubectl(
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"add","path":"/metadata/labels/team","value":"ml"}]',
+    )
     kubectl("label", "deployment", "web", "tier=gpu")
     got = json.loads(kubectl("get", "deployment", "web", "-o", "json").stdout)
     assert got["spec"]["replicas"] == 2 and got["metadata"]["labels"] == {"team": "ml", "tier": "gpu"}
@@ -35,8 +42,9 @@ def test_kubectl_scale_works_for_deployments_and_custom_resources(kubectl, make_
     kubectl("scale", "deployment", "web", "--replicas=3")
     assert kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout == "3"
     _apply(kubectl, widget_crd)
-    _apply(kubectl, {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"},
-                     "spec": {"size": "small"}})
+    _apply(
+        kubectl, {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small"}}
+    )
     kubectl("scale", "wdg", "w", "--replicas=5")
     assert kubectl("get", "widget", "w", "-o", "jsonpath={.spec.replicas}").stdout == "5"
     table = kubectl("get", "widgets").stdout
@@ -45,10 +53,10 @@ def test_kubectl_scale_works_for_deployments_and_custom_resources(kubectl, make_
 
 def test_kubectl_status_patch_and_wait(kubectl, widget_crd):
     _apply(kubectl, widget_crd)
-    _apply(kubectl, {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"},
-                     "spec": {"size": "small"}})
-    patch = ["patch", "widget", "w", "--subresource=status", "--type", "merge",
-             "-p", '{"status":{"phase":"Ready"}}']
+    _apply(
+        kubectl, {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small"}}
+    )
+    patch = ["patch", "widget", "w", "--subresource=status", "--type", "merge", "-p", '{"status":{"phase":"Ready"}}']
     timer = threading.Timer(1.0, kubectl, patch)
     timer.start()
     try:
@@ -72,8 +80,17 @@ def test_kubectl_get_watch_sees_an_update(kubectl, make_deployment):
     scale = threading.Timer(1.0, kubectl, ("scale", "deployment", "web", "--replicas=2"))
     scale.start()
     try:
-        watched = kubectl("get", "deploy", "web", "-w", "--output-watch-events", "-o",
-                          "jsonpath={.type} {.object.spec.replicas}{\"\\n\"}", "--request-timeout=4s", check=False)
+        watched = kubectl(
+            "get",
+            "deploy",
+            "web",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            'jsonpath={.type} {.object.spec.replicas}{"\\n"}',
+            "--request-timeout=4s",
+            check=False,
+        )
     finally:
         scale.join()
     assert watched.stdout.split("\n")[:2] == ["ADDED 1", "MODIFIED 2"], watched.stderr

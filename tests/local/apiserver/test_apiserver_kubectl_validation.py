@@ -50,9 +50,11 @@ def test_kubectl_apply_refuses_a_typoed_field_in_a_builtin_kind(kubectl, make_de
     body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
     result = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(body), check=False)
     assert result.returncode != 0
-    assert ('Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
-            'unknown field "spec.replicaz", unknown field "spec.template.spec.containers[0].imagePullPolicyy"'
-            in result.stderr), result.stderr
+    assert (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'unknown field "spec.replicaz", unknown field "spec.template.spec.containers[0].imagePullPolicyy"'
+        in result.stderr
+    ), result.stderr
     assert kubectl("get", "deployments", "-o", "name").stdout == ""
 
 
@@ -94,21 +96,39 @@ def test_openapi_v2_is_json_and_refuses_protobuf_and_v3_lists_every_group_versio
     code, _ = _get(f"{api.url}/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
     assert code == 406
     paths = json.loads(_get(f"{api.url}/openapi/v3", "application/json")[1])["paths"]
-    for key in ("api/v1", "apis/apps/v1", "apis/rbac.authorization.k8s.io/v1", "apis/policy/v1",
-                "apis/networking.k8s.io/v1", "apis/coordination.k8s.io/v1", "apis/apiextensions.k8s.io/v1"):
+    for key in (
+        "api/v1",
+        "apis/apps/v1",
+        "apis/rbac.authorization.k8s.io/v1",
+        "apis/policy/v1",
+        "apis/networking.k8s.io/v1",
+        "apis/coordination.k8s.io/v1",
+        "apis/apiextensions.k8s.io/v1",
+    ):
         document = json.loads(_get(api.url + paths[key]["serverRelativeURL"], "application/json")[1])
         assert document["openapi"].startswith("3.") and document["paths"], key
 
 
 def test_kubectl_get_events_pods_and_services_print_a_real_api_servers_columns(kubectl, core):
-    core.create_namespaced_event("default", {
-        "metadata": {"name": "web-1.abc"}, "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "default"},
-        "reason": "FailedMount", "message": "volume models not found", "type": "Warning", "count": 3,
-        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"})
-    core.create_namespaced_pod("default", {"metadata": {"name": "web-1"},
-                                           "spec": {"containers": [{"name": "c", "image": "x"}]}})
-    core.create_namespaced_service("default", {"metadata": {"name": "web"},
-                                               "spec": {"ports": [{"port": 7070}], "selector": {"app": "web"}}})
+    core.create_namespaced_event(
+        "default",
+        {
+            "metadata": {"name": "web-1.abc"},
+            "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "default"},
+            "reason": "FailedMount",
+            "message": "volume models not found",
+            "type": "Warning",
+            "count": 3,
+            "firstTimestamp": "2026-01-01T00:00:00Z",
+            "lastTimestamp": "2026-01-01T00:00:00Z",
+        },
+    )
+    core.create_namespaced_pod(
+        "default", {"metadata": {"name": "web-1"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    )
+    core.create_namespaced_service(
+        "default", {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 7070}], "selector": {"app": "web"}}}
+    )
     events = kubectl("get", "events").stdout.splitlines()
     assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], events
     assert events[1].split()[1:] == ["Warning", "FailedMount", "pod/web-1", "volume", "models", "not", "found"]

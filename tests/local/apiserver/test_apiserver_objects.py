@@ -50,7 +50,8 @@ def test_main_resource_writes_never_change_status_and_status_writes_change_only_
     after_main = apps.patch_namespaced_deployment("web", "default", {"status": {"replicas": 9}})
     assert after_main.status.replicas == 3
     after_status = apps.patch_namespaced_deployment_status(
-        "web", "default", {"spec": {"replicas": 5}, "status": {"replicas": 4}})
+        "web", "default", {"spec": {"replicas": 5}, "status": {"replicas": 4}}
+    )
     assert after_status.spec.replicas == 1 and after_status.status.replicas == 4
 
 
@@ -63,9 +64,14 @@ def test_a_no_op_patch_keeps_the_resource_version(apps, make_deployment):
 def test_failed_json_patch_test_is_422(apps, make_deployment):
     apps.create_namespaced_deployment("default", make_deployment())
     with pytest.raises(ApiException) as failed:
-        apps.patch_namespaced_deployment("web", "default", [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": "0"},
-            {"op": "replace", "path": "/spec/replicas", "value": 3}])
+        apps.patch_namespaced_deployment(
+            "web",
+            "default",
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "0"},
+                {"op": "replace", "path": "/spec/replicas", "value": 3},
+            ],
+        )
     assert failed.value.status == 422
     assert apps.read_namespaced_deployment("web", "default").spec.replicas == 1
 
@@ -81,8 +87,9 @@ def test_stale_resource_version_on_replace_is_409(apps, make_deployment):
 
 def test_strategic_merge_merges_containers_by_name(apps, make_deployment):
     apps.create_namespaced_deployment("default", make_deployment())
-    patched = apps.patch_namespaced_deployment("web", "default", {"spec": {"template": {"spec": {
-        "containers": [{"name": "main", "image": "busybox:2"}]}}}})
+    patched = apps.patch_namespaced_deployment(
+        "web", "default", {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox:2"}]}}}}
+    )
     images = {c.name: c.image for c in patched.spec.template.spec.containers}
     assert images == {"main": "busybox:2", "sidecar": "busybox:1"}
 
@@ -91,8 +98,9 @@ def test_defaults_are_filled_in_as_a_cluster_would(apps, core, make_deployment):
     created = apps.create_namespaced_deployment("default", make_deployment())
     assert created.spec.strategy.type == "RollingUpdate"
     assert created.spec.template.spec.restart_policy == "Always"
-    service = core.create_namespaced_service("default", {"metadata": {"name": "web"}, "spec": {
-        "selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    service = core.create_namespaced_service(
+        "default", {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    )
     assert service.spec.cluster_ip and service.spec.ports[0].target_port == 80
 
 
@@ -111,8 +119,11 @@ def test_invalid_objects_are_rejected_with_422(apps, make_deployment):
 def test_label_selector_filters_lists(apps, make_deployment):
     apps.create_namespaced_deployment("default", make_deployment("a", labels={"team": "ml"}))
     apps.create_namespaced_deployment("default", make_deployment("b", labels={"team": "web"}))
+
     def names(selector):
-        return sorted(d.metadata.name for d in apps.list_namespaced_deployment("default", label_selector=selector).items)
+        return sorted(
+            d.metadata.name for d in apps.list_namespaced_deployment("default", label_selector=selector).items
+        )
 
     assert names("team=ml") == ["a"]
     assert names("team!=ml") == ["b"]
@@ -123,8 +134,9 @@ def test_label_selector_filters_lists(apps, make_deployment):
 def test_namespaces_and_leases_are_served(core, client):
     assert {"default", "kube-system"} <= {n.metadata.name for n in core.list_namespace().items}
     leases = kubernetes.client.CoordinationV1Api(client)
-    lease = leases.create_namespaced_lease("default", {"metadata": {"name": "leader"}, "spec": {
-        "holderIdentity": "a", "leaseDurationSeconds": 15}})
+    lease = leases.create_namespaced_lease(
+        "default", {"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}
+    )
     assert lease.spec.holder_identity == "a"
 
 
@@ -135,8 +147,12 @@ def test_every_request_lands_in_the_audit_log(api, apps, core, make_deployment):
     apps.patch_namespaced_deployment_status("web", "default", {"status": {"replicas": 1}})
     core.list_namespaced_pod("default")
     verbs = [(r.verb, r.resource, r.subresource, r.code) for r in api.emulator.audit]
-    assert verbs == [("create", "deployments", None, 201), ("get", "deployments", None, 200),
-                     ("patch", "deployments", "status", 200), ("list", "pods", None, 200)]
+    assert verbs == [
+        ("create", "deployments", None, 201),
+        ("get", "deployments", None, 200),
+        ("patch", "deployments", "status", 200),
+        ("list", "pods", None, 200),
+    ]
     assert [w.verb for w in api.emulator.audit.writes()] == ["create", "patch"]
     api.emulator.audit.reset()
     assert api.emulator.audit.writes() == []

@@ -25,8 +25,9 @@ def test_watch_streams_changes_and_resumes_from_a_resource_version(core):
     core.patch_namespaced_config_map("a", "default", {"data": {"k": "v"}})
     core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
     core.delete_namespaced_config_map("a", "default")
-    resumed = _watch_events(core.list_namespaced_config_map, "default", count=3,
-                            resource_version=first.metadata.resource_version)
+    resumed = _watch_events(
+        core.list_namespaced_config_map, "default", count=3, resource_version=first.metadata.resource_version
+    )
     assert resumed == [("MODIFIED", "a"), ("ADDED", "b"), ("DELETED", "a")]
     fresh = _watch_events(core.list_namespaced_config_map, "default", count=1)
     assert fresh == [("ADDED", "b")]
@@ -37,8 +38,9 @@ def test_a_change_made_while_watching_is_streamed_once(core):
     writer = threading.Timer(0.2, core.create_namespaced_config_map, ("default", {"metadata": {"name": "late"}}))
     writer.start()
     try:
-        events = _watch_events(core.list_namespaced_config_map, "default", count=1,
-                               resource_version=listed.metadata.resource_version)
+        events = _watch_events(
+            core.list_namespaced_config_map, "default", count=1, resource_version=listed.metadata.resource_version
+        )
     finally:
         writer.join()
     assert events == [("ADDED", "late")]
@@ -48,8 +50,13 @@ def test_label_selector_watch_sees_an_object_leave_the_selection(core):
     core.create_namespaced_config_map("default", {"metadata": {"name": "a", "labels": {"team": "ml"}}})
     listed = core.list_namespaced_config_map("default", label_selector="team=ml")
     core.patch_namespaced_config_map("a", "default", {"metadata": {"labels": {"team": "web"}}})
-    events = _watch_events(core.list_namespaced_config_map, "default", count=1, label_selector="team=ml",
-                           resource_version=listed.metadata.resource_version)
+    events = _watch_events(
+        core.list_namespaced_config_map,
+        "default",
+        count=1,
+        label_selector="team=ml",
+        resource_version=listed.metadata.resource_version,
+    )
     assert events == [("DELETED", "a")]
 
 
@@ -69,29 +76,59 @@ def test_an_applied_crd_serves_its_kind_with_status_scale_schema_and_defaults(cl
     resources = kubernetes.client.CustomObjectsApi(client).get_api_resources("example.io", "v1").resources
     assert {"widgets", "widgets/status", "widgets/scale"} <= {r.name for r in resources}
 
-    widget = custom.create_namespaced_custom_object("example.io", "v1", "default", "widgets", {
-        "apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"},
-        "spec": {"size": "small", "unknownField": 1}})
+    widget = custom.create_namespaced_custom_object(
+        "example.io",
+        "v1",
+        "default",
+        "widgets",
+        {
+            "apiVersion": "example.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w"},
+            "spec": {"size": "small", "unknownField": 1},
+        },
+    )
     assert widget["spec"] == {"size": "small", "replicas": 1}  # pruned and defaulted
 
     with pytest.raises(ApiException) as rejected:
-        custom.create_namespaced_custom_object("example.io", "v1", "default", "widgets", {
-            "apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "bad"},
-            "spec": {"size": "huge"}})
+        custom.create_namespaced_custom_object(
+            "example.io",
+            "v1",
+            "default",
+            "widgets",
+            {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"size": "huge"}},
+        )
     assert rejected.value.status == 422
 
-    custom.patch_namespaced_custom_object_scale("example.io", "v1", "default", "widgets", "w",
-                                                {"spec": {"replicas": 4}})
-    custom.patch_namespaced_custom_object_status("example.io", "v1", "default", "widgets", "w",
-                                                 {"status": {"replicas": 4}})
+    custom.patch_namespaced_custom_object_scale(
+        "example.io", "v1", "default", "widgets", "w", {"spec": {"replicas": 4}}
+    )
+    custom.patch_namespaced_custom_object_status(
+        "example.io", "v1", "default", "widgets", "w", {"status": {"replicas": 4}}
+    )
     scale = custom.get_namespaced_custom_object_scale("example.io", "v1", "default", "widgets", "w")
     assert scale["spec"]["replicas"] == 4 and scale["status"]["replicas"] == 4
 
 
 def _owned_config_map(core, owner, name: str) -> None:
-    core.create_namespaced_config_map("default", {"metadata": {"name": name, "ownerReferences": [{
-        "apiVersion": "apps/v1", "kind": "Deployment", "name": owner.metadata.name, "uid": owner.metadata.uid,
-        "controller": True, "blockOwnerDeletion": True}]}})
+    core.create_namespaced_config_map(
+        "default",
+        {
+            "metadata": {
+                "name": name,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": owner.metadata.name,
+                        "uid": owner.metadata.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            }
+        },
+    )
 
 
 @pytest.mark.parametrize("policy", ["Background", "Foreground"])
@@ -127,8 +164,13 @@ def test_finalizers_hold_deletion_until_removed(core):
 def test_deleting_a_crd_deletes_its_objects_and_kind(client, custom, widget_crd):
     extensions = kubernetes.client.ApiextensionsV1Api(client)
     extensions.create_custom_resource_definition(widget_crd)
-    custom.create_namespaced_custom_object("example.io", "v1", "default", "widgets", {
-        "apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small"}})
+    custom.create_namespaced_custom_object(
+        "example.io",
+        "v1",
+        "default",
+        "widgets",
+        {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small"}},
+    )
     extensions.delete_custom_resource_definition("widgets.example.io")
     with pytest.raises(ApiException) as unknown:
         custom.list_namespaced_custom_object("example.io", "v1", "default", "widgets")
@@ -136,8 +178,13 @@ def test_deleting_a_crd_deletes_its_objects_and_kind(client, custom, widget_crd)
 
 
 def test_a_bound_pod_stays_terminating_until_its_kubelet_deletes_it_with_grace_zero(core):
-    core.create_namespaced_pod("default", {"metadata": {"name": "p"}, "spec": {
-        "nodeName": "local", "containers": [{"name": "main", "image": "busybox:1"}]}})
+    core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "p"},
+            "spec": {"nodeName": "local", "containers": [{"name": "main", "image": "busybox:1"}]},
+        },
+    )
     core.delete_namespaced_pod("p", "default")
     terminating = core.read_namespaced_pod("p", "default")
     assert terminating.metadata.deletion_timestamp and terminating.metadata.deletion_grace_period_seconds == 30
@@ -150,8 +197,9 @@ def test_a_bound_pod_stays_terminating_until_its_kubelet_deletes_it_with_grace_z
 
 
 def test_an_unbound_pod_is_deleted_at_once(core):
-    core.create_namespaced_pod("default", {"metadata": {"name": "p"}, "spec": {
-        "containers": [{"name": "main", "image": "busybox:1"}]}})
+    core.create_namespaced_pod(
+        "default", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main", "image": "busybox:1"}]}}
+    )
     core.delete_namespaced_pod("p", "default")
     with pytest.raises(ApiException) as gone:
         core.read_namespaced_pod("p", "default")

@@ -36,22 +36,29 @@ def _failure(result: subprocess.CompletedProcess[str], state: Path) -> str:
 def test_first_command_converges_answers_and_stops_everything(tmp_path: Path) -> None:
     state = tmp_path / "state"
     result = subprocess.run(
-        [sys.executable, "-m", "modelfleet.local", "--exit-after-demo", "--state-dir", str(state),
-         "--timeout", "300"],
-        capture_output=True, text=True, timeout=400)
+        [sys.executable, "-m", "modelfleet.local", "--exit-after-demo", "--state-dir", str(state), "--timeout", "300"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert result.returncode == 0, _failure(result, state)
     out = result.stdout
     assert "Ready=True" in out
     assert "applied ModelDeployment ml-serving/cpu-tiny from " in out
-    answer = re.search(r"Predictions\(tiny\) through Service ml-serving/cpu-tiny at (127\.100\.\d+\.\d+):7070 "
-                       r"-> (\[.*\])", out)
+    answer = re.search(
+        r"Predictions\(tiny\) through Service ml-serving/cpu-tiny at (127\.100\.\d+\.\d+):7070 "
+        r"-> (\[.*\])",
+        out,
+    )
     assert answer, out
     assert len([float(x) for x in answer.group(2).strip("[]").split(",")]) == 4
     # Every hint names its tool by an absolute path that exists (nothing relies on PATH).
-    kubectl = re.search(r"^  (\S+) --kubeconfig (\S+) get modeldeployments,pods,services --namespace ml-serving$",
-                        out, re.MULTILINE)
-    grpcurl = re.search(rf"^  (\S+) -plaintext .* {re.escape(answer.group(1))}:7070 grpc.health.v1.Health/Check$",
-                        out, re.MULTILINE)
+    kubectl = re.search(
+        r"^  (\S+) --kubeconfig (\S+) get modeldeployments,pods,services --namespace ml-serving$", out, re.MULTILINE
+    )
+    grpcurl = re.search(
+        rf"^  (\S+) -plaintext .* {re.escape(answer.group(1))}:7070 grpc.health.v1.Health/Check$", out, re.MULTILINE
+    )
     assert kubectl and grpcurl, out
     for tool in (kubectl.group(1), grpcurl.group(1)):
         assert Path(tool).is_absolute() and Path(tool).is_file(), tool

@@ -22,7 +22,11 @@ def test_no_demo_starts_an_empty_fleet_with_the_readme_namespace(tmp_path: Path)
     state = tmp_path / "state"
     fleet = subprocess.Popen(
         [sys.executable, "-m", "modelfleet.local", "--no-demo", "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     assert fleet.stdout is not None
     seen: list[str] = []
     try:
@@ -31,18 +35,21 @@ def test_no_demo_starts_an_empty_fleet_with_the_readme_namespace(tmp_path: Path)
             if line.startswith("Serving until Ctrl-C."):
                 break
         out = "".join(seen)
-        get = re.search(r"^  (\S+ --kubeconfig \S+) get modeldeployments,pods,services --namespace ml-serving$",
-                        out, re.MULTILINE)
+        get = re.search(
+            r"^  (\S+ --kubeconfig \S+) get modeldeployments,pods,services --namespace ml-serving$", out, re.MULTILINE
+        )
         assert get, out
-        assert re.search(r"^  \S+ --kubeconfig \S+ apply --namespace ml-serving -f /\S+/examples/cpu.yaml$",
-                         out, re.MULTILINE), out
+        assert re.search(
+            r"^  \S+ --kubeconfig \S+ apply --namespace ml-serving -f /\S+/examples/cpu.yaml$", out, re.MULTILINE
+        ), out
         kubectl = shlex.split(get.group(1))
         assert Path(kubectl[0]).is_absolute() and Path(kubectl[0]).is_file()
         bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
 
         def pasted(*args: str) -> dict:
-            result = subprocess.run([*kubectl, *args, "-o", "json"], env=bare, capture_output=True, text=True,
-                                    timeout=30)
+            result = subprocess.run(
+                [*kubectl, *args, "-o", "json"], env=bare, capture_output=True, text=True, timeout=30
+            )
             assert result.returncode == 0, result.stderr
             return dict(json.loads(result.stdout))
 

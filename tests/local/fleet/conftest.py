@@ -45,10 +45,10 @@ def wait(request: pytest.FixtureRequest) -> Callable[..., Any]:
     return wait_explaining
 
 
-def _container(*, extra_args: list[str] | None = None, env: list[dict] | None = None,
-               probes: bool = True) -> dict:
+def _container(*, extra_args: list[str] | None = None, env: list[dict] | None = None, probes: bool = True) -> dict:
     container: dict[str, Any] = {
-        "name": "main", "image": "local/podserver:1",
+        "name": "main",
+        "image": "local/podserver:1",
         "command": [sys.executable, PODSERVER],
         "args": ["--health=$(POD_IP):9000", "--whoami=$(POD_IP):9100", *(extra_args or [])],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}, *(env or [])],
@@ -56,27 +56,46 @@ def _container(*, extra_args: list[str] | None = None, env: list[dict] | None = 
     }
     if probes:
         # Startup gates liveness (a Python process needs ~1 s to listen), as in the operator's template.
-        container["startupProbe"] = {"grpc": {"port": 9000, "service": "live"}, "periodSeconds": 1,
-                                     "failureThreshold": 300}
+        container["startupProbe"] = {
+            "grpc": {"port": 9000, "service": "live"},
+            "periodSeconds": 1,
+            "failureThreshold": 300,
+        }
         container["readinessProbe"] = {"grpc": {"port": 9000}, "periodSeconds": 1, "failureThreshold": 1}
-        container["livenessProbe"] = {"grpc": {"port": 9000, "service": "live"}, "periodSeconds": 1,
-                                      "failureThreshold": 2}
+        container["livenessProbe"] = {
+            "grpc": {"port": 9000, "service": "live"},
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+        }
     return container
 
 
-def make_deployment(name: str = "web", *, replicas: int = 1, strategy: dict | None = None,
-                    container: dict | None = None, volumes: list[dict] | None = None,
-                    grace: int = 2) -> dict:
+def make_deployment(
+    name: str = "web",
+    *,
+    replicas: int = 1,
+    strategy: dict | None = None,
+    container: dict | None = None,
+    volumes: list[dict] | None = None,
+    grace: int = 2,
+) -> dict:
     labels = {"app": name}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
         "spec": {
-            "replicas": replicas, "selector": {"matchLabels": labels},
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
             "strategy": strategy or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": {
-                "terminationGracePeriodSeconds": grace,
-                "containers": [copy.deepcopy(container) if container else _container()],
-                "volumes": volumes or []}},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "terminationGracePeriodSeconds": grace,
+                    "containers": [copy.deepcopy(container) if container else _container()],
+                    "volumes": volumes or [],
+                },
+            },
         },
     }
 

@@ -15,11 +15,22 @@ from modelfleet.local.fleet import run_fleet
 
 
 def _pod(index: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"quiet-{index}", "namespace": "default"},
-            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
-                "name": "main", "image": "local/sleep:1",
-                "command": [sys.executable, "-c", "import time; time.sleep(300)"],
-                "ports": [{"containerPort": 7070}]}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"quiet-{index}", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "local/sleep:1",
+                    "command": [sys.executable, "-c", "import time; time.sleep(300)"],
+                    "ports": [{"containerPort": 7070}],
+                }
+            ],
+        },
+    }
 
 
 async def main(state: Path, count: int) -> None:

@@ -43,8 +43,15 @@ def test_an_address_another_pool_reserved_is_skipped_until_released(tmp_path):
 
 async def _start_fleet(state: Path, pods: int) -> tuple[asyncio.subprocess.Process, list[str]]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, FLEET_PROCESS, str(state), str(pods), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        sys.executable,
+        FLEET_PROCESS,
+        str(state),
+        str(pods),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 60)
     try:
@@ -73,8 +80,7 @@ async def test_two_fleets_side_by_side_never_share_a_pod_address(tmp_path):
         assert await _stop_fleet(first) == 0
 
 
-async def test_a_pod_whose_address_a_foreign_program_took_moves_with_a_warning_event(
-        fleet, podserver_container, wait):
+async def test_a_pod_whose_address_a_foreign_program_took_moves_with_a_warning_event(fleet, podserver_container, wait):
     """The race of the issue: the address was free when chosen, then something else listens on a port
     the pod's server needs before the server starts. The pod must not crash-loop on it forever."""
     pool = fleet.kubelet.addresses
@@ -89,20 +95,31 @@ async def test_a_pod_whose_address_a_foreign_program_took_moves_with_a_warning_e
 
     pool.allocate = allocate_then_lose_it  # type: ignore[method-assign]
     try:
-        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"},
-                "spec": {"terminationGracePeriodSeconds": 2, "containers": [podserver_container()]}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "default"},
+            "spec": {"terminationGracePeriodSeconds": 2, "containers": [podserver_container()]},
+        }
         fleet.client.create(fleet.client.type("", "pods"), "default", body)
         pods = fleet.client.type("", "pods")
-        pod = await wait(lambda: (p := fleet.client.get(pods, "default", "web-0")) and podstatus.is_ready(p) and p,
-                         what="the pod Ready at a new address", timeout=60)
+        pod = await wait(
+            lambda: (p := fleet.client.get(pods, "default", "web-0")) and podstatus.is_ready(p) and p,
+            what="the pod Ready at a new address",
+            timeout=60,
+        )
         taken = squatters[0].getsockname()[0]
         assert pod["status"]["podIP"] != taken
         assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
-        events = [e for e in fleet.client.list(fleet.client.type("", "events"), "default")
-                  if e["involvedObject"]["name"] == "web-0"]
+        events = [
+            e
+            for e in fleet.client.list(fleet.client.type("", "events"), "default")
+            if e["involvedObject"]["name"] == "web-0"
+        ]
         assert [(e["type"], e["reason"]) for e in events] == [("Warning", "AddressInUse")]
-        assert events[0]["message"] == (f"{taken}:9100 is in use by another program on this machine; "
-                                        f"the pod moved to {pod['status']['podIP']}")
+        assert events[0]["message"] == (
+            f"{taken}:9100 is in use by another program on this machine; the pod moved to {pod['status']['podIP']}"
+        )
     finally:
         for squatter in squatters:
             squatter.close()

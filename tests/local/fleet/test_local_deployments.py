@@ -20,8 +20,12 @@ def _deployment(fleet, name: str = "web") -> dict:
 def _ready(fleet, replicas: int, name: str = "web") -> bool:
     status = _deployment(fleet, name).get("status") or {}
     active = [p for p in _pods(fleet, name) if not podstatus.is_terminating(p)]
-    return (status.get("readyReplicas") == replicas and status.get("updatedReplicas") == replicas
-            and len(active) == replicas and all(podstatus.is_ready(p) for p in active))
+    return (
+        status.get("readyReplicas") == replicas
+        and status.get("updatedReplicas") == replicas
+        and len(active) == replicas
+        and all(podstatus.is_ready(p) for p in active)
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -33,8 +37,12 @@ def _alive(pid: int) -> bool:
 
 
 def _pids(pods: list[dict]) -> list[int]:
-    return [int(s["containerID"].split("://")[1]) for p in pods for s in p["status"]["containerStatuses"]
-            if s.get("containerID")]
+    return [
+        int(s["containerID"].split("://")[1])
+        for p in pods
+        for s in p["status"]["containerStatuses"]
+        if s.get("containerID")
+    ]
 
 
 async def test_deployment_pods_run_as_processes_on_their_own_addresses(fleet, deployment, wait):
@@ -64,7 +72,9 @@ async def test_rolling_update_with_max_surge_zero_never_runs_more_pods_than_repl
     await wait(lambda: _ready(fleet, 2), what="2 ready pods")
     old_pids = _pids(_pods(fleet))
     watch = fleet.client.watch(fleet.client.type("", "pods"), "default")
-    fleet.client.patch(deployments, "default", "web", {"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}})
+    fleet.client.patch(
+        deployments, "default", "web", {"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}}
+    )
     most_active = 0
     active: dict[str, bool] = {}
 
@@ -82,7 +92,15 @@ async def test_rolling_update_with_max_surge_zero_never_runs_more_pods_than_repl
             pod = event["object"]
             active[pod["metadata"]["name"]] = event["type"] != "DELETED" and podstatus.is_active(pod)
             most_active = max(most_active, sum(active.values()))
-            trace.append((event["type"], pod["metadata"]["name"], pod["status"].get("phase"), podstatus.is_active(pod), sum(active.values())))
+            trace.append(
+                (
+                    event["type"],
+                    pod["metadata"]["name"],
+                    pod["status"].get("phase"),
+                    podstatus.is_active(pod),
+                    sum(active.values()),
+                )
+            )
     finally:
         watch.close()
     assert most_active <= 2, trace
@@ -96,7 +114,9 @@ async def test_recreate_stops_every_old_pod_before_starting_new_ones(fleet, depl
     await wait(lambda: _ready(fleet, 2), what="2 ready pods")
     old = {p["metadata"]["name"] for p in _pods(fleet)}
     watch = fleet.client.watch(fleet.client.type("", "pods"), "default")
-    fleet.client.patch(deployments, "default", "web", {"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}})
+    fleet.client.patch(
+        deployments, "default", "web", {"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}}
+    )
     remaining = set(old)
     try:
         while remaining:

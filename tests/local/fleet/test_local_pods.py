@@ -36,12 +36,17 @@ async def _ask(address: str) -> str:
 
 
 def _service(name: str = "web") -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"name": "whoami", "port": 80, "targetPort": "whoami"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "whoami", "port": 80, "targetPort": "whoami"}]},
+    }
 
 
 async def test_readiness_probe_gates_ready_and_the_service_forwards_only_to_ready_pods(
-        fleet, deployment, podserver_container, wait, tmp_path):
+    fleet, deployment, podserver_container, wait, tmp_path
+):
     flags = tmp_path / "flags"
     flags.mkdir()
     container = podserver_container(extra_args=["--not-ready-if=/flags/$(HOSTNAME).not-ready"])
@@ -59,16 +64,21 @@ async def test_readiness_probe_gates_ready_and_the_service_forwards_only_to_read
     assert answers == set(names)  # round-robin reaches both ready pods
 
     (flags / f"{names[0]}.not-ready").touch()
-    await wait(lambda: not podstatus.is_ready(next(p for p in _pods(fleet) if p["metadata"]["name"] == names[0])),
-               what="the flagged pod to turn not ready")
+    await wait(
+        lambda: not podstatus.is_ready(next(p for p in _pods(fleet) if p["metadata"]["name"] == names[0])),
+        what="the flagged pod to turn not ready",
+    )
     answers = {(await _ask(address)).split()[0] for _ in range(4)}
     assert answers == {names[1]}
 
     def endpoint_readiness() -> dict[str, bool]:
         slices = fleet.client.list(fleet.client.type("discovery.k8s.io", "endpointslices"), "default")
-        return {e["targetRef"]["name"]: e["conditions"]["ready"]
-                for s in slices if s["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
-                for e in s["endpoints"]}
+        return {
+            e["targetRef"]["name"]: e["conditions"]["ready"]
+            for s in slices
+            if s["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
+            for e in s["endpoints"]
+        }
 
     await wait(lambda: endpoint_readiness() == {names[0]: False, names[1]: True}, what="the EndpointSlice")
     endpoints = fleet.client.get(fleet.client.type("", "endpoints"), "default", "web")
@@ -86,8 +96,7 @@ async def test_a_failing_liveness_probe_restarts_the_process(fleet, deployment, 
     pod = await wait(lambda: (p := _one_pod(fleet)) and podstatus.is_ready(p) and p, what="a ready pod")
     first_pid = _status(pod)["containerID"]
     (flags / "dead").touch()
-    restarted = await wait(lambda: (p := _one_pod(fleet)) and _status(p)["restartCount"] >= 1 and p,
-                           what="a restart")
+    restarted = await wait(lambda: (p := _one_pod(fleet)) and _status(p)["restartCount"] >= 1 and p, what="a restart")
     (flags / "dead").unlink()
     assert _status(restarted)["lastState"]["terminated"]["reason"] == "Error"
     pod = await wait(lambda: (p := _one_pod(fleet)) and podstatus.is_ready(p) and p, what="ready again")
@@ -97,8 +106,10 @@ async def test_a_failing_liveness_probe_restarts_the_process(fleet, deployment, 
 async def test_a_crashing_process_is_restarted_with_back_off(fleet, deployment, podserver_container, wait):
     container = podserver_container(extra_args=["--exit-after=0.3"], probes=False)
     fleet.client.create(fleet.client.type("apps", "deployments"), "default", deployment(container=container))
-    backing_off = await wait(lambda: (p := _one_pod(fleet)) and "waiting" in _status(p)["state"]
-                             and _status(p)["restartCount"] >= 1 and p, what="CrashLoopBackOff")
+    backing_off = await wait(
+        lambda: (p := _one_pod(fleet)) and "waiting" in _status(p)["state"] and _status(p)["restartCount"] >= 1 and p,
+        what="CrashLoopBackOff",
+    )
     status = _status(backing_off)
     assert status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert status["lastState"]["terminated"]["exitCode"] == 3
@@ -106,23 +117,42 @@ async def test_a_crashing_process_is_restarted_with_back_off(fleet, deployment, 
 
 
 async def test_mounted_configmap_and_secret_files_follow_updates_with_the_data_swap(
-        fleet, deployment, podserver_container, wait, tmp_path):
+    fleet, deployment, podserver_container, wait, tmp_path
+):
     client = fleet.client
     configmaps, secrets = client.type("", "configmaps"), client.type("", "secrets")
-    client.create(configmaps, "default", {"metadata": {"name": "cfg"}, "data": {"models.json": "{\"v\": 1}"}})
-    client.create(secrets, "default", {"metadata": {"name": "tokens"}, "data": {
-        "management-key": base64.b64encode(b"one").decode()}})
+    client.create(configmaps, "default", {"metadata": {"name": "cfg"}, "data": {"models.json": '{"v": 1}'}})
+    client.create(
+        secrets,
+        "default",
+        {"metadata": {"name": "tokens"}, "data": {"management-key": base64.b64encode(b"one").decode()}},
+    )
     out = tmp_path / "out"
     out.mkdir()
-    container = podserver_container(extra_args=["--dump=/out/dump.json", "--store=/cfg/models.json"], env=[
-        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "management-key"}}},
-        {"name": "TOKEN_FILE", "value": "/tokens/management"}])
-    container["volumeMounts"] = [{"name": "cfg", "mountPath": "/cfg"}, {"name": "tokens", "mountPath": "/tokens"},
-                                 {"name": "out", "mountPath": "/out"}]
-    volumes = [{"name": "cfg", "configMap": {"name": "cfg"}},
-               {"name": "tokens", "secret": {"secretName": "tokens", "defaultMode": 0o440,
-                                             "items": [{"key": "management-key", "path": "management"}]}},
-               {"name": "out", "hostPath": {"path": str(out)}}]
+    container = podserver_container(
+        extra_args=["--dump=/out/dump.json", "--store=/cfg/models.json"],
+        env=[
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "management-key"}}},
+            {"name": "TOKEN_FILE", "value": "/tokens/management"},
+        ],
+    )
+    container["volumeMounts"] = [
+        {"name": "cfg", "mountPath": "/cfg"},
+        {"name": "tokens", "mountPath": "/tokens"},
+        {"name": "out", "mountPath": "/out"},
+    ]
+    volumes = [
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {
+            "name": "tokens",
+            "secret": {
+                "secretName": "tokens",
+                "defaultMode": 0o440,
+                "items": [{"key": "management-key", "path": "management"}],
+            },
+        },
+        {"name": "out", "hostPath": {"path": str(out)}},
+    ]
     client.create(client.type("apps", "deployments"), "default", deployment(container=container, volumes=volumes))
     pod = await wait(lambda: (p := _one_pod(fleet)) and podstatus.is_ready(p) and p, what="a ready pod")
     dump = json.loads((out / "dump.json").read_text())
@@ -136,7 +166,7 @@ async def test_mounted_configmap_and_secret_files_follow_updates_with_the_data_s
     assert oct(token_file.stat().st_mode & 0o777) == oct(0o440)
     first_target = os.readlink(token_file.parent / "..data")
 
-    client.patch(configmaps, "default", "cfg", {"data": {"models.json": "{\"v\": 2}"}})
+    client.patch(configmaps, "default", "cfg", {"data": {"models.json": '{"v": 2}'}})
     client.patch(secrets, "default", "tokens", {"data": {"management-key": base64.b64encode(b"two").decode()}})
     await wait(lambda: cfg_file.read_text() == '{"v": 2}' and token_file.read_text() == "two", what="updated files")
     assert os.readlink(token_file.parent / "..data") != first_target
@@ -152,9 +182,12 @@ async def test_kubectl_logs_reads_the_container_output(fleet, deployment, podser
     pod = await wait(lambda: (p := _one_pod(fleet)) and podstatus.is_ready(p) and p, what="a running pod")
     name = pod["metadata"]["name"]
     path = f"/api/v1/namespaces/default/pods/{name}/log"
+
     async def text() -> str:
         response = await fleet.api.emulator.get(path)
         return await response.text() if response.status == 200 else ""
+
     async def greeted() -> bool:
         return f"hello from {name}" in await text()
+
     await wait(greeted, timeout=10, what="the container's greeting in kubectl logs")

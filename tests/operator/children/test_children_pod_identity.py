@@ -12,7 +12,7 @@ from modelfleet.server.cli import parse_settings
 
 
 def test_the_server_container_gets_its_pod_uid_from_the_downward_api_as_the_servers_setting(
-    make_md: Callable[..., dict[str, Any]]
+    make_md: Callable[..., dict[str, Any]],
 ) -> None:
     (container,) = children.deployment(parse_spec(make_md()))["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}

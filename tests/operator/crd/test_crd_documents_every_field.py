@@ -34,14 +34,20 @@ def test_names_are_ours_and_do_not_collide_with_other_modeldeployment_kinds(crd_
     assert doc["spec"]["group"] == "modelfleet.io"
     assert doc["spec"]["scope"] == "Namespaced"
     names_ = doc["spec"]["names"]
-    assert (names_["kind"], names_["plural"], names_["singular"]) == ("ModelDeployment", "modeldeployments", "modeldeployment")
+    assert (names_["kind"], names_["plural"], names_["singular"]) == (
+        "ModelDeployment",
+        "modeldeployments",
+        "modeldeployment",
+    )
     assert "md" not in names_["shortNames"]
     assert {"mdep", "modeldep"} <= set(names_["shortNames"])
     assert [v["name"] for v in doc["spec"]["versions"]] == ["v1alpha1"]
 
 
 def test_every_field_has_a_description_for_kubectl_explain(crd_doc: dict[str, Any]) -> None:
-    missing = [path or "<root>" for path, node in _nodes(_schema(crd_doc)) if not str(node.get("description", "")).strip()]
+    missing = [
+        path or "<root>" for path, node in _nodes(_schema(crd_doc)) if not str(node.get("description", "")).strip()
+    ]
     assert missing == []
 
 
@@ -60,7 +66,9 @@ def test_schema_is_structural(crd_doc: dict[str, Any]) -> None:
     assert problems == []
 
 
-def test_crd_object_is_valid_for_oldest_and_newest_kubernetes(crd_doc: dict[str, Any], k8s_versions: tuple[str, str]) -> None:
+def test_crd_object_is_valid_for_oldest_and_newest_kubernetes(
+    crd_doc: dict[str, Any], k8s_versions: tuple[str, str]
+) -> None:
     for version in k8s_versions:
         kubernetes_validate.validate(crd_doc, version, strict=True)
 
@@ -95,9 +103,23 @@ def test_name_and_version_patterns_are_the_servers(crd_doc: dict[str, Any]) -> N
 @pytest.mark.parametrize(
     "field",
     [
-        "replicas", "image", "imagePullPolicy", "models", "resources", "nodeSelector", "tolerations", "affinity",
-        "topologySpreadConstraints", "runtimeClassName", "priorityClassName", "resourceClaims",
-        "modelLoadTimeoutSeconds", "tokenSecretRef", "modelStore", "allowedSources", "strategy",
+        "replicas",
+        "image",
+        "imagePullPolicy",
+        "models",
+        "resources",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "topologySpreadConstraints",
+        "runtimeClassName",
+        "priorityClassName",
+        "resourceClaims",
+        "modelLoadTimeoutSeconds",
+        "tokenSecretRef",
+        "modelStore",
+        "allowedSources",
+        "strategy",
     ],
 )
 def test_spec_covers_what_the_issue_lists(field: str, crd_doc: dict[str, Any]) -> None:
@@ -106,6 +128,14 @@ def test_spec_covers_what_the_issue_lists(field: str, crd_doc: dict[str, Any]) -
 
 def test_model_fields_cover_versions_default_workers_batching_and_timeout(crd_doc: dict[str, Any]) -> None:
     model = _schema(crd_doc)["properties"]["spec"]["properties"]["models"]["items"]["properties"]
-    assert {"name", "versions", "defaultVersion", "minWorkers", "maxWorkers", "batchSize", "maxBatchDelayMs",
-            "responseTimeoutS"} <= set(model)
+    assert {
+        "name",
+        "versions",
+        "defaultVersion",
+        "minWorkers",
+        "maxWorkers",
+        "batchSize",
+        "maxBatchDelayMs",
+        "responseTimeoutS",
+    } <= set(model)
     assert set(model["versions"]["items"]["properties"]) == {"version", "url"}

@@ -74,7 +74,10 @@ FULL_SPEC: dict[str, Any] = {
     "models": [
         {
             "name": "resnet-50",
-            "versions": [{"version": "1.0", "url": "resnet-1.mar"}, {"version": "2.0+cu121", "url": "https://m.example/r2.mar#sha256=" + "a" * 64}],
+            "versions": [
+                {"version": "1.0", "url": "resnet-1.mar"},
+                {"version": "2.0+cu121", "url": "https://m.example/r2.mar#sha256=" + "a" * 64},
+            ],
             "defaultVersion": "2.0+cu121",
             "minWorkers": 2,
             "maxWorkers": 4,
@@ -85,18 +88,32 @@ FULL_SPEC: dict[str, Any] = {
         },
         {"name": "tiny", "versions": [{"version": "1.0", "url": "tiny.pt#version=1.0"}]},
     ],
-    "resources": {"limits": {"nvidia.com/mig-1g.10gb": 1, "amd.com/gpu": "1", "memory": "16Gi"}, "requests": {"cpu": "500m"}},
+    "resources": {
+        "limits": {"nvidia.com/mig-1g.10gb": 1, "amd.com/gpu": "1", "memory": "16Gi"},
+        "requests": {"cpu": "500m"},
+    },
     "nodeSelector": {"nvidia.com/gpu.product": "A100"},
     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
-    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]
+            }
+        }
+    },
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+    ],
     "runtimeClassName": "nvidia",
     "priorityClassName": "inference",
     "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu", "request": "gpu"}],
     "modelLoadTimeoutSeconds": 900,
     "tokenSecretRef": {"name": "my-tokens", "managementKey": "mgmt"},
-    "modelStore": {"mountPath": "/models", "readOnly": True, "volume": {"persistentVolumeClaim": {"claimName": "models"}}},
+    "modelStore": {
+        "mountPath": "/models",
+        "readOnly": True,
+        "volume": {"persistentVolumeClaim": {"claimName": "models"}},
+    },
     "allowedSources": ["https://m\\.example/.*"],
     "strategy": {"type": "RollingUpdate", "maxSurge": 0, "maxUnavailable": 1},
     "disruptionBudget": {"maxUnavailable": "25%"},
@@ -131,19 +148,32 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("slash-in-model-name", {"models": _model(name="a/b")}, "models[0].name"),
     ("reserved-version", {"models": _model(versions=[{"version": "all", "url": "x.pt"}])}, "reserved"),
     ("bad-version", {"models": _model(versions=[{"version": "1 0", "url": "x.pt"}])}, "versions[0].version"),
-    ("duplicate-version", {"models": _model(versions=[{"version": "1.0", "url": "a"}, {"version": "1.0", "url": "b"}],
-                                               defaultVersion="1.0")}, "more than once"),
+    (
+        "duplicate-version",
+        {
+            "models": _model(
+                versions=[{"version": "1.0", "url": "a"}, {"version": "1.0", "url": "b"}], defaultVersion="1.0"
+            )
+        },
+        "more than once",
+    ),
     ("default-not-a-version", {"models": _model(defaultVersion="9.9")}, "must be one of"),
-    ("two-versions-no-default", {"models": _model(versions=[{"version": "1", "url": "a"}, {"version": "2", "url": "b"}])},
-     "defaultVersion"),
+    (
+        "two-versions-no-default",
+        {"models": _model(versions=[{"version": "1", "url": "a"}, {"version": "2", "url": "b"}])},
+        "defaultVersion",
+    ),
     ("min-above-max", {"models": _model(minWorkers=3, maxWorkers=2)}, "must not exceed"),
     ("zero-workers", {"models": _model(minWorkers=0)}, "minWorkers"),
     ("duplicate-model", {"models": _model() + _model()}, "more than once"),
     ("no-models", {"models": []}, "spec.models"),
     ("no-url", {"models": _model(versions=[{"version": "1.0"}])}, "url"),
     ("negative-replicas", {"replicas": -1}, "spec.replicas"),
-    ("claim-with-both", {"resourceClaims": [{"name": "g", "resourceClaimName": "a", "resourceClaimTemplateName": "b"}]},
-     "exactly one"),
+    (
+        "claim-with-both",
+        {"resourceClaims": [{"name": "g", "resourceClaimName": "a", "resourceClaimTemplateName": "b"}]},
+        "exactly one",
+    ),
     ("claim-with-neither", {"resourceClaims": [{"name": "g"}]}, "exactly one"),
     ("recreate-with-surge", {"strategy": {"type": "Recreate", "maxSurge": 1}}, "RollingUpdate only"),
     ("surge-and-unavailable-zero", {"strategy": {"maxSurge": 0, "maxUnavailable": "0%"}}, "both be 0"),
@@ -206,7 +236,9 @@ def test_an_image_longer_than_the_crd_allows_is_refused_by_both(
         parse_spec(doc, default_image="registry.example/server:2")
 
 
-def test_a_long_name_is_refused_by_both(admit: Callable[[dict[str, Any]], list[str]], make_md: Callable[..., dict[str, Any]]) -> None:
+def test_a_long_name_is_refused_by_both(
+    admit: Callable[[dict[str, Any]], list[str]], make_md: Callable[..., dict[str, Any]]
+) -> None:
     doc = make_md("x" * 41)
     assert admit(doc)
     with pytest.raises(InvalidSpec, match="metadata.name"):

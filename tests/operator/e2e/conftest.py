@@ -42,8 +42,13 @@ PROBE_SCALE = 0.1
 IMAGE = "ghcr.io/modelfleet/modelfleet-server:0.1.0"
 OPERATOR_IDENTITY = "e2e-operator"
 """The in-loop operator's identity: its Lease holder name and the tail of its client's user agent."""
-LEASE = LeaderSettings(identity=OPERATOR_IDENTITY, lease_namespace="default", lease_duration_s=5.0,
-                       renew_interval_s=0.5, renew_deadline_s=4.0)
+LEASE = LeaderSettings(
+    identity=OPERATOR_IDENTITY,
+    lease_namespace="default",
+    lease_duration_s=5.0,
+    renew_interval_s=0.5,
+    renew_deadline_s=4.0,
+)
 
 
 def sent_by_operator(record: Any) -> bool:
@@ -92,7 +97,9 @@ class Product:
     async def start_operator(self, *, resync_s: float = 1.0, leader: bool = False) -> Runtime:
         """The operator in this loop, with a client of its own; `leader`: first take and then keep
         renewing the Lease default/modelfleet-operator, as `python -m modelfleet.operator` does."""
-        kube = self._operator_kube = Kube.from_settings(KubeSettings(server=self.fleet.api.url), identity=OPERATOR_IDENTITY)
+        kube = self._operator_kube = Kube.from_settings(
+            KubeSettings(server=self.fleet.api.url), identity=OPERATOR_IDENTITY
+        )
         if leader:
             self._elector = LeaseElector(kube, LEASE)
             async with asyncio.timeout(15):
@@ -100,14 +107,20 @@ class Product:
             self._holding = asyncio.create_task(self._elector.hold(), name="e2e-lease")
         settings = dataclasses.replace(
             OperatorSettings(),
-            reconcile=ReconcileSettings(resync_interval_s=resync_s, requeue_waiting_s=0.2, failure_backoff_initial_s=1.0),
+            reconcile=ReconcileSettings(
+                resync_interval_s=resync_s, requeue_waiting_s=0.2, failure_backoff_initial_s=1.0
+            ),
             pods=PodClientSettings(call_timeout_s=10.0),
         )
         runtime = Runtime(kube, settings)
         stop, ready = asyncio.Event(), asyncio.Event()
         self._tasks = await kopf.spawn_tasks(
-            registry=build_registry(runtime, kube.connection), settings=kopf.OperatorSettings(),
-            clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
+            registry=build_registry(runtime, kube.connection),
+            settings=kopf.OperatorSettings(),
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=ready,
         )
         async with asyncio.timeout(15):
             await ready.wait()
@@ -140,10 +153,14 @@ class Product:
 
     async def create(self, name: str = "demo", **spec: Any) -> dict[str, Any]:
         body = {
-            "apiVersion": "modelfleet.io/v1alpha1", "kind": "ModelDeployment",
+            "apiVersion": "modelfleet.io/v1alpha1",
+            "kind": "ModelDeployment",
             "metadata": {"name": name, "namespace": "default"},
-            "spec": {"image": IMAGE, "modelStore": {"readOnly": True, "volume": {"hostPath": {"path": str(self.store)}}},
-                     **spec},
+            "spec": {
+                "image": IMAGE,
+                "modelStore": {"readOnly": True, "volume": {"hostPath": {"path": str(self.store)}}},
+                **spec,
+            },
         }
         return await self.kube.create(body)
 
@@ -167,13 +184,17 @@ class Product:
         if st.get("observedGeneration") != body["metadata"]["generation"]:
             return False
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
-        if not (ready and (replicas is None or st.get("readyReplicas") == replicas)
-                and (summary is None or st.get("modelsSummary") == summary)):
+        if not (
+            ready
+            and (replicas is None or st.get("readyReplicas") == replicas)
+            and (summary is None or st.get("modelsSummary") == summary)
+        ):
             return False
         # The status must describe the pods as they are now (not a picture from before a change).
         pods = await self.pods(name)
         kubelet_ready = all(
-            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or []) for p in pods
+            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+            for p in pods
         )
         described = {p["name"] for p in st.get("pods") or [] if p.get("ready")}
         return kubelet_ready and described == {p["metadata"]["name"] for p in pods}
@@ -203,7 +224,9 @@ class Product:
         async with aio.insecure_channel(address) as channel:
             reply = await inference_pb2_grpc.InferenceAPIsServiceStub(channel).Predictions(
                 inference_pb2.PredictionsRequest(model_name=model, input={"data": SAMPLE}),
-                metadata=[("authorization", f"Bearer {token}")], timeout=10)
+                metadata=[("authorization", f"Bearer {token}")],
+                timeout=10,
+            )
         return bytes(reply.prediction).decode()
 
     async def pod_models(self, pod: dict[str, Any]) -> dict[str, Any]:
@@ -212,12 +235,28 @@ class Product:
         metadata = [("authorization", f"Bearer {token}")]
         async with aio.insecure_channel(f"{pod['status']['podIP']}:7071") as channel:
             stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
-            listed = json.loads((await stub.ListModels(management_pb2.ListModelsRequest(limit=100), metadata=metadata, timeout=5)).msg)
+            listed = json.loads(
+                (await stub.ListModels(management_pb2.ListModelsRequest(limit=100), metadata=metadata, timeout=5)).msg
+            )
             result = {}
             for entry in listed.get("models", []):
                 name = entry["modelName"]
-                every = json.loads((await stub.DescribeModel(management_pb2.DescribeModelRequest(model_name=name, model_version="all"), metadata=metadata, timeout=5)).msg)
-                default = json.loads((await stub.DescribeModel(management_pb2.DescribeModelRequest(model_name=name), metadata=metadata, timeout=5)).msg)
+                every = json.loads(
+                    (
+                        await stub.DescribeModel(
+                            management_pb2.DescribeModelRequest(model_name=name, model_version="all"),
+                            metadata=metadata,
+                            timeout=5,
+                        )
+                    ).msg
+                )
+                default = json.loads(
+                    (
+                        await stub.DescribeModel(
+                            management_pb2.DescribeModelRequest(model_name=name), metadata=metadata, timeout=5
+                        )
+                    ).msg
+                )
                 result[name] = (default[0]["modelVersion"], sorted(v["modelVersion"] for v in every))
         return result
 
@@ -231,17 +270,24 @@ class Product:
         lines = []
         for body in await self.kube.list_objects("ModelDeployment", "default"):
             st = body.get("status") or {}
-            lines.append(f"{body['metadata']['name']} gen {body['metadata'].get('generation')} "
-                         f"observed {st.get('observedGeneration')} summary {st.get('modelsSummary')!r}")
-            lines += [f"  {c['type']}={c['status']} {c['reason']}: {c.get('message', '')}" for c in st.get("conditions") or []]
+            lines.append(
+                f"{body['metadata']['name']} gen {body['metadata'].get('generation')} "
+                f"observed {st.get('observedGeneration')} summary {st.get('modelsSummary')!r}"
+            )
+            lines += [
+                f"  {c['type']}={c['status']} {c['reason']}: {c.get('message', '')}" for c in st.get("conditions") or []
+            ]
             lines += [f"  pod {p}" for p in st.get("pods") or []]
         for pod in await self.kube.list_objects("Pod", "default"):
             ready = [c["status"] for c in pod["status"].get("conditions") or [] if c["type"] == "Ready"]
-            lines.append(f"pod {pod['metadata']['name']} {pod['status'].get('phase')} ip {pod['status'].get('podIP')} "
-                         f"ready {ready} deleting {bool(pod['metadata'].get('deletionTimestamp'))}")
+            lines.append(
+                f"pod {pod['metadata']['name']} {pod['status'].get('phase')} ip {pod['status'].get('podIP')} "
+                f"ready {ready} deleting {bool(pod['metadata'].get('deletionTimestamp'))}"
+            )
         if self.runtime is not None:
             lines.append(f"last passes: {self.runtime.reconciler.last} resyncs {self.runtime.resyncs}")
         from modelfleet.local.podreport import failing_pods  # the cause of a pod that never serves is in its log
+
         lines.append(failing_pods(self.fleet.client, self.fleet.kubelet, "default"))
         return "\n".join(lines)
 
@@ -281,7 +327,10 @@ def operator_requests() -> OperatorRequests:
 
 @pytest.fixture
 async def product(
-    tmp_path: Path, e2e_store: Path, crd_doc: dict[str, Any], operator_requests: OperatorRequests,
+    tmp_path: Path,
+    e2e_store: Path,
+    crd_doc: dict[str, Any],
+    operator_requests: OperatorRequests,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Product]:
     from modelfleet.local.addresses import AddressPool
@@ -291,11 +340,16 @@ async def product(
     block = random.Random().randrange(20, 99)
     pods = AddressPool(f"127.{block}.0.0/16", first=f"127.{block}.0.2")
     services = AddressPool(f"127.{block + 100}.0.0/16", first=f"127.{block + 100}.0.1")
-    async with run_fleet(tmp_path / "state", probe_period_scale=PROBE_SCALE, shutdown_grace_s=3, pods=pods,
-                         services=services) as fleet:
+    async with run_fleet(
+        tmp_path / "state", probe_period_scale=PROBE_SCALE, shutdown_grace_s=3, pods=pods, services=services
+    ) as fleet:
         kube = Kube.from_settings(KubeSettings(server=fleet.api.url))
-        await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd_doc,
-                           content_type="application/json")
+        await kube.request(
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            body=crd_doc,
+            content_type="application/json",
+        )
         product = Product(fleet=fleet, kube=kube, store=e2e_store)
         try:
             yield product
@@ -327,4 +381,3 @@ def pids_of(product: Product) -> Callable[[dict[str, Any]], list[int]]:
 @pytest.fixture
 def e2e_version() -> Callable[[str, str], dict[str, str]]:
     return version
-

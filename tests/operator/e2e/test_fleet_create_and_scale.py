@@ -25,9 +25,15 @@ async def test_created_fleet_serves_every_model_and_scaled_out_pods_converge(
     assert len(answer.strip("[]").split(",")) == 4
 
     # Every object the operator wrote, as the API stored it, is valid Kubernetes.
-    for kind, name in [("Deployment", "demo"), ("Service", "demo"), ("Service", "demo-headless"),
-                       ("ConfigMap", "demo-models"), ("Secret", "demo-tokens"), ("NetworkPolicy", "demo"),
-                       ("PodDisruptionBudget", "demo")]:
+    for kind, name in [
+        ("Deployment", "demo"),
+        ("Service", "demo"),
+        ("Service", "demo-headless"),
+        ("ConfigMap", "demo-models"),
+        ("Secret", "demo-tokens"),
+        ("NetworkPolicy", "demo"),
+        ("PodDisruptionBudget", "demo"),
+    ]:
         for v in k8s_versions:
             kubernetes_validate.validate(await product.kube.get(kind, "default", name), v, strict=True)
 
@@ -40,6 +46,8 @@ async def test_created_fleet_serves_every_model_and_scaled_out_pods_converge(
         assert models == {"tiny": ("1.0", ["1.0"]), "mlp": ("1.0", ["1.0"])}
     status = (await product.md())["status"]
     assert {m["name"]: (m["state"], m["podsServing"], m["pods"]) for m in status["models"]} == {
-        "tiny": ("Loaded", 3, 3), "mlp": ("Loaded", 3, 3)}
+        "tiny": ("Loaded", 3, 3),
+        "mlp": ("Loaded", 3, 3),
+    }
     assert sorted(p["name"] for p in status["pods"]) == sorted(p["metadata"]["name"] for p in pods)
     assert all(p["ready"] for p in status["pods"])

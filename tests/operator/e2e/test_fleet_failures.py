@@ -59,9 +59,15 @@ async def test_a_failed_load_keeps_the_old_default_and_says_why(product: Any, po
     async def replaced_and_serving() -> bool:
         pods = await product.pods()
         names = {p["metadata"]["name"] for p in pods}
-        return len(pods) == 2 and not names & old_pods and await _blocked(product) and all(
-            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
-            for p in pods)
+        return (
+            len(pods) == 2
+            and not names & old_pods
+            and await _blocked(product)
+            and all(
+                any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+                for p in pods
+            )
+        )
 
     await poll(replaced_and_serving, timeout=90)
     configmap_writes = [r for r in product.operator_writes() if r.resource == "configmaps"]
@@ -86,8 +92,10 @@ async def test_an_invalid_spec_leaves_the_running_fleet_alone(
     await product.start_operator()
     await product.create(replicas=1, models=[{"name": "tiny", "versions": [V1]}])
     await poll(lambda: product.ready(replicas=1), timeout=90)
-    before = {kind: (await product.kube.get(kind, "default", name))["metadata"]["resourceVersion"]
-              for kind, name in [("Deployment", "demo"), ("ConfigMap", "demo-models"), ("Service", "demo")]}
+    before = {
+        kind: (await product.kube.get(kind, "default", name))["metadata"]["resourceVersion"]
+        for kind, name in [("Deployment", "demo"), ("ConfigMap", "demo-models"), ("Service", "demo")]
+    }
     pods = [p["metadata"]["uid"] for p in await product.pods()]
     await outdated_crd(product.kube)  # without its CEL rules the API stores what the parser refuses
     await product.patch_spec({"models": [{"name": "tiny", "versions": [V1], "defaultVersion": "3.0"}]})
@@ -97,8 +105,10 @@ async def test_an_invalid_spec_leaves_the_running_fleet_alone(
 
     await poll(invalid, timeout=30)
     assert (await product.condition("Degraded"))["status"] == "True"
-    after = {kind: (await product.kube.get(kind, "default", name))["metadata"]["resourceVersion"]
-             for kind, name in [("Deployment", "demo"), ("ConfigMap", "demo-models"), ("Service", "demo")]}
+    after = {
+        kind: (await product.kube.get(kind, "default", name))["metadata"]["resourceVersion"]
+        for kind, name in [("Deployment", "demo"), ("ConfigMap", "demo-models"), ("Service", "demo")]
+    }
     assert after == before
     assert [p["metadata"]["uid"] for p in await product.pods()] == pods
     assert (await product.pod_models((await product.pods())[0]))["tiny"] == ("1.0", ["1.0"])

@@ -28,10 +28,14 @@ async def test_an_operator_restarted_mid_cutover_finishes_it(product: Any, poll:
     first, second = sorted(await product.pods(), key=lambda p: p["metadata"]["name"])
     channel, stub, metadata = await product.management(first)
     async with channel:
-        await stub.RegisterModel(management_pb2.RegisterModelRequest(
-            model_name="tiny", url=V2["url"], initial_workers=1, synchronous=True), metadata=metadata, timeout=60)
-        await stub.SetDefault(management_pb2.SetDefaultRequest(model_name="tiny", model_version="2.0"),
-                              metadata=metadata, timeout=10)
+        await stub.RegisterModel(
+            management_pb2.RegisterModelRequest(model_name="tiny", url=V2["url"], initial_workers=1, synchronous=True),
+            metadata=metadata,
+            timeout=60,
+        )
+        await stub.SetDefault(
+            management_pb2.SetDefaultRequest(model_name="tiny", model_version="2.0"), metadata=metadata, timeout=10
+        )
     await product.patch_spec({"models": [{"name": "tiny", "versions": [V2], "defaultVersion": "2.0"}]})
     assert (await product.configmap_document())["models"][0]["defaultVersion"] == "1.0"
 
@@ -82,9 +86,15 @@ async def test_deleting_the_resource_removes_children_and_stops_servers(
 
     async def gone() -> bool:
         left.clear()
-        for kind, name in [("Deployment", "demo"), ("Service", "demo"), ("Service", "demo-headless"),
-                           ("ConfigMap", "demo-models"), ("Secret", "demo-tokens"), ("NetworkPolicy", "demo"),
-                           ("PodDisruptionBudget", "demo")]:
+        for kind, name in [
+            ("Deployment", "demo"),
+            ("Service", "demo"),
+            ("Service", "demo-headless"),
+            ("ConfigMap", "demo-models"),
+            ("Secret", "demo-tokens"),
+            ("NetworkPolicy", "demo"),
+            ("PodDisruptionBudget", "demo"),
+        ]:
             if await product.kube.get(kind, "default", name) is not None:
                 left.append(f"{kind}/{name}")
         pods = await product.kube.list_objects("Pod", "default", label_selector="modelfleet.io/deployment=demo")

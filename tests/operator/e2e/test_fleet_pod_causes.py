@@ -23,14 +23,20 @@ async def _degraded(product: Any) -> tuple[str, str, str]:
 
 
 async def _events(product: Any, reason: str) -> list[dict[str, Any]]:
-    return [e for e in await product.kube.list_objects("Event", "default")
-            if e["reason"] == reason and e["involvedObject"]["kind"] == "ModelDeployment"]
+    return [
+        e
+        for e in await product.kube.list_objects("Event", "default")
+        if e["reason"] == reason and e["involvedObject"]["kind"] == "ModelDeployment"
+    ]
 
 
 async def test_a_missing_volume_is_named_with_its_pod(product: Any, poll: Callable[..., Any]) -> None:
     await product.start_operator()
-    await product.create(replicas=1, models=[{"name": "tiny", "versions": [V1]}],
-                         modelStore={"readOnly": True, "volume": {"persistentVolumeClaim": {"claimName": "no-such-claim"}}})
+    await product.create(
+        replicas=1,
+        models=[{"name": "tiny", "versions": [V1]}],
+        modelStore={"readOnly": True, "volume": {"persistentVolumeClaim": {"claimName": "no-such-claim"}}},
+    )
     await poll(lambda: _reason_is(product, "VolumeMountFailed"), timeout=60)
     (pod,) = await product.pods()
     _, _, message = await _degraded(product)
@@ -58,8 +64,14 @@ async def test_crashing_unstartable_and_unpullable_pods_are_named_and_a_repeat_i
                 container.pop(key, None)
             else:
                 container[key] = value
-        await product.kube.create({"apiVersion": "v1", "kind": "Pod", "spec": spec, "metadata": {
-            "name": name, "namespace": "default", "labels": template["metadata"]["labels"]}})
+        await product.kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "spec": spec,
+                "metadata": {"name": name, "namespace": "default", "labels": template["metadata"]["labels"]},
+            }
+        )
 
     async def gone(name: str) -> None:
         await product.kube.delete("Pod", "default", name)

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from mf_foreign_server import ClaimsPod, ForeignServer, start_foreign_server
 
 from modelfleet.operator.children import MANAGEMENT_PORT
+
+from mf_foreign_server import ClaimsPod, ForeignServer, start_foreign_server
 
 pytestmark = pytest.mark.slow
 

@@ -31,8 +31,9 @@ async def test_a_killed_server_and_a_drifted_pod_are_reconverged(
     # Drift no event announces: mlp unregistered behind the operator's back; "" stays SERVING.
     channel, stub, metadata = await product.management(pod)
     async with channel:
-        await stub.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="mlp", model_version="1.0"),
-                                   metadata=metadata, timeout=10)
+        await stub.UnregisterModel(
+            management_pb2.UnregisterModelRequest(model_name="mlp", model_version="1.0"), metadata=metadata, timeout=10
+        )
     assert "mlp" not in await product.pod_models(pod)
     await poll(lambda: _serves(product, pod, BOTH), timeout=30)  # repaired by the periodic resync
 
@@ -71,7 +72,11 @@ async def test_a_replaced_pod_with_a_new_address_converges(product: Any, poll: C
 
     await poll(replaced, timeout=90)
     pods = await product.pods()
-    new = next(p for p in pods if p["metadata"]["name"] != old["metadata"]["name"] and p["metadata"]["uid"] != old["metadata"]["uid"])
+    new = next(
+        p
+        for p in pods
+        if p["metadata"]["name"] != old["metadata"]["name"] and p["metadata"]["uid"] != old["metadata"]["uid"]
+    )
     assert await product.pod_models(new) == {"tiny": ("1.0", ["1.0"])}
     status = (await product.md())["status"]
     assert sorted(p["name"] for p in status["pods"]) == sorted(p["metadata"]["name"] for p in pods)

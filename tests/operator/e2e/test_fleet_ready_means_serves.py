@@ -30,8 +30,14 @@ async def test_cutovers_healthy_and_blocked_keep_the_fleet_ready(product: Any, p
                 return
             st = (await product.md()).get("status") or {}
             by = {c["type"]: c for c in st.get("conditions") or []}
-            samples.append((by["Ready"]["status"], st.get("readyReplicas", 0), st.get("modelsSummary", ""),
-                            by["Degraded"]["reason"]))
+            samples.append(
+                (
+                    by["Ready"]["status"],
+                    st.get("readyReplicas", 0),
+                    st.get("modelsSummary", ""),
+                    by["Degraded"]["reason"],
+                )
+            )
             await asyncio.sleep(0)  # yield only: the GET above paces the loop
 
     watching = asyncio.create_task(watch())
@@ -43,7 +49,8 @@ async def test_cutovers_healthy_and_blocked_keep_the_fleet_ready(product: Any, p
 
     async def blocked() -> bool:
         return (await product.condition("Progressing")).get("reason") == "BlockedByFailedLoad" and (
-            await product.condition("Degraded")).get("reason") == "ModelLoadFailed"
+            await product.condition("Degraded")
+        ).get("reason") == "ModelLoadFailed"
 
     await poll(blocked, timeout=60)
     start = product.runtime.resyncs

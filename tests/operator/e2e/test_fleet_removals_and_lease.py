@@ -19,8 +19,15 @@ pytestmark = pytest.mark.slow
 
 FLEET_LABEL = "modelfleet.io/deployment"
 V1 = {"version": "1.0", "url": "tiny.pt#version=1.0"}
-CHILDREN = [("Deployment", "demo"), ("Service", "demo"), ("Service", "demo-headless"), ("ConfigMap", "demo-models"),
-            ("Secret", "demo-tokens"), ("NetworkPolicy", "demo"), ("PodDisruptionBudget", "demo")]
+CHILDREN = [
+    ("Deployment", "demo"),
+    ("Service", "demo"),
+    ("Service", "demo-headless"),
+    ("ConfigMap", "demo-models"),
+    ("Secret", "demo-tokens"),
+    ("NetworkPolicy", "demo"),
+    ("PodDisruptionBudget", "demo"),
+]
 
 
 async def test_hand_edits_are_undone_and_a_disabled_network_policy_removed_while_the_operator_leads(
@@ -92,8 +99,14 @@ async def test_children_a_pass_in_flight_recreates_after_deletion_are_deleted(
         os.kill(pid, signal.SIGSTOP)
     try:
         # 30 s: the next pass comes with the probes' pod updates, later on a loaded machine.
-        await poll(lambda: [r for r in audit if r.at > stopped and r.verb == "list" and r.resource == "pods"
-                            and product.sent_by_operator(r)], timeout=30)
+        await poll(
+            lambda: [
+                r
+                for r in audit
+                if r.at > stopped and r.verb == "list" and r.resource == "pods" and product.sent_by_operator(r)
+            ],
+            timeout=30,
+        )
         await product.kube.delete("ModelDeployment", "default", "demo")
         # A leftover that pass does not write (it read the token Secret before waiting): one more
         # object that still points at the deleted owner.

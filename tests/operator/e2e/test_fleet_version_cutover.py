@@ -62,6 +62,6 @@ async def test_cutover_with_a_client_calling_throughout(product: Any, poll: Call
     await calling
     assert failures == []
     assert set(answers) == {old_answer, new_answer}
-    assert answers.index(new_answer) > 0 and old_answer not in answers[answers.index(new_answer) + 50:]
+    assert answers.index(new_answer) > 0 and old_answer not in answers[answers.index(new_answer) + 50 :]
     events = await product.kube.list_objects("Event", "default")
     assert any(e["reason"] == "DefaultVersionChanged" and "2.0" in e["message"] for e in events)

@@ -50,26 +50,34 @@ def chart_grants() -> dict[Grant, set[bool]]:
 
 def test_the_chart_grants_exactly_what_the_operator_sent(operator_requests: Any) -> None:
     if not operator_requests.tests:
-        pytest.skip("no fleet test ran in this session: run this file together with the rest of "
-                    "tests/operator/e2e (python -m pytest tests/operator/e2e), as CI does")
+        pytest.skip(
+            "no fleet test ran in this session: run this file together with the rest of "
+            "tests/operator/e2e (python -m pytest tests/operator/e2e), as CI does"
+        )
     grants = chart_grants()
     sent: dict[tuple[str, str, str, bool], str] = operator_requests.sent
 
     ungranted = sorted(
-        f"{verb} {group or 'core'}/{resource} ({'all namespaces' if cluster else 'one namespace'}; first sent by {test})"
+        f"{verb} {group or 'core'}/{resource} ({'all namespaces' if cluster else 'one namespace'}; "
+        f"first sent by {test})"
         for (verb, group, resource, cluster), test in sent.items()
         if cluster not in grants.get((verb, group, resource), set())
     )
     used = {(verb, group, resource) for verb, group, resource, _ in sent}
-    unused = sorted(f"{verb} {group or 'core'}/{resource}" for verb, group, resource in grants
-                    if (verb, group, resource) not in used)
+    unused = sorted(
+        f"{verb} {group or 'core'}/{resource}"
+        for verb, group, resource in grants
+        if (verb, group, resource) not in used
+    )
     problems = []
     if ungranted:
         problems.append("sent by the operator but not granted by rbac-rules.yaml:\n  " + "\n  ".join(ungranted))
     if unused:
-        problems.append("granted by rbac-rules.yaml but never sent by the operator in these "
-                        f"{len(operator_requests.tests)} fleet tests (remove the grant, or add a fleet test "
-                        "that exercises the code path that needs it):\n  " + "\n  ".join(unused))
+        problems.append(
+            "granted by rbac-rules.yaml but never sent by the operator in these "
+            f"{len(operator_requests.tests)} fleet tests (remove the grant, or add a fleet test "
+            "that exercises the code path that needs it):\n  " + "\n  ".join(unused)
+        )
         if operator_requests.truncated:
             problems.append(f"(the audit log overflowed in {operator_requests.truncated}: early requests are missing)")
     assert not problems, "\n".join(problems)

@@ -12,7 +12,9 @@ from modelfleet.operator.kube import Kube
 from modelfleet.operator.leader import LeaseElector
 from modelfleet.operator.settings import LeaderSettings
 
-FAST = dict(lease_name="op", lease_namespace="default", lease_duration_s=1.0, renew_interval_s=0.1, renew_deadline_s=0.8)
+FAST = dict(
+    lease_name="op", lease_namespace="default", lease_duration_s=1.0, renew_interval_s=0.1, renew_deadline_s=0.8
+)
 
 
 def _elector(kube: Kube, identity: str) -> LeaseElector:
@@ -64,8 +66,13 @@ async def test_a_leader_that_lost_the_lease_stops(kube: Kube, poll: Callable[...
     holding = asyncio.create_task(a.hold())
     lease = await kube.get("Lease", "default", "op")
     assert lease is not None
-    await kube.patch_json("Lease", "default", "op", [
-        {"op": "add", "path": "/spec/holderIdentity", "value": "intruder"},
-        {"op": "add", "path": "/spec/leaseDurationSeconds", "value": 3600},
-    ])
+    await kube.patch_json(
+        "Lease",
+        "default",
+        "op",
+        [
+            {"op": "add", "path": "/spec/holderIdentity", "value": "intruder"},
+            {"op": "add", "path": "/spec/leaseDurationSeconds", "value": 3600},
+        ],
+    )
     await poll(holding.done, timeout=5)  # hold() returns: the caller stops the operator

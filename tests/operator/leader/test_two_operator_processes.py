@@ -34,10 +34,27 @@ def operator_process(api: Any, tmp_path: Path) -> Iterator[Callable[[str], subpr
         login = ["--kubeconfig", str(kubeconfig)] if not started else ["--server", api.url]
         with (tmp_path / f"{identity}.log").open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "modelfleet.operator", *login, "--identity", identity,
-                 "--lease-namespace", "default", "--lease-duration", str(LEASE_DURATION_S),
-                 "--renew-interval", str(RENEW_INTERVAL_S), "--renew-deadline", "1.5", "--resync-interval", "1"],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+                [
+                    sys.executable,
+                    "-m",
+                    "modelfleet.operator",
+                    *login,
+                    "--identity",
+                    identity,
+                    "--lease-namespace",
+                    "default",
+                    "--lease-duration",
+                    str(LEASE_DURATION_S),
+                    "--renew-interval",
+                    str(RENEW_INTERVAL_S),
+                    "--renew-deadline",
+                    "1.5",
+                    "--resync-interval",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ},
             )
         started.append(process)
         return process
@@ -56,8 +73,11 @@ async def _holder(kube: Kube) -> str | None:
 
 @pytest.mark.slow
 async def test_one_leader_writes_and_the_other_takes_over_after_a_kill(
-    api: Any, kube: Kube, operator_process: Callable[[str], subprocess.Popen[bytes]],
-    make_md: Callable[..., dict[str, Any]], poll: Callable[..., Any],
+    api: Any,
+    kube: Kube,
+    operator_process: Callable[[str], subprocess.Popen[bytes]],
+    make_md: Callable[..., dict[str, Any]],
+    poll: Callable[..., Any],
 ) -> None:
     first = operator_process("op-a")
     await poll(lambda: _holder(kube), timeout=30)

@@ -34,13 +34,18 @@ def test_a_stored_child_with_server_defaults_needs_no_patch(make_md: Callable[..
         assert child_patch(child, _as_stored(child)) == []
 
 
-def test_a_spec_change_rewrites_owned_fields_and_removes_what_was_dropped(make_md: Callable[..., dict[str, Any]]) -> None:
+def test_a_spec_change_rewrites_owned_fields_and_removes_what_was_dropped(
+    make_md: Callable[..., dict[str, Any]],
+) -> None:
     old = children.deployment(parse_spec(make_md(nodeSelector={"gpu": "a100"})))
     new = children.deployment(parse_spec(make_md()))
     stored = _as_stored(old)
     patched = jsonpatch.apply_patch(stored, child_patch(new, stored))
     assert "nodeSelector" not in patched["spec"]["template"]["spec"]
-    assert patched["metadata"]["annotations"][children.HASH_ANNOTATION] == new["metadata"]["annotations"][children.HASH_ANNOTATION]
+    assert (
+        patched["metadata"]["annotations"][children.HASH_ANNOTATION]
+        == new["metadata"]["annotations"][children.HASH_ANNOTATION]
+    )
     assert patched["metadata"]["labels"]["added-by-someone"] == "yes"  # others' labels survive
     assert child_patch(new, patched) == []
 

@@ -14,8 +14,17 @@ from modelfleet.operator.podclient import PodCallError, PodClient
 from modelfleet.operator.settings import PodClientSettings
 from modelfleet.operator.spec import ModelSpec, ModelVersionSpec
 
-DESIRED = {"models": [{"name": "tiny", "defaultVersion": "1.0", "versions": [{"version": "1.0", "url": "tiny.pt#version=1.0"}],
-                       "minWorkers": 1, "maxWorkers": 1}]}
+DESIRED = {
+    "models": [
+        {
+            "name": "tiny",
+            "defaultVersion": "1.0",
+            "versions": [{"version": "1.0", "url": "tiny.pt#version=1.0"}],
+            "minWorkers": 1,
+            "maxWorkers": 1,
+        }
+    ]
+}
 TOKEN = "test-management-token"
 
 

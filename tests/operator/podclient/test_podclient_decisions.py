@@ -35,14 +35,18 @@ class Scripted(management_pb2_grpc.ManagementAPIsServiceServicer):  # type: igno
         self.hang = False
         self.pages: list[str] = []
 
-    async def _answer(self, method: str, context: aio.ServicerContext, msg: str = "ok") -> management_pb2.ManagementResponse:
+    async def _answer(
+        self, method: str, context: aio.ServicerContext, msg: str = "ok"
+    ) -> management_pb2.ManagementResponse:
         self.calls.append((method, {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}))
         if self.hang:
             await asyncio.Event().wait()  # never answers: only the caller's deadline ends the call
         step = self.script.pop(0) if self.script else None
         if step is not None:
             code, reason = step
-            await context.abort(code, f"scripted {reason}", trailing_metadata=_trailer(code, f"scripted {reason}", reason))
+            await context.abort(
+                code, f"scripted {reason}", trailing_metadata=_trailer(code, f"scripted {reason}", reason)
+            )
         return management_pb2.ManagementResponse(msg=msg)
 
     async def RegisterModel(self, request: Any, context: aio.ServicerContext) -> Any:
@@ -82,7 +86,10 @@ async def test_every_call_carries_the_bearer_token(scripted: tuple[Scripted, str
 
 async def test_transient_reasons_are_retried_with_backoff_until_success(scripted: tuple[Scripted, str]) -> None:
     servicer, address = scripted
-    servicer.script = [(grpc.StatusCode.UNAVAILABLE, "QUEUE_FULL"), (grpc.StatusCode.UNAVAILABLE, "SOURCE_FETCH_FAILED")]
+    servicer.script = [
+        (grpc.StatusCode.UNAVAILABLE, "QUEUE_FULL"),
+        (grpc.StatusCode.UNAVAILABLE, "SOURCE_FETCH_FAILED"),
+    ]
     client = PodClient(address, "t", pod_uid=None, settings=PodClientSettings(attempts=3, backoff_initial_s=0.01))
     await client.register(MODEL, MODEL.versions[0], load_timeout_s=5)
     await client.close()

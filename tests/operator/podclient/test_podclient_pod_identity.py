@@ -9,12 +9,13 @@ from typing import Any
 
 import grpc
 import pytest
-from mf_foreign_server import ClaimsPod, ForeignServer, start_foreign_server, stock_health
 
 from modelfleet.operator import podidentity
 from modelfleet.operator.observed import PodRef
 from modelfleet.operator.podclient import PodCallError, PodClient
 from modelfleet.operator.settings import PodClientSettings
+
+from mf_foreign_server import ClaimsPod, ForeignServer, start_foreign_server, stock_health
 
 TOKEN = "the-fleets-management-token"
 SETTINGS = PodClientSettings(attempts=2, backoff_initial_s=0.01, call_timeout_s=2.0)
@@ -131,7 +132,9 @@ async def test_a_new_server_on_the_same_address_and_channel_is_verified_again(st
 
 
 async def test_a_pod_that_does_not_answer_is_unreachable_not_unverified() -> None:
-    client = PodClient("127.0.0.1:1", TOKEN, pod_uid="pod-a", settings=PodClientSettings(attempts=1, call_timeout_s=0.5))
+    client = PodClient(
+        "127.0.0.1:1", TOKEN, pod_uid="pod-a", settings=PodClientSettings(attempts=1, call_timeout_s=0.5)
+    )
     try:
         observed = await client.observe(POD)
     finally:
@@ -144,8 +147,12 @@ async def test_the_real_server_answers_its_pod_uid_on_the_management_port_withou
 ) -> None:
     process = start_server("127.0.0.22", extra=("--pod-uid", "3f1c2a9e-0000-4000-8000-00000000abcd"))
     token = "test-management-token"  # the token file start_server writes
-    meant = PodClient(process.management, token, pod_uid="3f1c2a9e-0000-4000-8000-00000000abcd",
-                      settings=PodClientSettings(attempts=1))
+    meant = PodClient(
+        process.management,
+        token,
+        pod_uid="3f1c2a9e-0000-4000-8000-00000000abcd",
+        settings=PodClientSettings(attempts=1),
+    )
     other = PodClient(process.management, token, pod_uid="another-pod", settings=PodClientSettings(attempts=1))
 
     async def up() -> bool:
@@ -164,4 +171,4 @@ async def test_the_real_server_answers_its_pod_uid_on_the_management_port_withou
         await other.close()
     assert failed.value.reason == podidentity.MISMATCH
     assert "3f1c2a9e-0000-4000-8000-00000000abcd" in failed.value.message
-    assert grpc.StatusCode.UNAUTHENTICATED == failed.value.code
+    assert failed.value.code == grpc.StatusCode.UNAUTHENTICATED

@@ -30,8 +30,12 @@ def operator_factory(api: Any, kube: Kube) -> Any:
         runtime = Runtime(kube, _settings(resync_s))
         stop, ready = asyncio.Event(), asyncio.Event()
         tasks = await kopf.spawn_tasks(
-            registry=build_registry(runtime, kube.connection), settings=kopf.OperatorSettings(),
-            clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready,
+            registry=build_registry(runtime, kube.connection),
+            settings=kopf.OperatorSettings(),
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=ready,
         )
         async with asyncio.timeout(10):
             await ready.wait()
@@ -68,7 +72,9 @@ async def test_a_new_resource_gets_children_and_status_then_idle_resyncs_write_n
 
     async def ready() -> bool:
         body = await kube.get("ModelDeployment", "default", "demo")
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in (body.get("status") or {}).get("conditions", []))
+        return any(
+            c["type"] == "Ready" and c["status"] == "True" for c in (body.get("status") or {}).get("conditions", [])
+        )
 
     await poll(ready)
     assert await kube.get("Deployment", "default", "demo") is not None
@@ -101,10 +107,18 @@ async def test_a_pod_event_reconciles_its_fleet_without_waiting_for_a_resync(
     await _create(kube, make_md(replicas=1))
     await poll(lambda: kube.get("Deployment", "default", "demo"))
     # A pod of the fleet appears (as the ReplicaSet controller would create it): no IP yet.
-    await kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "demo-abc", "namespace": "default",
-        "labels": {"app.kubernetes.io/name": "modelfleet-server", "modelfleet.io/deployment": "demo"}},
-        "spec": {"containers": [{"name": "server", "image": "x"}]}})
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "demo-abc",
+                "namespace": "default",
+                "labels": {"app.kubernetes.io/name": "modelfleet-server", "modelfleet.io/deployment": "demo"},
+            },
+            "spec": {"containers": [{"name": "server", "image": "x"}]},
+        }
+    )
 
     async def counted() -> bool:
         body = await kube.get("ModelDeployment", "default", "demo")

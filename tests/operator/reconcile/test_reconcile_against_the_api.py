@@ -15,8 +15,15 @@ from modelfleet.operator.kube import Kube
 from modelfleet.operator.reconcile import Reconciler
 from modelfleet.operator.settings import FleetSettings, OperatorSettings
 
-CHILDREN = [("Deployment", "demo"), ("Service", "demo"), ("Service", "demo-headless"), ("ConfigMap", "demo-models"),
-            ("Secret", "demo-tokens"), ("NetworkPolicy", "demo"), ("PodDisruptionBudget", "demo")]
+CHILDREN = [
+    ("Deployment", "demo"),
+    ("Service", "demo"),
+    ("Service", "demo-headless"),
+    ("ConfigMap", "demo-models"),
+    ("Secret", "demo-tokens"),
+    ("NetworkPolicy", "demo"),
+    ("PodDisruptionBudget", "demo"),
+]
 KEY = ("default", "demo")
 
 
@@ -67,8 +74,13 @@ async def test_a_model_change_rewrites_the_configmap_only(
     await _create(kube, make_md(replicas=0))
     await reconciler.reconcile(KEY)
     deployment_rv = (await kube.get("Deployment", "default", "demo"))["metadata"]["resourceVersion"]
-    models = [{"name": "tiny", "versions": [{"version": "1.0", "url": "tiny.pt"}, {"version": "2.0", "url": "tiny2.pt"}],
-               "defaultVersion": "2.0"}]
+    models = [
+        {
+            "name": "tiny",
+            "versions": [{"version": "1.0", "url": "tiny.pt"}, {"version": "2.0", "url": "tiny2.pt"}],
+            "defaultVersion": "2.0",
+        }
+    ]
     await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"models": models}})
     api.audit.reset()
     await reconciler.reconcile(KEY)
@@ -81,15 +93,22 @@ async def test_a_model_change_rewrites_the_configmap_only(
 
 
 async def test_an_invalid_spec_is_reported_and_running_children_are_untouched(
-    api: Any, kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]],
+    api: Any,
+    kube: Kube,
+    reconciler: Reconciler,
+    make_md: Callable[..., dict[str, Any]],
     outdated_crd: Callable[[Any], Any],
 ) -> None:
     await _create(kube, make_md(replicas=0))
     await reconciler.reconcile(KEY)
     versions = {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN}
     await outdated_crd(kube)  # an older CRD without the CEL rules lets this through
-    await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"models": [
-        {"name": "tiny", "versions": [{"version": "1.0", "url": "a"}], "defaultVersion": "9.9"}]}})
+    await kube.patch_merge(
+        "ModelDeployment",
+        "default",
+        "demo",
+        {"spec": {"models": [{"name": "tiny", "versions": [{"version": "1.0", "url": "a"}], "defaultVersion": "9.9"}]}},
+    )
     await reconciler.reconcile(KEY)
     body = await kube.get("ModelDeployment", "default", "demo")
     conditions = {c["type"]: c for c in body["status"]["conditions"]}
@@ -132,7 +151,10 @@ async def test_dropping_the_image_without_a_default_server_image_is_invalid_and_
     assert "image" not in body["spec"]
     conditions = {c["type"]: c for c in body["status"]["conditions"]}
     assert conditions["Ready"]["reason"] == "InvalidSpec" and conditions["Degraded"]["status"] == "True"
-    assert "spec.image" in conditions["Degraded"]["message"] and "--default-server-image" in conditions["Degraded"]["message"]
+    assert (
+        "spec.image" in conditions["Degraded"]["message"]
+        and "--default-server-image" in conditions["Degraded"]["message"]
+    )
     assert {c: (await kube.get(*c[:1], "default", c[1]))["metadata"]["resourceVersion"] for c in CHILDREN} == versions
     events = await kube.list_objects("Event", "default")
     assert any(e["type"] == "Warning" and e["reason"] == "InvalidSpec" and "spec.image" in e["message"] for e in events)
@@ -144,8 +166,12 @@ async def test_scaling_the_resource_scales_the_deployment(
     await _create(kube, make_md(replicas=1))
     await reconciler.reconcile(KEY)
     # What `kubectl scale mdep/demo --replicas=3` and an HPA do: the scale subresource.
-    await kube.request("PATCH", Kube.path("ModelDeployment", "default", "demo", "scale"),
-                       body={"spec": {"replicas": 3}}, content_type="application/merge-patch+json")
+    await kube.request(
+        "PATCH",
+        Kube.path("ModelDeployment", "default", "demo", "scale"),
+        body={"spec": {"replicas": 3}},
+        content_type="application/merge-patch+json",
+    )
     await reconciler.reconcile(KEY)
     assert (await kube.get("Deployment", "default", "demo"))["spec"]["replicas"] == 3
     scale = await kube.request("GET", Kube.path("ModelDeployment", "default", "demo", "scale"))
@@ -175,8 +201,14 @@ async def test_a_user_token_secret_is_used_and_never_written(
     degraded = next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and "mine" in degraded["message"]
     assert await kube.get("Secret", "default", "demo-tokens") is None
-    await kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mine", "namespace": "default"},
-                       "data": {"management": "bWdtdAo=", "inference": "aW5mCg=="}})
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "mine", "namespace": "default"},
+            "data": {"management": "bWdtdAo=", "inference": "aW5mCg=="},
+        }
+    )
     api.audit.reset()
     await reconciler.reconcile(KEY)
     assert not [r for r in _operator_writes(api) if r.resource == "secrets"]
@@ -207,13 +239,23 @@ async def test_pods_the_operator_cannot_read_keep_the_configmap_default_during_a
     document = await _configmap_document(kube)
     assert document["models"][0]["defaultVersion"] == "1.0"
     labels = (await kube.get("Deployment", "default", "demo"))["spec"]["selector"]["matchLabels"]
-    await kube.create({"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"name": "demo-pod", "namespace": "default", "labels": labels},
-                       "spec": {"containers": [{"name": "server", "image": "x"}]}})
-    await kube.patch_merge("Pod", "default", "demo-pod", {"status": {"phase": "Running", "podIP": "127.0.0.9"}},
-                           subresource="status")
-    await kube.patch_merge("ModelDeployment", "default", "demo",
-                           {"spec": {"models": [{"name": "tiny", "versions": [v1, v2], "defaultVersion": "2.0"}]}})
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "demo-pod", "namespace": "default", "labels": labels},
+            "spec": {"containers": [{"name": "server", "image": "x"}]},
+        }
+    )
+    await kube.patch_merge(
+        "Pod", "default", "demo-pod", {"status": {"phase": "Running", "podIP": "127.0.0.9"}}, subresource="status"
+    )
+    await kube.patch_merge(
+        "ModelDeployment",
+        "default",
+        "demo",
+        {"spec": {"models": [{"name": "tiny", "versions": [v1, v2], "defaultVersion": "2.0"}]}},
+    )
     await reconciler.reconcile(KEY)  # the token Secret "mine" does not exist: the pod cannot be read
     assert (await _configmap_document(kube))["models"][0]["defaultVersion"] == "1.0"
     body = await kube.get("ModelDeployment", "default", "demo")

@@ -30,22 +30,40 @@ def test_a_single_version_is_the_default(make_md: Callable[..., dict[str, Any]])
     assert spec.models[0].default_version == "3.1"
 
 
-def test_without_a_token_secret_the_operator_generates_one_named_after_the_resource(make_md: Callable[..., dict[str, Any]]) -> None:
+def test_without_a_token_secret_the_operator_generates_one_named_after_the_resource(
+    make_md: Callable[..., dict[str, Any]],
+) -> None:
     generated = parse_spec(make_md("fleet")).token
     assert (generated.secret_name, generated.generated) == ("fleet-tokens", True)
     given = parse_spec(make_md("fleet", tokenSecretRef={"name": "mine", "inferenceKey": "inf"})).token
-    assert (given.secret_name, given.generated, given.management_key, given.inference_key) == ("mine", False, "management", "inf")
+    assert (given.secret_name, given.generated, given.management_key, given.inference_key) == (
+        "mine",
+        False,
+        "management",
+        "inf",
+    )
 
 
 def test_scheduling_fields_pass_through_unchanged(make_md: Callable[..., dict[str, Any]]) -> None:
-    affinity = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-        {"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}
+    affinity = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}
+            ]
+        }
+    }
     spread = [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]
-    spec = parse_spec(make_md(
-        resources={"limits": {"nvidia.com/mig-1g.10gb": 2, "amd.com/gpu": "1"}},
-        affinity=affinity, topologySpreadConstraints=spread, runtimeClassName="nvidia", priorityClassName="high",
-        nodeSelector={"gpu": "a100"}, resourceClaims=[{"name": "gpu", "resourceClaimName": "shared"}],
-    ))
+    spec = parse_spec(
+        make_md(
+            resources={"limits": {"nvidia.com/mig-1g.10gb": 2, "amd.com/gpu": "1"}},
+            affinity=affinity,
+            topologySpreadConstraints=spread,
+            runtimeClassName="nvidia",
+            priorityClassName="high",
+            nodeSelector={"gpu": "a100"},
+            resourceClaims=[{"name": "gpu", "resourceClaimName": "shared"}],
+        )
+    )
     assert spec.resources == {"limits": {"nvidia.com/mig-1g.10gb": 2, "amd.com/gpu": "1"}}
     assert spec.affinity == affinity
     assert list(spec.topology_spread_constraints) == spread

@@ -32,7 +32,9 @@ def models(name: str = "tiny", version: str = "1.0", default: str | None = None)
     ],
     ids=["name", "version", "handler", "quantity", "percent"],
 )
-def test_a_trailing_newline_makes_the_spec_invalid(make_md: Callable[..., dict[str, Any]], changes: dict[str, Any]) -> None:
+def test_a_trailing_newline_makes_the_spec_invalid(
+    make_md: Callable[..., dict[str, Any]], changes: dict[str, Any]
+) -> None:
     with pytest.raises(InvalidSpec):
         parse_spec(make_md(**changes))
 

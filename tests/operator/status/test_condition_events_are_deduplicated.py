@@ -24,17 +24,23 @@ def _was(*conditions: tuple[str, str, str, str]) -> list[dict[str, str]]:
 
 
 def test_a_fresh_objects_false_conditions_are_not_news() -> None:
-    decided = [Condition("Ready", False, "PodsNotReady", "0 of 2"), Condition("Progressing", True, "PodsStarting", "x"),
-               Condition("Degraded", False, "AsExpected")]
+    decided = [
+        Condition("Ready", False, "PodsNotReady", "0 of 2"),
+        Condition("Progressing", True, "PodsStarting", "x"),
+        Condition("Degraded", False, "AsExpected"),
+    ]
     assert [(n.type, n.reason) for n in notices(None, decided)] == [("Normal", "PodsStarting")]
 
 
 def test_flips_of_one_pass_with_one_reason_make_one_warning() -> None:
     before = _was(("Ready", "True", "AllPodsServing", ""), ("Degraded", "False", "AsExpected", ""))
-    decided = [Condition("Ready", False, "InvalidSpec", "spec.image: required"),
-               Condition("Degraded", True, "InvalidSpec", "spec.image: required")]
+    decided = [
+        Condition("Ready", False, "InvalidSpec", "spec.image: required"),
+        Condition("Degraded", True, "InvalidSpec", "spec.image: required"),
+    ]
     assert [(n.type, n.reason, n.message) for n in notices(before, decided)] == [
-        ("Warning", "InvalidSpec", "spec.image: required")]
+        ("Warning", "InvalidSpec", "spec.image: required")
+    ]
 
 
 def test_degraded_staying_true_posts_only_for_a_new_cause() -> None:
@@ -48,8 +54,13 @@ def test_degraded_staying_true_posts_only_for_a_new_cause() -> None:
 
 def test_ready_turning_false_warns_and_a_blocked_rollout_leaves_the_warning_to_degraded() -> None:
     before = _was(("Ready", "True", "AllPodsServing", ""), ("Progressing", "True", "RolloutInProgress", ""))
-    found = notices(before, [Condition("Ready", False, "PodsNotReady", "1 of 2"),
-                             Condition("Progressing", False, "BlockedByFailedLoad", "tiny stays on 1.0")])
+    found = notices(
+        before,
+        [
+            Condition("Ready", False, "PodsNotReady", "1 of 2"),
+            Condition("Progressing", False, "BlockedByFailedLoad", "tiny stays on 1.0"),
+        ],
+    )
     assert [(n.type, n.reason) for n in found] == [("Warning", "PodsNotReady"), ("Normal", "BlockedByFailedLoad")]
 
 
@@ -74,7 +85,9 @@ async def reconciler(kube: Kube) -> AsyncIterator[Reconciler]:
     await r.close()
 
 
-async def test_an_invalid_spec_posts_one_warning(kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]) -> None:
+async def test_an_invalid_spec_posts_one_warning(
+    kube: Kube, reconciler: Reconciler, make_md: Callable[..., dict[str, Any]]
+) -> None:
     await kube.create(dict(make_md(replicas=0), metadata={"name": "demo", "namespace": "default"}))
     await reconciler.reconcile(KEY)
     await kube.patch_merge("ModelDeployment", "default", "demo", {"spec": {"image": None}})  # the CRD admits it
@@ -93,18 +106,49 @@ async def test_a_failed_mount_event_reaches_degraded_and_an_unchanged_pass_write
     assert deployment is not None
     template = deployment["spec"]["template"]
     # What a real kubelet shows while a volume cannot be mounted: ContainerCreating, and an Event.
-    pod = await kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "demo-5f7c-x2x9q", "namespace": "default", "labels": template["metadata"]["labels"]},
-        "spec": template["spec"]})
-    await kube.patch_merge("Pod", "default", "demo-5f7c-x2x9q", {"status": {"phase": "Pending", "containerStatuses": [
-        {"name": "server", "image": "i", "imageID": "", "ready": False, "restartCount": 0,
-         "state": {"waiting": {"reason": "ContainerCreating"}}}]}}, subresource="status")
+    pod = await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "demo-5f7c-x2x9q", "namespace": "default", "labels": template["metadata"]["labels"]},
+            "spec": template["spec"],
+        }
+    )
+    await kube.patch_merge(
+        "Pod",
+        "default",
+        "demo-5f7c-x2x9q",
+        {
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "server",
+                        "image": "i",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": "ContainerCreating"}},
+                    }
+                ],
+            }
+        },
+        subresource="status",
+    )
     message = 'MountVolume.SetUp failed for volume "models" : persistentvolumeclaim "models" not found'
     for name, kind, uid in (("other.1", "Pod", "someone-else"), ("demo.1", "Pod", pod["metadata"]["uid"])):
-        await kube.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "default"},
-                           "involvedObject": {"kind": kind, "name": "x", "namespace": "default", "uid": uid},
-                           "type": "Warning", "reason": "FailedMount", "message": message if uid != "someone-else" else "no",
-                           "lastTimestamp": "2026-01-01T10:00:00Z"})
+        await kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": name, "namespace": "default"},
+                "involvedObject": {"kind": kind, "name": "x", "namespace": "default", "uid": uid},
+                "type": "Warning",
+                "reason": "FailedMount",
+                "message": message if uid != "someone-else" else "no",
+                "lastTimestamp": "2026-01-01T10:00:00Z",
+            }
+        )
     requeue = await reconciler.reconcile(KEY)
     assert requeue == OperatorSettings().reconcile.stuck_pod_poll_s  # an Event starts no pass: look again
     body = await kube.get("ModelDeployment", "default", "demo")

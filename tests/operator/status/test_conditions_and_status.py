@@ -33,10 +33,17 @@ def _pod(name: str, default: str, *, ready: bool = True, serving: bool = True) -
     return ObservedPod(pod=ref, models={"tiny": ObservedModel("tiny", default, {default: version})})
 
 
-def _status(make_md: Callable[..., dict[str, Any]], pods: list[ObservedPod], *, failures: dict[Any, Failure] | None = None,
-            replicas: int = 2) -> tuple[dict[str, Any], list[Condition]]:
+def _status(
+    make_md: Callable[..., dict[str, Any]],
+    pods: list[ObservedPod],
+    *,
+    failures: dict[Any, Failure] | None = None,
+    replicas: int = 2,
+) -> tuple[dict[str, Any], list[Condition]]:
     spec = parse_spec(make_md(replicas=replicas))
-    plan = make_plan(spec, pods, failures=failures or {}, previous_document=None, now=0.0, drivable=[p.pod.name for p in pods])
+    plan = make_plan(
+        spec, pods, failures=failures or {}, previous_document=None, now=0.0, drivable=[p.pod.name for p in pods]
+    )
     seen = Observation(live_pods=[p.pod for p in pods], observed=pods, failures=failures or {})
     return build(spec, plan, seen=seen, selector="s", pod_cap=10), decide(spec, plan, seen=seen)
 
@@ -57,8 +64,12 @@ def test_ready_only_when_every_pod_serves_every_desired_model(make_md: Callable[
 
 def test_a_failed_load_is_degraded_with_its_message(make_md: Callable[..., dict[str, Any]]) -> None:
     spec = parse_spec(make_md())
-    failure = Failure("u-a", "tiny", "1.0", "tiny.pt#version=1.0", "SOURCE_NOT_FOUND", "no such file", True, spec.generation)
-    body, conditions = _status(make_md, [_pod("a", "0.9"), _pod("b", "0.9")], failures={("u-a", "tiny", "1.0"): failure})
+    failure = Failure(
+        "u-a", "tiny", "1.0", "tiny.pt#version=1.0", "SOURCE_NOT_FOUND", "no such file", True, spec.generation
+    )
+    body, conditions = _status(
+        make_md, [_pod("a", "0.9"), _pod("b", "0.9")], failures={("u-a", "tiny", "1.0"): failure}
+    )
     by = _by_type(conditions)
     assert (by["Degraded"].status, by["Degraded"].reason) == (True, "ModelLoadFailed")
     assert "no such file" in by["Degraded"].message
@@ -76,5 +87,11 @@ def test_pods_past_the_cap_are_counted(make_md: Callable[..., dict[str, Any]]) -
     pods = [_pod(f"p{i:02}", "1.0") for i in range(13)]
     spec = parse_spec(make_md(replicas=13))
     plan = make_plan(spec, pods, failures={}, previous_document=None, now=0.0, drivable=[])
-    body = build(spec, plan, seen=Observation(live_pods=[p.pod for p in pods], observed=pods, failures={}), selector="s", pod_cap=10)
+    body = build(
+        spec,
+        plan,
+        seen=Observation(live_pods=[p.pod for p in pods], observed=pods, failures={}),
+        selector="s",
+        pod_cap=10,
+    )
     assert len(body["pods"]) == 10 and body["podsOmitted"] == 3

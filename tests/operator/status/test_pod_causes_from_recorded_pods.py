@@ -13,8 +13,14 @@ from modelfleet.operator.spec import parse_spec
 from modelfleet.operator.status import Observation, build, decide
 
 
-def _pod(name: str = "demo-7d4f-abcde", *, conditions: list[dict[str, Any]] | None = None,
-         containers: list[dict[str, Any]] | None = None, memory: str | None = None, phase: str = "Pending") -> dict[str, Any]:
+def _pod(
+    name: str = "demo-7d4f-abcde",
+    *,
+    conditions: list[dict[str, Any]] | None = None,
+    containers: list[dict[str, Any]] | None = None,
+    memory: str | None = None,
+    phase: str = "Pending",
+) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "server", "image": "ghcr.io/modelfleet/modelfleet-server:0.1.0"}
     if memory:
         container["resources"] = {"limits": {"memory": memory}}
@@ -26,44 +32,121 @@ def _pod(name: str = "demo-7d4f-abcde", *, conditions: list[dict[str, Any]] | No
 
 
 def _server(*, state: dict[str, Any], last: dict[str, Any] | None = None, restarts: int = 0) -> dict[str, Any]:
-    entry = {"name": "server", "image": "ghcr.io/modelfleet/modelfleet-server:0.1.0", "ready": False,
-             "started": False, "restartCount": restarts, "state": state}
+    entry = {
+        "name": "server",
+        "image": "ghcr.io/modelfleet/modelfleet-server:0.1.0",
+        "ready": False,
+        "started": False,
+        "restartCount": restarts,
+        "state": state,
+    }
     if last:
         entry["lastState"] = last
     return entry
 
 
-UNSCHEDULABLE = _pod(conditions=[{
-    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: "
-               "3 No preemption victims found for incoming pod.",
-}])
+UNSCHEDULABLE = _pod(
+    conditions=[
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: "
+            "3 No preemption victims found for incoming pod.",
+        }
+    ]
+)
 CREATING = _pod(containers=[_server(state={"waiting": {"reason": "ContainerCreating"}})])
 FAILED_MOUNT = {
-    "type": "Warning", "reason": "FailedMount", "lastTimestamp": "2026-01-01T10:00:05Z",
+    "type": "Warning",
+    "reason": "FailedMount",
+    "lastTimestamp": "2026-01-01T10:00:05Z",
     "involvedObject": {"kind": "Pod", "name": "demo-7d4f-abcde", "uid": "uid-demo-7d4f-abcde"},
     "message": 'MountVolume.SetUp failed for volume "models" : persistentvolumeclaim "models" not found',
 }
-PULL_BACKOFF = _pod(containers=[_server(state={"waiting": {
-    "reason": "ImagePullBackOff", "message": 'Back-off pulling image "ghcr.io/modelfleet/modelfleet-server:0.9.9"'}})])
-ERR_IMAGE_PULL = _pod(containers=[_server(state={"waiting": {
-    "reason": "ErrImagePull",
-    "message": 'rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/x:0.9.9": not found'}})])
-CRASH_LOOP = _pod(phase="Running", containers=[_server(
-    state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=server"}},
-    last={"terminated": {"exitCode": 2, "reason": "Error",
-                         "message": "modelfleet-server: error: --model-store /models is not a directory"}},
-    restarts=3)])
-OOM = _pod(phase="Running", memory="2Gi", containers=[_server(
-    state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container=server"}},
-    last={"terminated": {"exitCode": 137, "reason": "OOMKilled"}}, restarts=1)])
-START_ERROR = _pod(phase="Running", containers=[_server(
-    state={"waiting": {"reason": "CrashLoopBackOff"}},
-    last={"terminated": {"exitCode": 128, "reason": "StartError", "message":
-                         'failed to create containerd task: exec: "modelfleet-server": executable file not found in $PATH'}},
-    restarts=2)])
-CONFIG_ERROR = _pod(containers=[_server(state={"waiting": {
-    "reason": "CreateContainerConfigError", "message": 'secret "demo-tokens" not found'}})])
+PULL_BACKOFF = _pod(
+    containers=[
+        _server(
+            state={
+                "waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": 'Back-off pulling image "ghcr.io/modelfleet/modelfleet-server:0.9.9"',
+                }
+            }
+        )
+    ]
+)
+ERR_IMAGE_PULL = _pod(
+    containers=[
+        _server(
+            state={
+                "waiting": {
+                    "reason": "ErrImagePull",
+                    "message": (
+                        'rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/x:0.9.9": not found'
+                    ),
+                }
+            }
+        )
+    ]
+)
+CRASH_LOOP = _pod(
+    phase="Running",
+    containers=[
+        _server(
+            state={
+                "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=server"}
+            },
+            last={
+                "terminated": {
+                    "exitCode": 2,
+                    "reason": "Error",
+                    "message": "modelfleet-server: error: --model-store /models is not a directory",
+                }
+            },
+            restarts=3,
+        )
+    ],
+)
+OOM = _pod(
+    phase="Running",
+    memory="2Gi",
+    containers=[
+        _server(
+            state={
+                "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container=server"}
+            },
+            last={"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+            restarts=1,
+        )
+    ],
+)
+START_ERROR = _pod(
+    phase="Running",
+    containers=[
+        _server(
+            state={"waiting": {"reason": "CrashLoopBackOff"}},
+            last={
+                "terminated": {
+                    "exitCode": 128,
+                    "reason": "StartError",
+                    "message": (
+                        'failed to create containerd task: exec: "modelfleet-server": '
+                        "executable file not found in $PATH"
+                    ),
+                }
+            },
+            restarts=2,
+        )
+    ],
+)
+CONFIG_ERROR = _pod(
+    containers=[
+        _server(
+            state={"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "demo-tokens" not found'}}
+        )
+    ]
+)
 
 
 def test_an_unschedulable_pod_gives_the_schedulers_reason() -> None:
@@ -81,15 +164,20 @@ def test_a_failed_mount_is_read_from_the_pods_events_when_its_status_only_says_c
 def test_image_pull_failures_name_the_waiting_reason_and_message() -> None:
     backoff, err = cause_of(PULL_BACKOFF), cause_of(ERR_IMAGE_PULL)
     assert backoff is not None and backoff.reason == "ImagePullFailed"
-    assert backoff.detail == 'container server: ImagePullBackOff: Back-off pulling image "ghcr.io/modelfleet/modelfleet-server:0.9.9"'
+    assert (
+        backoff.detail
+        == 'container server: ImagePullBackOff: Back-off pulling image "ghcr.io/modelfleet/modelfleet-server:0.9.9"'
+    )
     assert err is not None and err.reason == "ImagePullFailed" and "not found" in err.detail
 
 
 def test_a_crash_loop_gives_the_exit_code_and_the_last_termination_message() -> None:
     cause = cause_of(CRASH_LOOP)
     assert cause is not None and cause.reason == "ContainerCrashLooping"
-    assert cause.detail == ("container server keeps exiting, last with code 2 (Error): "
-                            "modelfleet-server: error: --model-store /models is not a directory")
+    assert cause.detail == (
+        "container server keeps exiting, last with code 2 (Error): "
+        "modelfleet-server: error: --model-store /models is not a directory"
+    )
 
 
 def test_an_oom_kill_names_the_memory_limit() -> None:

@@ -21,17 +21,29 @@ ON_V1 = {"models": [{"name": "tiny", "defaultVersion": "1.0", "versions": [V1]}]
 
 
 def _pod(name: str, default: str, *, loaded: dict[str, bool], ready: bool = True) -> ObservedPod:
-    versions = {v: ObservedVersion(v, min_workers=1, max_workers=1, workers=1, ready_workers=int(s), serving=s)
-                for v, s in loaded.items()}
-    return ObservedPod(PodRef(name, f"u-{name}", "10.0.0.1", ready=ready), {"tiny": ObservedModel("tiny", default, versions)})
+    versions = {
+        v: ObservedVersion(v, min_workers=1, max_workers=1, workers=1, ready_workers=int(s), serving=s)
+        for v, s in loaded.items()
+    }
+    return ObservedPod(
+        PodRef(name, f"u-{name}", "10.0.0.1", ready=ready), {"tiny": ObservedModel("tiny", default, versions)}
+    )
 
 
-def _decide(make_md: Callable[..., dict[str, Any]], pods: list[ObservedPod], *, versions: list[dict[str, str]],
-            default: str, failures: dict[Any, Failure] | None = None, document: dict[str, Any] | None = ON_V1,
-            **seen: Any) -> tuple[dict[str, Condition], dict[str, Any]]:
+def _decide(
+    make_md: Callable[..., dict[str, Any]],
+    pods: list[ObservedPod],
+    *,
+    versions: list[dict[str, str]],
+    default: str,
+    failures: dict[Any, Failure] | None = None,
+    document: dict[str, Any] | None = ON_V1,
+    **seen: Any,
+) -> tuple[dict[str, Condition], dict[str, Any]]:
     spec = parse_spec(make_md(replicas=2, models=[{"name": "tiny", "versions": versions, "defaultVersion": default}]))
-    plan = make_plan(spec, pods, failures=failures or {}, previous_document=document, now=0.0,
-                     drivable=[p.pod.name for p in pods])
+    plan = make_plan(
+        spec, pods, failures=failures or {}, previous_document=document, now=0.0, drivable=[p.pod.name for p in pods]
+    )
     observation = Observation(live_pods=[p.pod for p in pods], observed=pods, failures=failures or {}, **seen)
     conditions = {c.type: c for c in decide(spec, plan, seen=observation)}
     return conditions, build(spec, plan, seen=observation, selector="s", pod_cap=10)
@@ -77,21 +89,35 @@ def test_a_pod_that_serves_an_old_version_the_fleet_left_is_not_ready(make_md: C
     assert (by["Ready"].status, by["Ready"].reason, body["readyReplicas"]) == (False, "ModelsNotServing", 1)
 
 
-def test_a_ready_pod_unreachable_for_one_pass_is_neither_degraded_nor_dropped(make_md: Callable[..., dict[str, Any]]) -> None:
+def test_a_ready_pod_unreachable_for_one_pass_is_neither_degraded_nor_dropped(
+    make_md: Callable[..., dict[str, Any]],
+) -> None:
     serving = _pod("a", "1.0", loaded={"1.0": True})
     lost = ObservedPod(PodRef("b", "u-b", "10.0.0.2", ready=True), None, error="ListModels: UNAVAILABLE: refused")
     first = settle({}, [serving, lost], now=100.0, grace_s=5.0, min_delay_s=0.05)
     assert first.settling == {"b"} and first.recheck_after == 5.0
-    by, body = _decide(make_md, [serving, lost], versions=[V1], default="1.0", settling=first.settling,
-                       served_before=frozenset({"a", "b"}))
+    by, body = _decide(
+        make_md,
+        [serving, lost],
+        versions=[V1],
+        default="1.0",
+        settling=first.settling,
+        served_before=frozenset({"a", "b"}),
+    )
     assert (by["Degraded"].status, by["Ready"].status, body["readyReplicas"]) == (False, True, 2)
 
     # Still within the grace on the second pass: settling; after it: an outage, reported.
     assert settle(first.spells, [serving, lost], now=103.0, grace_s=5.0, min_delay_s=0.05).settling == {"b"}
     later = settle(first.spells, [serving, lost], now=106.0, grace_s=5.0, min_delay_s=0.05)
     assert later.settling == frozenset() and later.recheck_after is None
-    by, body = _decide(make_md, [serving, lost], versions=[V1], default="1.0", settling=later.settling,
-                       served_before=frozenset({"a", "b"}))
+    by, body = _decide(
+        make_md,
+        [serving, lost],
+        versions=[V1],
+        default="1.0",
+        settling=later.settling,
+        served_before=frozenset({"a", "b"}),
+    )
     assert (by["Degraded"].reason, by["Ready"].status, body["readyReplicas"]) == ("PodUnreachable", False, 1)
     # A reachable answer ends the spell: the next failure starts a new grace.
     assert settle(later.spells, [serving], now=107.0, grace_s=5.0, min_delay_s=0.05).spells == {}

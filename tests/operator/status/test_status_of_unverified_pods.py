@@ -16,14 +16,17 @@ MISMATCH = "Health/Check: POD_IDENTITY_MISMATCH: the server at 10.0.0.2:7071 is 
 
 def _serving(name: str) -> ObservedPod:
     version = ObservedVersion("1.0", min_workers=1, max_workers=1, workers=1, ready_workers=1, serving=True)
-    return ObservedPod(PodRef(name, f"u-{name}", "10.0.0.1", ready=True),
-                       {"tiny": ObservedModel("tiny", "1.0", {"1.0": version})})
+    return ObservedPod(
+        PodRef(name, f"u-{name}", "10.0.0.1", ready=True), {"tiny": ObservedModel("tiny", "1.0", {"1.0": version})}
+    )
 
 
 def test_an_unverified_pod_makes_the_fleet_degraded_with_its_reason(make_md: Callable[..., dict[str, Any]]) -> None:
     spec = parse_spec(make_md(replicas=2))
     # Not ready and restarting too (its own server died): the identity problem is still what is shown.
-    stranger = ObservedPod(PodRef("b", "u-b", "10.0.0.2", ready=False, restarts=2), None, error=MISMATCH, unverified=True)
+    stranger = ObservedPod(
+        PodRef("b", "u-b", "10.0.0.2", ready=False, restarts=2), None, error=MISMATCH, unverified=True
+    )
     pods = [_serving("a"), stranger]
     plan = make_plan(spec, pods, failures={}, previous_document=None, now=0.0, drivable=["a"])
     seen = Observation(live_pods=[p.pod for p in pods], observed=pods, failures={})

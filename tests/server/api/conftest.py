@@ -98,9 +98,7 @@ class Api:
         return result
 
     async def list_models(self, limit: int = 0, token: int = 0) -> dict[str, Any]:
-        reply = await self.management.ListModels(
-            management_pb2.ListModelsRequest(limit=limit, next_page_token=token)
-        )
+        reply = await self.management.ListModels(management_pb2.ListModelsRequest(limit=limit, next_page_token=token))
         result: dict[str, Any] = json.loads(reply.msg)
         return result
 

@@ -37,9 +37,11 @@ async def test_an_answer_over_the_configured_send_limit_is_refused_and_small_one
     async with start_api(network=network, status_mode="conventional") as api:
         await api.register("repeat.pt", model_name="repeat")
 
-        failure = await api.failure(api.inference.Predictions(
-            inference_pb2.PredictionsRequest(model_name="repeat", input={"data": b"[[50000.0, 1.0]]"}), timeout=30
-        ))
+        failure = await api.failure(
+            api.inference.Predictions(
+                inference_pb2.PredictionsRequest(model_name="repeat", input={"data": b"[[50000.0, 1.0]]"}), timeout=30
+            )
+        )
         assert failure.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert failure.reason == "MESSAGE_TOO_LARGE"
         assert "65536" in failure.details or "65,536" in failure.details

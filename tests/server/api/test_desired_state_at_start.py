@@ -171,8 +171,12 @@ async def test_after_the_desired_state_loaded_overall_health_follows_the_managem
         assert await api.check("") == R.SERVING
         await api.register("tiny2.pt#version=2.0", model_name="tiny")
         await api.management.SetDefault(management_pb2.SetDefaultRequest(model_name="tiny", model_version="2.0"))
-        await api.management.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="tiny", model_version="1.0"))
+        await api.management.UnregisterModel(
+            management_pb2.UnregisterModelRequest(model_name="tiny", model_version="1.0")
+        )
         assert [d["modelVersion"] for d in await api.describe("tiny", "all")] == ["2.0"]
         assert await api.check("") == R.SERVING
-        await api.management.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="tiny", model_version="2.0"))
+        await api.management.UnregisterModel(
+            management_pb2.UnregisterModelRequest(model_name="tiny", model_version="2.0")
+        )
         assert await api.check("") == R.SERVING  # nothing registered, nothing unhealthy: TorchServe's Ping too

@@ -87,5 +87,3 @@ async def test_no_reflection_hides_the_services(start_api: Callable[..., Any]) -
     async with start_api(network=network) as api:
         rc, out, err = await grpcurl(api.app.inference_address, "list")
         assert rc != 0 and "does not support the reflection API" in err
-
-

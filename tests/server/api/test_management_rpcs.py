@@ -23,7 +23,10 @@ WORKER_FIELDS = {"id", "startTime", "status", "memoryUsage", "pid", "gpu", "gpuU
 
 async def test_register_answers_torchserve_sentences(api: Any, make_model: Callable[..., Any]) -> None:
     make_model("tiny.pt")
-    assert await api.register("tiny.pt", initial_workers=2) == 'Model "tiny" Version: 1.0 registered with 2 initial workers'
+    assert (
+        await api.register("tiny.pt", initial_workers=2)
+        == 'Model "tiny" Version: 1.0 registered with 2 initial workers'
+    )
     make_model("other.pt")
     assert await api.register("other.pt", synchronous=False) == "Processing worker updates..."
 
@@ -79,7 +82,9 @@ async def test_unregister_of_the_default_is_refused_while_other_versions_exist(
     make_model("tiny.pt")
     await api.register("tiny.pt#version=1.0", model_name="tiny")
     await api.register("tiny.pt#version=2.0", model_name="tiny")
-    refused = await api.failure(api.management.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="tiny")))
+    refused = await api.failure(
+        api.management.UnregisterModel(management_pb2.UnregisterModelRequest(model_name="tiny"))
+    )
     assert refused.code == (grpc.StatusCode.UNKNOWN if mode == "torchserve" else grpc.StatusCode.FAILED_PRECONDITION)
     assert refused.reason == "DEFAULT_VERSION_IN_USE"
     assert len(await api.describe("tiny", "all")) == 2

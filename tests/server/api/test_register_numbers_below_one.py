@@ -66,6 +66,9 @@ async def test_every_number_at_its_most_negative_is_the_default_in_torchserve_mo
         await api.register("tiny.pt", **numbers, **timeouts)
     (described,) = await api.describe("tiny")
     assert defaults_of(described) == (
-        1, DEFAULTS.default_batch_size, DEFAULTS.default_max_batch_delay_ms, DEFAULTS.default_response_timeout_s
+        1,
+        DEFAULTS.default_batch_size,
+        DEFAULTS.default_max_batch_delay_ms,
+        DEFAULTS.default_response_timeout_s,
     )
     assert described["startupTimeout"] == DEFAULTS.default_startup_timeout_s

@@ -128,7 +128,8 @@ async def test_sigterm_drains_and_the_in_flight_call_finishes(server: ServerProc
         )
         await eventually(
             lambda: (tmp_path / "gate" / "entered").exists() or in_flight.done(),
-            timeout=60, what="the request to reach the model",
+            timeout=60,
+            what="the request to reach the model",
         )
         assert (tmp_path / "gate" / "entered").exists(), server.log
 
@@ -139,6 +140,7 @@ async def test_sigterm_drains_and_the_in_flight_call_finishes(server: ServerProc
         # Listeners close right after the drain delay (0 here); then new connections are refused.
         async def refuses() -> bool:
             return not await _accepts(server.ports["inference"])
+
         await eventually(refuses, timeout=30, what="the inference listener to close")
         async with aio.insecure_channel(address) as fresh:
             late = inference_pb2_grpc.InferenceAPIsServiceStub(fresh).Predictions(
@@ -155,4 +157,3 @@ async def test_sigterm_drains_and_the_in_flight_call_finishes(server: ServerProc
         assert len(json.loads(result.prediction)) in (1, 4)
     assert await asyncio.wait_for(server.process.wait(), 60) == 0, server.log
     assert "Stopped" in server.log
-

@@ -251,4 +251,3 @@ async def _is_set(event: Any) -> bool:
 async def _pending(api: Any, count: int) -> bool:
     (described,) = await api.describe("tiny")
     return bool(described["jobQueueStatus"]["pendingRequests"] == count)
-

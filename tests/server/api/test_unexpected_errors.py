@@ -41,7 +41,11 @@ async def test_unexpected_exceptions_become_internal_with_a_generic_message(
         }
         for method, call in calls.items():
             got = await api.failure(call)
-            assert (got.code, got.details, got.reason) == (grpc.StatusCode.INTERNAL, "Internal server error", "INTERNAL")
+            assert (got.code, got.details, got.reason) == (
+                grpc.StatusCode.INTERNAL,
+                "Internal server error",
+                "INTERNAL",
+            )
             assert SECRET not in repr(got)
             assert any(method in r.getMessage() and SECRET in (r.exc_text or "") for r in caplog.records), method
     monkeypatch.undo()

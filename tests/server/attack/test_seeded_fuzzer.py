@@ -32,8 +32,14 @@ async def test_a_seeded_campaign_over_every_rpc_finds_no_crash_hang_internal_err
     # End RSS within 25 % of the first quarter's (the long benchmark mode holds 10 %): 5,000 messages
     # measured +4 to +8 % here, and a shared CI machine adds noise; a leaked request body per call
     # (6.5 MB) or 10 KB per message would still cross it.
-    report = await fuzz.run_campaign(seed=fuzz.DEFAULT_SEED, messages=SHORT, concurrency=8,
-                                     status_codes="conventional", workdir=tmp_path, end_growth=0.25)
+    report = await fuzz.run_campaign(
+        seed=fuzz.DEFAULT_SEED,
+        messages=SHORT,
+        concurrency=8,
+        status_codes="conventional",
+        workdir=tmp_path,
+        end_growth=0.25,
+    )
     assert not report.failures, report.summary()
     assert report.messages == SHORT, report.summary()
     every_rpc = {method.rsplit("/", 1)[1] for method in fm.METHODS}

@@ -65,8 +65,9 @@ async def app(tmp_path: Path, model_store: Path) -> AsyncIterator[App]:
         yield running
 
 
-async def call(channel: aio.Channel, method: str, bodies: list[bytes], *, streams: tuple[bool, bool],
-               metadata: Any = None) -> tuple[grpc.StatusCode, str, list[bytes]]:
+async def call(
+    channel: aio.Channel, method: str, bodies: list[bytes], *, streams: tuple[bool, bool], metadata: Any = None
+) -> tuple[grpc.StatusCode, str, list[bytes]]:
     """Send raw bodies (no client serializer); the final code, its details and the raw replies."""
     replies: list[bytes] = []
     try:
@@ -92,8 +93,10 @@ async def test_an_undecodable_body_on_every_rpc_of_every_port_is_invalid_argumen
     for address in ports:
         async with aio.insecure_channel(address) as channel:
             for method, *streams in METHODS:
-                on_this_port = ("Health" in method) or (address != ports[2] and (
-                    "reflection" in method or method.startswith(INF if address == ports[0] else MGMT)))
+                on_this_port = ("Health" in method) or (
+                    address != ports[2]
+                    and ("reflection" in method or method.startswith(INF if address == ports[0] else MGMT))
+                )
                 if not on_this_port:
                     continue
                 code, details, _ = await call(channel, method, [GARBAGE], streams=(streams[0], streams[1]))
@@ -117,13 +120,17 @@ async def test_a_bad_message_in_the_middle_of_stream_predictions2_ends_the_call_
     make_model("tiny.pt")
     async with aio.insecure_channel(app.management_address) as channel:
         register = channel.unary_unary(MGMT + "RegisterModel")
-        await register(management_pb2.RegisterModelRequest(
-            url="tiny.pt", model_name="tiny", synchronous=True).SerializeToString(), timeout=60)
+        await register(
+            management_pb2.RegisterModelRequest(url="tiny.pt", model_name="tiny", synchronous=True).SerializeToString(),
+            timeout=60,
+        )
     sample = b"[" + b"0.5," * 15 + b"0.5]"
     good = inference_pb2.PredictionsRequest(model_name="tiny", sequence_id="s1", input={"data": sample})
     async with aio.insecure_channel(app.inference_address) as channel:
         code, details, replies = await call(
-            channel, INF + "StreamPredictions2", [good.SerializeToString(), GARBAGE, good.SerializeToString()],
+            channel,
+            INF + "StreamPredictions2",
+            [good.SerializeToString(), GARBAGE, good.SerializeToString()],
             streams=(True, True),
         )
     assert code == grpc.StatusCode.INVALID_ARGUMENT, details
@@ -164,4 +171,3 @@ def test_the_warning_is_logged_once_per_method_and_interval_then_with_the_suppre
         assert throttle.warn("/a/B", "bad body to %s", "/a/B")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["bad body to /a/B", "bad body to /c/D", "bad body to /a/B (and 4 more in the last 10 s)"]
-

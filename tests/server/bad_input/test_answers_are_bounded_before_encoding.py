@@ -83,7 +83,9 @@ HUGE_SIZE = {"json": "at least 51,200,000 bytes", "raw": "be 40,960,000 bytes", 
 FORMS: dict[str, Callable[[int], dict[str, bytes]]] = {
     "json": lambda count: {"data": json_rows(count)},
     "raw": lambda count: {
-        "data": short_rows(count).numpy().tobytes(), "dtype": b"float32", "shape": f"{count},16".encode()
+        "data": short_rows(count).numpy().tobytes(),
+        "dtype": b"float32",
+        "shape": f"{count},16".encode(),
     },
     "safetensors": lambda count: {"data": safetensors_save({"x": short_rows(count)})},
 }

@@ -43,7 +43,7 @@ async def failure(call: Any) -> tuple[grpc.StatusCode, str, dict[str, str]]:
 
 
 async def test_health_check_of_a_6_mb_service_name_is_not_found_at_once_with_a_short_message(
-    start_api: Callable[..., Any]
+    start_api: Callable[..., Any],
 ) -> None:
     async with start_api() as api:
         name = "s" * HUGE
@@ -61,7 +61,7 @@ async def test_health_check_of_a_6_mb_service_name_is_not_found_at_once_with_a_s
 
 
 async def test_health_watch_of_a_6_mb_service_name_answers_unknown_and_keeps_no_key(
-    start_api: Callable[..., Any]
+    start_api: Callable[..., Any],
 ) -> None:
     async with start_api() as api:
         call = api.health.Watch(health_pb2.HealthCheckRequest(service="w" * HUGE), timeout=20)
@@ -127,7 +127,9 @@ def test_the_status_table_clips_any_error_message_and_metadata_it_sends() -> Non
     in_band = status.in_band_status(error, status.codes_for("StreamPredictions2", "torchserve"))
     assert_short(in_band.message, error_info_from_status(in_band))
 
-    [(_, packed)] = error_status_trailer(grpc.StatusCode.NOT_FOUND, "z" * 1_000_000, reason="X", metadata={"k" * 999: "v"})
+    [(_, packed)] = error_status_trailer(
+        grpc.StatusCode.NOT_FOUND, "z" * 1_000_000, reason="X", metadata={"k" * 999: "v"}
+    )
     info = error_info_from_trailer([("grpc-status-details-bin", packed)])
     assert info is not None and len(packed) < 2 * (MESSAGE_LIMIT + ECHO_LIMIT)
     assert_short("", dict(info.metadata))

@@ -231,7 +231,10 @@ async def test_concurrent_generation_calls_batched_with_bad_prompts_are_answered
     async with start_api(models=models) as api:
         await api.management.RegisterModel(
             management_pb2.RegisterModelRequest(
-                url="gen.pt", handler="generation", synchronous=True, batch_size=len(prompts),
+                url="gen.pt",
+                handler="generation",
+                synchronous=True,
+                batch_size=len(prompts),
                 max_batch_delay=LONG_DELAY_MS,
             )
         )

@@ -41,8 +41,17 @@ def test_a_full_entry_is_read_with_every_setting(tmp_path: Path) -> None:
     )
     (model,) = read_desired_state(path).models
     assert model.name == "tiny" and model.default_version == "2.0"
-    assert model.versions == (DesiredVersion("tiny-v1.pt#version=1.0", "1.0"), DesiredVersion("tiny-v2.pt#version=2.0", "2.0"))
-    assert (model.min_workers, model.max_workers, model.batch_size, model.max_batch_delay_ms, model.response_timeout_s) == (2, 3, 8, 5, 30)
+    assert model.versions == (
+        DesiredVersion("tiny-v1.pt#version=1.0", "1.0"),
+        DesiredVersion("tiny-v2.pt#version=2.0", "2.0"),
+    )
+    assert (
+        model.min_workers,
+        model.max_workers,
+        model.batch_size,
+        model.max_batch_delay_ms,
+        model.response_timeout_s,
+    ) == (2, 3, 8, 5, 30)
 
 
 @pytest.mark.parametrize(
@@ -54,9 +63,15 @@ def test_a_full_entry_is_read_with_every_setting(tmp_path: Path) -> None:
         ({"models": [{"name": "a", "versions": []}]}, "models[0].versions"),
         ({"models": [{"name": "a", "versions": [{"url": ""}]}]}, "versions[0].url"),
         ({"models": [{"name": "a", "versions": [{"url": "a.pt", "version": "all"}]}]}, "invalid model version"),
-        ({"models": [{"name": "a", "defaultVersion": "9", "versions": [{"url": "a.pt", "version": "1"}]}]}, "defaultVersion"),
+        (
+            {"models": [{"name": "a", "defaultVersion": "9", "versions": [{"url": "a.pt", "version": "1"}]}]},
+            "defaultVersion",
+        ),
         ({"models": [{"name": "a", "minWorkers": -1, "versions": [{"url": "a.pt"}]}]}, "minWorkers"),
-        ({"models": [{"name": "a", "versions": [{"url": "a.pt"}]}, {"name": "a", "versions": [{"url": "b.pt"}]}]}, "twice"),
+        (
+            {"models": [{"name": "a", "versions": [{"url": "a.pt"}]}, {"name": "a", "versions": [{"url": "b.pt"}]}]},
+            "twice",
+        ),
     ],
 )
 def test_invalid_documents_are_refused_naming_the_problem(document: object, fragment: str) -> None:

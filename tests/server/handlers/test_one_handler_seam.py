@@ -20,7 +20,7 @@ from modelfleet.server.models.contracts import RegisterSpec, ResolvedSource
 from modelfleet.server.models.loading import ModelLoader
 from modelfleet.server.settings import ModelSettings
 
-LABELLED = '''
+LABELLED = """
 import json
 
 
@@ -38,7 +38,7 @@ def initialize(context):
 
 
 SEEN = []
-'''
+"""
 
 
 class Pick(torch.nn.Module):
@@ -77,7 +77,9 @@ def load(path: Path, loader: ModelLoader) -> Any:
 LABELS = json.dumps({"0": "cat", "1": "dog", "2": "fox"}).encode()
 
 
-def test_a_trusted_hooks_module_reads_its_archives_labels_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trusted_hooks_module_reads_its_archives_labels_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     module = install(tmp_path, monkeypatch, LABELLED)
     mar = write_mar(tmp_path / "picker.mar", module.__name__, extra={"index_to_name.json": LABELS})
     loaded = load(mar, ModelLoader(ModelSettings(trusted_handlers=(module.__name__,))))
@@ -86,7 +88,9 @@ def test_a_trusted_hooks_module_reads_its_archives_labels_at_load(tmp_path: Path
     assert [("picker", module.__name__, "2.0", ["index_to_name.json"])] == module.SEEN
 
 
-def test_a_missing_extra_file_fails_the_load_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_extra_file_fails_the_load_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     module = install(tmp_path, monkeypatch, LABELLED)
     mar = write_mar(tmp_path / "picker.mar", module.__name__, extra={})
     with pytest.raises(ModelFleetError) as caught:

@@ -30,14 +30,14 @@ from modelfleet.server.settings import (
 
 import mf_polling as polling
 
-ECHO_STREAM = '''
+ECHO_STREAM = """
 def handle(call):
     for _ in range(3):
         yield b"hello"  # TorchServe: send_intermediate_predict_response(["hello"], ...)
     yield b"hello world "  # TorchServe: return ["hello world "]
-'''
+"""
 
-STATEFUL = '''
+STATEFUL = """
 import threading
 
 STATEFUL = True
@@ -62,7 +62,7 @@ def handle(call):
 
 def end_sequence(sequence):
     RELEASED.append((sequence.sequence_id, sequence.released, sequence.state.get("total")))
-'''
+"""
 
 
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> ModuleType:
@@ -271,7 +271,7 @@ async def test_unregistering_the_model_releases_its_open_sequences(
         call.cancel()
 
 
-FLOOD = '''
+FLOOD = """
 import threading
 
 PRODUCED = []
@@ -285,7 +285,7 @@ def handle(call):
             yield b"x" * 1024
     finally:
         STOPPED.set()
-'''
+"""
 
 
 async def test_a_client_that_stops_reading_cannot_make_the_server_buffer_a_whole_stream(

@@ -47,12 +47,13 @@ async def test_concurrent_registrations_of_one_model_stop_at_the_version_limit(
     assert refused[0].metadata == {"limit": "version_limit", "max": "4"}
 
 
-async def test_concurrent_registrations_of_new_models_stop_at_the_model_limit(
-    registries: Any, tiny_model: Any
-) -> None:
+async def test_concurrent_registrations_of_new_models_stop_at_the_model_limit(registries: Any, tiny_model: Any) -> None:
     registry: ModelRegistry = registries.new(model_limit=5)
     outcomes = await h.gather_outcomes(
-        [registry.register(RegisterSpec(url="tiny.pt", model_name=f"m{i}", initial_workers=1)) for i in range(CONCURRENT)]
+        [
+            registry.register(RegisterSpec(url="tiny.pt", model_name=f"m{i}", initial_workers=1))
+            for i in range(CONCURRENT)
+        ]
     )
     refused = refusals(outcomes)
     assert len(refused) == CONCURRENT - 5

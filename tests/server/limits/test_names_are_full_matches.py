@@ -44,7 +44,9 @@ def test_the_desired_state_refuses_a_name_or_version_with_a_trailing_newline() -
 
 
 def write_manifest(model: dict[str, str]) -> bytes:
-    return json.dumps({"runtime": "python", "model": {"serializedFile": "model.pt", "handler": "default", **model}}).encode()
+    return json.dumps(
+        {"runtime": "python", "model": {"serializedFile": "model.pt", "handler": "default", **model}}
+    ).encode()
 
 
 async def test_register_refuses_a_trailing_newline_in_the_request_and_in_manifests(

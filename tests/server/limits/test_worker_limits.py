@@ -100,9 +100,7 @@ async def test_the_per_server_total_counts_the_workers_of_every_model(
     assert sum(len(v.pool.workers) for v in registry.versions()) == 4
 
 
-async def test_concurrent_registrations_cannot_overshoot_the_worker_total(
-    registries: Any, tiny_model: Any
-) -> None:
+async def test_concurrent_registrations_cannot_overshoot_the_worker_total(registries: Any, tiny_model: Any) -> None:
     registry: ModelRegistry = registries.new(cpus=2, worker_limit=5)
     outcomes = await h.gather_outcomes(
         [registry.register(RegisterSpec(url="tiny.pt", model_name=f"m{i}", initial_workers=1)) for i in range(20)]

@@ -15,7 +15,7 @@ from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 
 def evil_handler(marker: Path) -> bytes:
     """A TorchServe handler that leaves a marker file when imported or called."""
-    return f'''
+    return f"""
 from pathlib import Path
 Path({str(marker)!r}).write_text("imported")
 
@@ -25,7 +25,7 @@ def handle(data, context):
 
 def initialize(context):
     Path({str(marker)!r}).write_text("initialized")
-'''.encode()
+""".encode()
 
 
 def marker_archive(models: Any, marker: Path, *, as_folder: bool) -> Path:
@@ -65,10 +65,13 @@ def test_archive_handler_never_runs_whether_refused_or_overridden(
 
 
 def test_zip_slip_entry_refuses_the_whole_archive(models: Any, identify: Any, tmp_path: Path) -> None:
-    mar = models.mar("slip.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(modelName="slip", serializedFile="../slip.pt", handler="default"),
-        "../slip.pt": models.torchscript().read_bytes(),
-    })
+    mar = models.mar(
+        "slip.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(modelName="slip", serializedFile="../slip.pt", handler="default"),
+            "../slip.pt": models.torchscript().read_bytes(),
+        },
+    )
     with pytest.raises(ModelFleetError) as caught:
         identify(mar)
     assert (caught.value.kind, caught.value.reason) == (ErrorKind.INVALID_ARGUMENT, Reason.PATH_ESCAPE)
@@ -77,10 +80,13 @@ def test_zip_slip_entry_refuses_the_whole_archive(models: Any, identify: Any, tm
 
 @pytest.mark.parametrize("serialized", ["../tiny.pt", "/etc/passwd", "a\\..\\b.pt"])
 def test_escaping_serialized_file_name_is_refused(models: Any, identify: Any, serialized: str) -> None:
-    mar = models.mar("m.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(modelName="m", serializedFile=serialized, handler="default"),
-        "tiny.pt": models.torchscript().read_bytes(),
-    })
+    mar = models.mar(
+        "m.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(modelName="m", serializedFile=serialized, handler="default"),
+            "tiny.pt": models.torchscript().read_bytes(),
+        },
+    )
     with pytest.raises(ModelFleetError) as caught:
         identify(mar)
     assert caught.value.reason is Reason.PATH_ESCAPE
@@ -88,9 +94,12 @@ def test_escaping_serialized_file_name_is_refused(models: Any, identify: Any, se
 
 def test_folder_serialized_file_symlinked_outside_is_refused(models: Any, load: Any, tmp_path: Path) -> None:
     outside = models.torchscript("outside.pt")
-    folder = models.folder("linked", {
-        "MAR-INF/MANIFEST.json": models.manifest(modelName="linked", serializedFile="tiny.pt", handler="default"),
-    })
+    folder = models.folder(
+        "linked",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(modelName="linked", serializedFile="tiny.pt", handler="default"),
+        },
+    )
     os.symlink(outside, folder / "tiny.pt")
     with pytest.raises(ModelFleetError) as caught:
         load(folder)
@@ -98,9 +107,12 @@ def test_folder_serialized_file_symlinked_outside_is_refused(models: Any, load: 
 
 
 def test_serialized_file_missing_from_the_archive_is_reported(models: Any, load: Any) -> None:
-    mar = models.mar("m.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(modelName="m", serializedFile="absent.pt", handler="default"),
-    })
+    mar = models.mar(
+        "m.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(modelName="m", serializedFile="absent.pt", handler="default"),
+        },
+    )
     with pytest.raises(ModelFleetError) as caught:
         load(mar)
     assert caught.value.reason is Reason.UNSUPPORTED_FORMAT and "absent.pt" in caught.value.message

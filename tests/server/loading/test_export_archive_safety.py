@@ -137,12 +137,21 @@ def test_compiled_native_code_is_refused(models: Any, load: Any, tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    "target", [
-        "builtins.exec", "_operator.attrgetter", "torch.ops.load_library", "torch.load", "os.system",
+    "target",
+    [
+        "builtins.exec",
+        "_operator.attrgetter",
+        "torch.ops.load_library",
+        "torch.load",
+        "os.system",
         # torch.ops targets go through the same operator allow-list as TorchScript:
-        "torch.ops.aten.from_file.default", "torch.ops.aten.save.default", "torch.ops.aten.set_.source_Storage",
-        "torch.ops.aten.as_strided.default", "torch.ops.c10d.broadcast_.default", "torch.ops.torchvision.nms.default",
-    ]
+        "torch.ops.aten.from_file.default",
+        "torch.ops.aten.save.default",
+        "torch.ops.aten.set_.source_Storage",
+        "torch.ops.aten.as_strided.default",
+        "torch.ops.c10d.broadcast_.default",
+        "torch.ops.torchvision.nms.default",
+    ],
 )
 def test_operators_outside_the_allow_list_are_refused(models: Any, load: Any, tmp_path: Path, target: str) -> None:
     def swap(program: dict[str, Any]) -> None:

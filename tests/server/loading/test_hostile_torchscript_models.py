@@ -119,16 +119,24 @@ def test_hostile_torchscript_is_refused_before_loading_and_leaves_no_file(
     hostile = rewrite(victim, models.root / "hostile.pt", hostile_cases(marker)[case])
     source = {
         "bare": lambda: hostile,
-        "mar": lambda: models.mar("hostile.mar", {
-            "MAR-INF/MANIFEST.json": models.manifest(modelName="hostile", serializedFile="hostile.pt",
-                                                     handler="default", modelVersion="1.0"),
-            "hostile.pt": hostile.read_bytes(),
-        }),
-        "folder": lambda: models.folder("hostile-folder", {
-            "MAR-INF/MANIFEST.json": models.manifest(modelName="hostile", serializedFile="hostile.pt",
-                                                     handler="default", modelVersion="1.0"),
-            "hostile.pt": hostile.read_bytes(),
-        }),
+        "mar": lambda: models.mar(
+            "hostile.mar",
+            {
+                "MAR-INF/MANIFEST.json": models.manifest(
+                    modelName="hostile", serializedFile="hostile.pt", handler="default", modelVersion="1.0"
+                ),
+                "hostile.pt": hostile.read_bytes(),
+            },
+        ),
+        "folder": lambda: models.folder(
+            "hostile-folder",
+            {
+                "MAR-INF/MANIFEST.json": models.manifest(
+                    modelName="hostile", serializedFile="hostile.pt", handler="default", modelVersion="1.0"
+                ),
+                "hostile.pt": hostile.read_bytes(),
+            },
+        ),
     }[layout]()
 
     with pytest.raises(ModelFleetError) as caught:
@@ -144,18 +152,21 @@ def test_hostile_torchscript_is_refused_before_loading_and_leaves_no_file(
     assert sorted(os.listdir(outside)) == (["marker"] if "reads a secret" in case else [])
 
 
-@pytest.mark.parametrize(("case", "operator"), [
-    ("from_file creates a file in __setstate__", "torch.from_file (aten::from_file)"),
-    ("torch.ops alias", "ops.aten.from_file (aten::from_file)"),
-    ("getattr on torch", "torch.from_file (aten::from_file)"),
-    ("method-call alias on a string", ".from_file"),
-    ("torch.save writes a file", "torch.save (aten::save)"),
-    ("storage view past the end", "aten::as_strided"),
-    ("custom class in code", "custom class __torch__.torch.classes.quantized"),
-    ("fork starts a thread", "prim::fork"),
-    ("print floods stdout", "prim::Print"),
-    ("operator in a submodule method", "__torch__.evil.helper.Helper.steal uses torch.from_file"),
-])
+@pytest.mark.parametrize(
+    ("case", "operator"),
+    [
+        ("from_file creates a file in __setstate__", "torch.from_file (aten::from_file)"),
+        ("torch.ops alias", "ops.aten.from_file (aten::from_file)"),
+        ("getattr on torch", "torch.from_file (aten::from_file)"),
+        ("method-call alias on a string", ".from_file"),
+        ("torch.save writes a file", "torch.save (aten::save)"),
+        ("storage view past the end", "aten::as_strided"),
+        ("custom class in code", "custom class __torch__.torch.classes.quantized"),
+        ("fork starts a thread", "prim::fork"),
+        ("print floods stdout", "prim::Print"),
+        ("operator in a submodule method", "__torch__.evil.helper.Helper.steal uses torch.from_file"),
+    ],
+)
 def test_the_refusal_names_the_method_and_the_operator(
     models: Any, load: Any, victim: Path, outside: Path, case: str, operator: str
 ) -> None:
@@ -167,9 +178,15 @@ def test_the_refusal_names_the_method_and_the_operator(
         assert ".Victim." in caught.value.message
 
 
-@pytest.mark.parametrize("case", [
-    "from_file creates a file in __setstate__", "torch.ops alias", "getattr on torch", "torch.save writes a file",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "from_file creates a file in __setstate__",
+        "torch.ops alias",
+        "getattr on torch",
+        "torch.save writes a file",
+    ],
+)
 def test_control_plain_torch_jit_load_really_runs_the_hostile_code(
     models: Any, victim: Path, outside: Path, case: str
 ) -> None:
@@ -178,7 +195,9 @@ def test_control_plain_torch_jit_load_really_runs_the_hostile_code(
     hostile = rewrite(victim, models.root / "hostile.pt", hostile_cases(marker)[case])
     subprocess.run(
         [sys.executable, "-W", "ignore", "-c", f"import torch; torch.jit.load({str(hostile)!r})"],
-        check=True, capture_output=True, timeout=120,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     assert marker.exists()
 
@@ -232,8 +251,10 @@ class Zeros(torch.nn.Module):
 def test_a_deflated_model_file_that_inflates_past_the_ratio_limit_is_refused_before_torch_reads_it(
     models: Any, load: Any, suffix: str
 ) -> None:
-    plain = models.torchscript("zeros.pt", module=Zeros()) if suffix == ".pt" else models.export(
-        "zeros.pt2", module=Zeros()
+    plain = (
+        models.torchscript("zeros.pt", module=Zeros())
+        if suffix == ".pt"
+        else models.export("zeros.pt2", module=Zeros())
     )
     bomb = models.root / f"bomb{suffix}"
     with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:

@@ -33,7 +33,10 @@ SAMPLE = [0.1 * i for i in range(16)]
 def test_torchscript_file_loads_and_predicts(models: Any, load: Any) -> None:
     loaded = load(models.torchscript("tiny.pt"))
     assert (loaded.name, loaded.version, loaded.serialized_format, loaded.handler_name) == (
-        "tiny", "1.0", "torchscript", "default"
+        "tiny",
+        "1.0",
+        "torchscript",
+        "default",
     )
     assert loaded.load_info.engine == "torchscript" and loaded.load_info.runtime == "python"
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
@@ -48,12 +51,15 @@ def test_export_program_loads_and_predicts(models: Any, load: Any) -> None:
 @pytest.mark.parametrize("serialized", ["tiny.pt", "tiny.pt2"])
 def test_mar_archive_loads_its_serialized_file(models: Any, load: Any, serialized: str) -> None:
     model_file = models.torchscript(serialized) if serialized.endswith(".pt") else models.export(serialized)
-    mar = models.mar("tiny.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(
-            modelName="tinymar", serializedFile=serialized, handler="default", modelVersion="2.0"
-        ),
-        serialized: model_file.read_bytes(),
-    })
+    mar = models.mar(
+        "tiny.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(
+                modelName="tinymar", serializedFile=serialized, handler="default", modelVersion="2.0"
+            ),
+            serialized: model_file.read_bytes(),
+        },
+    )
     loaded = load(mar)
     assert (loaded.name, loaded.version, loaded.load_info.layout) == ("tinymar", "2.0", "mar")
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
@@ -62,20 +68,26 @@ def test_mar_archive_loads_its_serialized_file(models: Any, load: Any, serialize
 def test_mar_extraction_leaves_nothing_behind(models: Any, load: Any, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    mar = models.mar("tiny.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(modelName="tiny", serializedFile="tiny.pt", handler=""),
-        "tiny.pt": models.torchscript().read_bytes(),
-    })
+    mar = models.mar(
+        "tiny.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(modelName="tiny", serializedFile="tiny.pt", handler=""),
+            "tiny.pt": models.torchscript().read_bytes(),
+        },
+    )
     loaded = load(mar, loader_=ModelLoader(ModelSettings(), work_dir=work))
     assert list(work.iterdir()) == []
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
 
 
 def test_mar_member_over_the_extraction_limit_is_refused(models: Any, load: Any) -> None:
-    mar = models.mar("tiny.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(modelName="tiny", serializedFile="tiny.pt", handler="default"),
-        "tiny.pt": models.torchscript().read_bytes(),
-    })
+    mar = models.mar(
+        "tiny.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(modelName="tiny", serializedFile="tiny.pt", handler="default"),
+            "tiny.pt": models.torchscript().read_bytes(),
+        },
+    )
     with pytest.raises(ModelFleetError) as caught:
         load(mar, loader_=ModelLoader(ModelSettings(), max_extract_bytes=1000))
     assert caught.value.reason is Reason.LOAD_FAILED
@@ -83,15 +95,21 @@ def test_mar_member_over_the_extraction_limit_is_refused(models: Any, load: Any)
 
 
 def test_model_folder_with_manifest_loads(models: Any, load: Any) -> None:
-    folder = models.folder("tinydir", {
-        "MAR-INF/MANIFEST.json": models.manifest(
-            modelName="tinydir", serializedFile="weights/tiny.pt2", handler="default", modelVersion="3.1"
-        ),
-        "weights/tiny.pt2": models.export().read_bytes(),
-    })
+    folder = models.folder(
+        "tinydir",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(
+                modelName="tinydir", serializedFile="weights/tiny.pt2", handler="default", modelVersion="3.1"
+            ),
+            "weights/tiny.pt2": models.export().read_bytes(),
+        },
+    )
     loaded = load(folder)
     assert (loaded.name, loaded.version, loaded.serialized_format, loaded.load_info.layout) == (
-        "tinydir", "3.1", "export", "folder"
+        "tinydir",
+        "3.1",
+        "export",
+        "folder",
     )
     assert torch.allclose(predict(loaded, SAMPLE), expected(models, SAMPLE), atol=1e-6)
 
@@ -137,13 +155,16 @@ def test_safetensors_without_a_trusted_handler_is_refused(models: Any, identify:
 
 
 def test_eager_mode_archive_is_refused_with_how_to_convert(models: Any, identify: Any) -> None:
-    mar = models.mar("eager.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(
-            modelName="eager", serializedFile="model.pth", handler="default", modelFile="model.py"
-        ),
-        "model.py": b"import torch\nclass Net(torch.nn.Module): pass\n",
-        "model.pth": b"not read",
-    })
+    mar = models.mar(
+        "eager.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(
+                modelName="eager", serializedFile="model.pth", handler="default", modelFile="model.py"
+            ),
+            "model.py": b"import torch\nclass Net(torch.nn.Module): pass\n",
+            "model.pth": b"not read",
+        },
+    )
     with pytest.raises(ModelFleetError) as caught:
         identify(mar)
     error = caught.value

@@ -14,10 +14,13 @@ from modelfleet.server.settings import ModelSettings
 
 def mar_with(models: Any, **model: str) -> Any:
     model.setdefault("serializedFile", "tiny.pt")
-    return models.mar("m.mar", {
-        "MAR-INF/MANIFEST.json": models.manifest(**model),
-        "tiny.pt": models.torchscript().read_bytes(),
-    })
+    return models.mar(
+        "m.mar",
+        {
+            "MAR-INF/MANIFEST.json": models.manifest(**model),
+            "tiny.pt": models.torchscript().read_bytes(),
+        },
+    )
 
 
 def test_archive_version_comes_from_its_manifest(models: Any, identify: Any) -> None:

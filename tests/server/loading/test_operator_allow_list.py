@@ -60,23 +60,44 @@ def test_every_operator_in_the_gallery_graphs_is_on_the_list(models: Any, name: 
 def test_refused_operator_families_are_not_on_the_list() -> None:
     allow = default_allow_list()
     refused = [
-        "aten::from_file", "aten::save", "aten::set_", "aten::as_strided", "aten::_unsafe_view",
-        "aten::record_stream", "aten::pin_memory", "aten::wait", "aten::manual_seed", "aten::seed",
-        "aten::resize_", "aten::_print", "prim::Print", "prim::fork", "prim::rpc_async", "prim::PythonOp",
-        "aten::sparse_coo_tensor", "aten::quantize_per_tensor", "c10d::broadcast_", "profiler::_record_function_enter",
-        "aten::_cufft_set_plan_cache_max_size", "aten::storage_offset",
+        "aten::from_file",
+        "aten::save",
+        "aten::set_",
+        "aten::as_strided",
+        "aten::_unsafe_view",
+        "aten::record_stream",
+        "aten::pin_memory",
+        "aten::wait",
+        "aten::manual_seed",
+        "aten::seed",
+        "aten::resize_",
+        "aten::_print",
+        "prim::Print",
+        "prim::fork",
+        "prim::rpc_async",
+        "prim::PythonOp",
+        "aten::sparse_coo_tensor",
+        "aten::quantize_per_tensor",
+        "c10d::broadcast_",
+        "profiler::_record_function_enter",
+        "aten::_cufft_set_plan_cache_max_size",
+        "aten::storage_offset",
     ]
     assert [op for op in refused if allow.allows(op)] == []
 
 
 def test_every_listed_core_operator_exists_in_this_torch() -> None:
     """A stale entry would hide a torch upgrade that renamed an operator: regenerate and review instead."""
-    structural = {f"prim::{k}" for k in (
-        "Constant GetAttr SetAttr If Loop ListConstruct ListUnpack TupleConstruct TupleSlice DictConstruct "
-        "DictIndex CreateObject CallMethod CallFunction isinstance Enter Exit ListIndex shape"
-    ).split()}
+    structural = {
+        f"prim::{k}"
+        for k in (
+            "Constant GetAttr SetAttr If Loop ListConstruct ListUnpack TupleConstruct TupleSlice DictConstruct "
+            "DictIndex CreateObject CallMethod CallFunction isinstance Enter Exit ListIndex shape"
+        ).split()
+    }
     missing = [
-        name for name in sorted(default_allow_list().names)
+        name
+        for name in sorted(default_allow_list().names)
         if name.split("::")[0] in ("aten",) and name not in structural and not is_registered(name)
     ]
     assert missing == []
@@ -92,6 +113,8 @@ def test_extension_operators_count_only_where_their_library_is_installed() -> No
 def test_the_committed_list_is_what_the_generator_writes() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts/generate-operator-allowlist.py"), "--check"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr

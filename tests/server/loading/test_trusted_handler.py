@@ -56,12 +56,12 @@ class Affine(torch.nn.Module):
 
 
 def test_postprocess_failure_is_internal_for_that_request_only(models: Any, load: Any) -> None:
-    name = models.trusted_module('''
+    name = models.trusted_module("""
 def postprocess(output):
     if output.max() > 100:
         raise RuntimeError("cannot encode")
     return b"ok"
-''')
+""")
     loader = ModelLoader(ModelSettings(trusted_handlers=(name,)))
     runner = load(models.torchscript("affine.pt", Affine()), loader_=loader, handler=name).make_runner("cpu")
     small, large = runner.run_batch([{"data": b"[1.0]"}, {"data": b"[1000.0]"}])

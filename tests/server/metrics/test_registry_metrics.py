@@ -74,9 +74,10 @@ async def test_torchserve_metric_names_and_labels_count_answered_requests(
     assert "_total_total" not in text
     # the same samples in OpenMetrics, which Prometheus negotiates first and parses strictly
     assert samples(scrape(registry, openmetrics=True), openmetrics=True) == found
-    assert found[("ts_inference_latency_microseconds", ts("tiny", "1.0"))] >= found[
-        ("ts_queue_latency_microseconds", ts("tiny", "1.0"))
-    ]
+    assert (
+        found[("ts_inference_latency_microseconds", ts("tiny", "1.0"))]
+        >= found[("ts_queue_latency_microseconds", ts("tiny", "1.0"))]
+    )
     assert found[("modelfleet_inference_errors_total", mf("tiny", "2.0"))] == 1
     assert found[("modelfleet_inference_errors_total", mf("tiny", "1.0"))] == 0
 

@@ -35,7 +35,9 @@ def test_a_mixed_batch_answers_every_request_as_if_it_ran_alone(tiny_model: obje
 
     assert isinstance(together[3], ModelFleetError) and together[3].reason == Reason.BAD_INPUT
     for index in (0, 1, 5):  # same values; the low bits of a batched matmul may differ
-        assert torch.allclose(torch.tensor(json.loads(together[index])), torch.tensor(json.loads(alone[index])), atol=1e-6)
+        assert torch.allclose(
+            torch.tensor(json.loads(together[index])), torch.tensor(json.loads(alone[index])), atol=1e-6
+        )
     assert len(together[2]) == len(alone[2]) == 4 * 4  # raw answer: float32 bytes of 4 outputs
     assert isinstance(together[4], bytes) and together[4][8:9] == b"{"  # safetensors answer
     expected = h.eager()(rows)

@@ -101,7 +101,9 @@ async def test_a_failed_warm_up_is_logged_and_the_worker_still_becomes_ready_and
         await pool.wait_ready(1, h.WAIT_S)
         assert pool.workers[0].warmed_up is False
         assert await asyncio.wait_for(pool.submit({"data": b"[1]"}, None), h.WAIT_S) == b"ok"
-        assert any("warm-up" in record.getMessage() and "serving anyway" in record.getMessage() for record in caplog.records)
+        assert any(
+            "warm-up" in record.getMessage() and "serving anyway" in record.getMessage() for record in caplog.records
+        )
     finally:
         from modelfleet.server.errors import ErrorKind, ModelFleetError, Reason
 

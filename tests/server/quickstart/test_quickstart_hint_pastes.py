@@ -17,7 +17,11 @@ import pytest
 def test_the_printed_grpcurl_command_answers_when_pasted_into_a_bare_shell(tmp_path: Path) -> None:
     quickstart = subprocess.Popen(
         [sys.executable, "-m", "modelfleet.server.quickstart", "--workdir", str(tmp_path / "work")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     assert quickstart.stdout is not None
     seen: list[str] = []
     try:
@@ -31,8 +35,7 @@ def test_the_printed_grpcurl_command_answers_when_pasted_into_a_bare_shell(tmp_p
         grpcurl = command.group(1).split()[0]
         assert Path(grpcurl).is_absolute() and Path(grpcurl).is_file(), grpcurl
         bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-        pasted = subprocess.run(["bash", "-c", command.group(1)], env=bare, capture_output=True, text=True,
-                                timeout=60)
+        pasted = subprocess.run(["bash", "-c", command.group(1)], env=bare, capture_output=True, text=True, timeout=60)
         assert pasted.returncode == 0, pasted.stderr
         assert '"prediction"' in pasted.stdout
     finally:

@@ -17,11 +17,34 @@ from modelfleet.server.rpc import torchserve_json
 import mf_domain_harness as h
 
 TORCHSERVE_FIELDS = [
-    "modelName", "modelVersion", "modelUrl", "engine", "runtime", "minWorkers", "maxWorkers", "batchSize",
-    "maxBatchDelay", "responseTimeout", "startupTimeout", "maxRetryTimeoutInSec", "clientTimeoutInMills",
-    "parallelType", "parallelLevel", "deviceType", "deviceIds", "continuousBatching", "useJobTicket", "useVenv",
-    "stateful", "sequenceMaxIdleMSec", "sequenceTimeoutMSec", "maxNumSequence", "maxSequenceJobQueueSize",
-    "loadedAtStartup", "workers", "jobQueueStatus",
+    "modelName",
+    "modelVersion",
+    "modelUrl",
+    "engine",
+    "runtime",
+    "minWorkers",
+    "maxWorkers",
+    "batchSize",
+    "maxBatchDelay",
+    "responseTimeout",
+    "startupTimeout",
+    "maxRetryTimeoutInSec",
+    "clientTimeoutInMills",
+    "parallelType",
+    "parallelLevel",
+    "deviceType",
+    "deviceIds",
+    "continuousBatching",
+    "useJobTicket",
+    "useVenv",
+    "stateful",
+    "sequenceMaxIdleMSec",
+    "sequenceTimeoutMSec",
+    "maxNumSequence",
+    "maxSequenceJobQueueSize",
+    "loadedAtStartup",
+    "workers",
+    "jobQueueStatus",
 ]  # DescribeModelResponse.java minus status, metrics, customizedMetadata (null there, so omitted)
 WORKER_FIELDS = ["id", "startTime", "status", "memoryUsage", "pid", "gpu", "gpuUsage"]
 
@@ -46,9 +69,17 @@ async def test_every_torchserve_field_in_order_with_the_registered_settings(regi
     [element] = described(registry, None)
     assert list(element) == TORCHSERVE_FIELDS
     assert {k: element[k] for k in TORCHSERVE_FIELDS[:11]} == {
-        "modelName": "tiny", "modelVersion": "1.5", "modelUrl": "tiny.pt#version=1.5",
-        "engine": "torchscript", "runtime": "python", "minWorkers": 2, "maxWorkers": 2, "batchSize": 8,
-        "maxBatchDelay": 12, "responseTimeout": 33, "startupTimeout": 44,
+        "modelName": "tiny",
+        "modelVersion": "1.5",
+        "modelUrl": "tiny.pt#version=1.5",
+        "engine": "torchscript",
+        "runtime": "python",
+        "minWorkers": 2,
+        "maxWorkers": 2,
+        "batchSize": 8,
+        "maxBatchDelay": 12,
+        "responseTimeout": 33,
+        "startupTimeout": 44,
     }
     assert (element["deviceType"], element["deviceIds"]) == ("cpu", [])
     assert element["loadedAtStartup"] is False
@@ -106,6 +137,9 @@ def test_a_stopped_worker_is_reported_as_torchserve_s_unloading() -> None:
         )
 
     assert [worker(s, None)["status"] for s in ("STARTING", "READY", "FAILED", "STOPPED")] == [
-        "STARTING", "READY", "FAILED", "UNLOADING",
+        "STARTING",
+        "READY",
+        "FAILED",
+        "UNLOADING",
     ]
     assert (worker("READY", 0)["gpu"], worker("READY", None)["gpu"]) == (True, False)

@@ -41,7 +41,9 @@ async def test_a_model_folder_takes_its_version_from_the_manifest_not_the_fragme
     (folder / "MAR-INF").mkdir(parents=True)
     make_model("scorer/model.pt")
     (folder / "MAR-INF" / "MANIFEST.json").write_text(
-        json.dumps({"runtime": "python", "model": {"modelName": "scorer", "modelVersion": "3.1", "serializedFile": "model.pt"}})
+        json.dumps(
+            {"runtime": "python", "model": {"modelName": "scorer", "modelVersion": "3.1", "serializedFile": "model.pt"}}
+        )
     )
     registry = registries.new()
     result = await registry.register(RegisterSpec(url="scorer#version=9.9", synchronous=True, initial_workers=1))
@@ -81,7 +83,9 @@ async def test_a_duplicate_name_and_version_is_refused_and_leaves_the_first_unto
         assert getattr(after, field) == getattr(before, field)
     assert [w.id for w in after.workers] == [w.id for w in before.workers]
     rows = h.seeded_rows(1, seed=3)
-    assert torch.allclose(h.as_tensor(await h.predict(registry, "tiny", h.rows_json(rows))), h.eager(seed=1)(rows), atol=1e-6)
+    assert torch.allclose(
+        h.as_tensor(await h.predict(registry, "tiny", h.rows_json(rows))), h.eager(seed=1)(rows), atol=1e-6
+    )
 
 
 async def test_concurrent_registrations_of_one_version_load_it_once(registries: Any, make_model: Any) -> None:

@@ -27,7 +27,9 @@ async def three_versions(registries: Any, make_model: Any) -> ModelRegistry:
     for version, seed in SEEDS.items():
         make_model(f"tiny-{version}.pt", seed=seed)
         await registry.register(
-            RegisterSpec(url=f"tiny-{version}.pt#version={version}", model_name="tiny", synchronous=True, initial_workers=1)
+            RegisterSpec(
+                url=f"tiny-{version}.pt#version={version}", model_name="tiny", synchronous=True, initial_workers=1
+            )
         )
     return registry
 
@@ -53,16 +55,17 @@ async def test_set_default_switches_predict_describe_and_list(three_versions: Mo
     assert await answered_by(three_versions, None) == "2.0"
     assert await answered_by(three_versions, "") == "2.0"
     assert three_versions.describe("tiny", None)[0].version == "2.0"
-    assert three_versions.list_models(limit=10, offset=0).models == (
-        ListedModel("tiny", "tiny-2.0.pt#version=2.0"),
-    )
+    assert three_versions.list_models(limit=10, offset=0).models == (ListedModel("tiny", "tiny-2.0.pt#version=2.0"),)
 
 
 async def test_the_default_version_cannot_be_unregistered_while_others_exist(three_versions: ModelRegistry) -> None:
     for version in ("1.0", None):  # named, or implied by an unversioned call
         with pytest.raises(ModelFleetError) as caught:
             await three_versions.unregister("tiny", version)
-        assert (caught.value.kind, caught.value.reason) == (ErrorKind.FAILED_PRECONDITION, Reason.DEFAULT_VERSION_IN_USE)
+        assert (caught.value.kind, caught.value.reason) == (
+            ErrorKind.FAILED_PRECONDITION,
+            Reason.DEFAULT_VERSION_IN_USE,
+        )
     assert [d.version for d in three_versions.describe("tiny", "all")] == ["1.0", "2.0", "3.0"]
     assert await answered_by(three_versions, None) == "1.0"
 
@@ -142,8 +145,10 @@ async def test_requests_racing_an_unregister_are_each_answered(registries: Any, 
     await registry.register(RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=1))
     rows = h.seeded_rows(1, seed=6)
     # submitted in the same loop iteration as the unregister that follows them
-    calls = [asyncio.ensure_future(registry.predict("tiny", None, {"data": h.rows_json(rows)}, deadline=None))
-             for _ in range(5)]
+    calls = [
+        asyncio.ensure_future(registry.predict("tiny", None, {"data": h.rows_json(rows)}, deadline=None))
+        for _ in range(5)
+    ]
     removal = asyncio.ensure_future(registry.unregister("tiny", None))
     outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), h.WAIT_S)
     await removal

@@ -195,9 +195,7 @@ async def test_a_refused_connection_is_unavailable(
         await refused(make_resolver(".*"), url, ErrorKind.UNAVAILABLE, Reason.SOURCE_FETCH_FAILED)
 
 
-async def test_a_download_with_the_right_sha256_is_kept(
-    server, allow_server: Callable[..., SourceResolver]
-) -> None:
+async def test_a_download_with_the_right_sha256_is_kept(server, allow_server: Callable[..., SourceResolver]) -> None:
     source = await allow_server().resolve(server.url(f"/files/tiny.pt#sha256={DIGEST}"))
 
     assert hashlib.sha256(source.path.read_bytes()).hexdigest() == DIGEST
@@ -242,13 +240,23 @@ async def test_an_unpinned_url_is_fetched_again_so_a_new_upload_is_seen(
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(404, ErrorKind.NOT_FOUND), (410, ErrorKind.NOT_FOUND), (403, ErrorKind.INVALID_ARGUMENT),
-     (400, ErrorKind.INVALID_ARGUMENT), (429, ErrorKind.UNAVAILABLE), (500, ErrorKind.UNAVAILABLE),
-     (503, ErrorKind.UNAVAILABLE)],
+    [
+        (404, ErrorKind.NOT_FOUND),
+        (410, ErrorKind.NOT_FOUND),
+        (403, ErrorKind.INVALID_ARGUMENT),
+        (400, ErrorKind.INVALID_ARGUMENT),
+        (429, ErrorKind.UNAVAILABLE),
+        (500, ErrorKind.UNAVAILABLE),
+        (503, ErrorKind.UNAVAILABLE),
+    ],
 )
 async def test_an_http_error_status_is_a_fetch_failure_that_names_the_status(
-    server, allow_server: Callable[..., SourceResolver], refused: Refused, model_store: Path,
-    status: int, kind: ErrorKind,
+    server,
+    allow_server: Callable[..., SourceResolver],
+    refused: Refused,
+    model_store: Path,
+    status: int,
+    kind: ErrorKind,
 ) -> None:
     error = await refused(allow_server(), server.url(f"/status/{status}/m.pt"), kind, Reason.SOURCE_FETCH_FAILED)
 
@@ -263,9 +271,7 @@ async def test_a_missing_file_on_the_server_is_a_404_fetch_failure(
     await refused(allow_server(), server.url("/files/absent.pt"), ErrorKind.NOT_FOUND, Reason.SOURCE_FETCH_FAILED)
 
 
-async def test_a_redirect_to_an_allowed_url_is_followed(
-    server, allow_server: Callable[..., SourceResolver]
-) -> None:
+async def test_a_redirect_to_an_allowed_url_is_followed(server, allow_server: Callable[..., SourceResolver]) -> None:
     target = server.url("/files/tiny.pt")
 
     source = await allow_server().resolve(server.url("/redirect/latest.pt?to=" + quote(target, safe="")))
@@ -300,8 +306,12 @@ async def test_a_redirect_to_a_refused_url_is_not_followed(
     ],
 )
 async def test_a_redirect_to_another_scheme_or_an_escape_is_refused_even_when_everything_is_allowed(
-    server, make_resolver: Callable[..., SourceResolver], refused: Refused,
-    target: str, kind: ErrorKind, reason: Reason,
+    server,
+    make_resolver: Callable[..., SourceResolver],
+    refused: Refused,
+    target: str,
+    kind: ErrorKind,
+    reason: Reason,
 ) -> None:
     await refused(make_resolver(".*"), server.url("/redirect/x.pt?to=" + quote(target, safe="")), kind, reason)
 
@@ -324,7 +334,9 @@ async def test_a_malformed_http_url_is_bad_input(
 async def test_a_redirect_loop_ends_as_a_fetch_failure(
     server: Any, allow_server: Callable[..., SourceResolver], refused: Refused
 ) -> None:
-    error = await refused(allow_server(), server.url("/loop/x.pt"), ErrorKind.INVALID_ARGUMENT, Reason.SOURCE_FETCH_FAILED)
+    error = await refused(
+        allow_server(), server.url("/loop/x.pt"), ErrorKind.INVALID_ARGUMENT, Reason.SOURCE_FETCH_FAILED
+    )
 
     assert "redirect" in error.message
     assert 1 < len(server.state.requests) <= 12  # urllib stops after 10 hops

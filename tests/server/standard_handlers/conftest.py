@@ -43,5 +43,3 @@ def load_standard(tmp_path: Path) -> LoadStandard:
         return loader.load(source, spec, loader.identify(source, spec))
 
     return run
-
-

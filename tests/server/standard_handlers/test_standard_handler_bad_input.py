@@ -91,7 +91,9 @@ def test_each_bad_image_fails_alone_and_the_batch_is_answered(handler: str, mode
 
 
 def test_pixel_limit_is_a_setting(load_standard: Any) -> None:
-    runner = load_standard("image_classifier", "classifier", settings=ModelSettings(max_image_pixels=70_000)).make_runner("cpu")
+    runner = load_standard(
+        "image_classifier", "classifier", settings=ModelSettings(max_image_pixels=70_000)
+    ).make_runner("cpu")
     small, large = runner.run_batch([{"data": image("exact.png")}, {"data": image("landscape.jpg")}])
     assert isinstance(small, bytes)
     refused(large, "320 x 240 = 76800 pixels", "limit of 70000")
@@ -162,7 +164,9 @@ def test_a_pickled_vocabulary_is_refused_with_advice(load_standard: Any) -> None
         ({"index_to_name.json": b"{nope"}, ["index_to_name.json", "not JSON"]),
     ],
 )
-def test_a_broken_label_file_fails_the_load_not_each_request(files: dict[str, bytes], words: list[str], load_standard: Any) -> None:
+def test_a_broken_label_file_fails_the_load_not_each_request(
+    files: dict[str, bytes], words: list[str], load_standard: Any
+) -> None:
     with pytest.raises(ModelFleetError) as caught:
         load_standard("image_classifier", "classifier", files=files)
     for word in words:

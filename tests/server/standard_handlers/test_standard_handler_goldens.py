@@ -50,7 +50,9 @@ def close(actual: Any, expected: Any, *, path: str = "") -> None:
         for index, (a, e) in enumerate(zip(actual, expected)):
             close(a, e, path=f"{path}[{index}]")
     elif isinstance(expected, float):
-        assert isinstance(actual, (int, float)) and abs(actual - expected) <= TOLERANCE, f"{path}: {actual} != {expected}"
+        assert isinstance(actual, (int, float)) and abs(actual - expected) <= TOLERANCE, (
+            f"{path}: {actual} != {expected}"
+        )
     else:
         assert actual == expected, f"{path}: {actual!r} != {expected!r}"
 
@@ -117,6 +119,8 @@ def test_basic_english_and_ngrams_equal_torchtext(case: dict[str, Any]) -> None:
 
 
 def test_answers_are_torchserve_json_byte_for_byte(load_standard: Any) -> None:
-    answer = load_standard("image_classifier", "classifier").make_runner("cpu").run_batch([{"data": image("exact.png")}])[0]
+    answer = (
+        load_standard("image_classifier", "classifier").make_runner("cpu").run_batch([{"data": image("exact.png")}])[0]
+    )
     assert isinstance(answer, bytes)
     assert answer == json.dumps(json.loads(answer), indent=2).encode()  # TorchServe's backend: indent=2

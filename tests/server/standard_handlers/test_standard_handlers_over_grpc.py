@@ -31,7 +31,12 @@ GOLDEN = json.loads((GOLDENS / "goldens.json").read_text())["results"]
 async def test_densenet_style_walkthrough_with_a_bad_image_in_the_batch(tmp_path: Path, mode: str) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    mar(store / "squeezenet1_1.mar", handler="image_classifier", model="classifier", files=archive_files("image_classifier"))
+    mar(
+        store / "squeezenet1_1.mar",
+        handler="image_classifier",
+        model="classifier",
+        files=archive_files("image_classifier"),
+    )
     settings = Settings(
         network=NetworkSettings(inference_address="127.0.0.1:0", management_address="127.0.0.1:0"),
         auth=AuthSettings(enabled=False, enable_model_api=True, key_file=tmp_path / "keys.json"),

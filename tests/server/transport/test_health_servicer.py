@@ -147,9 +147,10 @@ async def test_stopping_the_server_ends_watch_streams_and_forgets_the_watchers(s
 
 async def test_one_instance_serves_several_servers(start_server, health: HealthServicer) -> None:
     ports = [(await start_server(setup=health.add_to_server))[1] for _ in range(2)]
-    async with aio.insecure_channel(f"127.0.0.1:{ports[0]}") as first, aio.insecure_channel(
-        f"127.0.0.1:{ports[1]}"
-    ) as second:
+    async with (
+        aio.insecure_channel(f"127.0.0.1:{ports[0]}") as first,
+        aio.insecure_channel(f"127.0.0.1:{ports[1]}") as second,
+    ):
         calls = [
             health_pb2_grpc.HealthStub(chan).Watch(health_pb2.HealthCheckRequest(service="tiny"))
             for chan in (first, second)

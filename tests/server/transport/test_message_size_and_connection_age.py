@@ -110,7 +110,9 @@ async def test_an_address_of_another_host_fails_loudly() -> None:
 def test_unset_connection_settings_leave_grpc_defaults() -> None:
     unset = dict(server_options(NetworkSettings(max_connection_age_s=None, keepalive_time_s=None)))
     assert not {"grpc.max_connection_age_ms", "grpc.max_connection_age_grace_ms", "grpc.keepalive_time_ms"} & set(unset)
-    given = dict(server_options(NetworkSettings(max_connection_age_s=300, max_connection_age_grace_s=30, keepalive_time_s=60)))
+    given = dict(
+        server_options(NetworkSettings(max_connection_age_s=300, max_connection_age_grace_s=30, keepalive_time_s=60))
+    )
     assert given["grpc.max_connection_age_ms"] == 300_000
     assert given["grpc.max_connection_age_grace_ms"] == 30_000
     assert given["grpc.keepalive_time_ms"] == 60_000

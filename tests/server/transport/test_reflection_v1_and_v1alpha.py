@@ -82,7 +82,9 @@ async def test_grpcurl_calls_health_through_reflection_without_a_token(port: int
     assert json.loads(reply) == {"status": "SERVING"}
 
 
-async def reflect_v1(channel: aio.Channel, *requests: reflection_pb2.ServerReflectionRequest) -> list[reflection_pb2.ServerReflectionResponse]:
+async def reflect_v1(
+    channel: aio.Channel, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
     """Speak grpc.reflection.v1 with the (wire-identical) v1alpha message classes."""
     call = channel.stream_stream(
         f"/{V1_SERVICE}/ServerReflectionInfo",
@@ -108,7 +110,10 @@ async def test_v1_reflection_lists_and_describes_at_its_own_path(port: int) -> N
     assert {service.name for service in listed.list_services_response.service} == EXPECTED
 
     def files(reply: reflection_pb2.ServerReflectionResponse) -> dict[str, descriptor_pb2.FileDescriptorProto]:
-        protos = [descriptor_pb2.FileDescriptorProto.FromString(raw) for raw in reply.file_descriptor_response.file_descriptor_proto]
+        protos = [
+            descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for raw in reply.file_descriptor_response.file_descriptor_proto
+        ]
         return {proto.package: proto for proto in protos}
 
     v1 = files(v1_file)["grpc.reflection.v1"]

@@ -60,7 +60,9 @@ def _issue(
             critical=False,
         )
     cert = builder.sign(signing_key, hashes.SHA256())
-    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return Pem(cert.public_bytes(serialization.Encoding.PEM), pem_key), key
 
 

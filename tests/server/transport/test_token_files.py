@@ -103,7 +103,9 @@ def test_with_both_files_no_key_file_is_written(tmp_path: Path) -> None:
     (tmp_path / "m").write_text("m\n")
     (tmp_path / "i").write_text("i\n")
     key_file = tmp_path / "key_file.json"
-    store = TokenStore(AuthSettings(management_token_file=tmp_path / "m", inference_token_file=tmp_path / "i", key_file=key_file))
+    store = TokenStore(
+        AuthSettings(management_token_file=tmp_path / "m", inference_token_file=tmp_path / "i", key_file=key_file)
+    )
     assert store.key_file is None and not key_file.exists()
 
 
@@ -192,7 +194,9 @@ def test_tokens_never_appear_in_the_log(tmp_path: Path, caplog: pytest.LogCaptur
 
 async def test_the_reload_task_rotates_a_running_servers_tokens(tmp_path: Path, start_server, wait_until) -> None:
     volume = SecretVolume(tmp_path / "secret", "first\n")
-    settings = AuthSettings(inference_token_file=volume.token_file, key_file=tmp_path / "k.json", reload_interval_s=0.05)
+    settings = AuthSettings(
+        inference_token_file=volume.token_file, key_file=tmp_path / "k.json", reload_interval_s=0.05
+    )
     store = TokenStore(settings)
     interceptor = TokenAuthInterceptor(store, {"test.Inference": INFERENCE}, set())
     _, port = await start_server(interceptors=[interceptor])

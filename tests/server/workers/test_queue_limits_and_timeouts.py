@@ -49,7 +49,10 @@ async def test_a_full_queue_refuses_at_once_and_the_model_keeps_serving(
         await registry.predict("tiny", None, {"data": h.rows_json(rows)}, deadline=None)  # no wait_for: at once
     assert (caught.value.kind, caught.value.reason) == (ErrorKind.RESOURCE_EXHAUSTED, Reason.QUEUE_FULL)
     assert registry.get("tiny").pool.rejected == 1
-    assert (registry.describe("tiny", None)[0].queue_remaining, registry.describe("tiny", None)[0].queue_pending) == (0, 2)
+    assert (registry.describe("tiny", None)[0].queue_remaining, registry.describe("tiny", None)[0].queue_pending) == (
+        0,
+        2,
+    )
 
     handler.GATE.set()
     for answer in await asyncio.gather(running, *queued):
@@ -118,7 +121,9 @@ async def test_a_request_whose_caller_left_is_not_run(registries: Any, tiny_mode
     registry = await held_registry(registries, handler)
     rows = h.seeded_rows(1, seed=4)
     running = await occupy_the_worker(registry, handler, rows)
-    gone = asyncio.ensure_future(registry.predict("tiny", None, {"data": h.rows_json(torch.full((1, 16), 5.0))}, deadline=None))
+    gone = asyncio.ensure_future(
+        registry.predict("tiny", None, {"data": h.rows_json(torch.full((1, 16), 5.0))}, deadline=None)
+    )
     await h.eventually(lambda: len(registry.get("tiny").pool.queue) == 1, what="queued")
     gone.cancel()  # what grpc does when the client cancels or its deadline fires
     handler.GATE.set()

@@ -73,8 +73,12 @@ async def test_a_free_worker_holds_back_until_half_a_batch_waits_while_another_i
     registry: ModelRegistry = registries.new(trusted_handlers=(handler.__name__,))
     await registry.register(
         RegisterSpec(
-            url="tiny.pt", handler=handler.__name__, synchronous=True, initial_workers=2,
-            batch_size=8, max_batch_delay_ms=LONG_DELAY_MS,
+            url="tiny.pt",
+            handler=handler.__name__,
+            synchronous=True,
+            initial_workers=2,
+            batch_size=8,
+            max_batch_delay_ms=LONG_DELAY_MS,
         )
     )
     pool = registry.get("tiny").pool
@@ -126,9 +130,14 @@ async def test_one_malformed_request_fails_alone_inside_a_batch(registries: Any,
         "ragged": json.dumps([[1.0] * 16, [1.0] * 15]).encode(),
     }
     outcomes = await h.gather_outcomes(
-        [h.predict(registry, "tiny", h.rows_json(good[0])), h.predict(registry, "tiny", bad["not json"]),
-         h.predict(registry, "tiny", h.rows_json(good[1])), h.predict(registry, "tiny", bad["wrong width"]),
-         h.predict(registry, "tiny", bad["ragged"]), h.predict(registry, "tiny", h.rows_json(good[2]))]
+        [
+            h.predict(registry, "tiny", h.rows_json(good[0])),
+            h.predict(registry, "tiny", bad["not json"]),
+            h.predict(registry, "tiny", h.rows_json(good[1])),
+            h.predict(registry, "tiny", bad["wrong width"]),
+            h.predict(registry, "tiny", bad["ragged"]),
+            h.predict(registry, "tiny", h.rows_json(good[2])),
+        ]
     )
     assert registry.get("tiny").pool.stats().batches == 1  # all six shared one batch
     reference = h.eager()
@@ -150,7 +159,9 @@ async def test_adaptive_mode_answers_a_lone_request_without_waiting_out_the_dela
 ) -> None:
     registry: ModelRegistry = registries.new()  # adaptive_batching is the default
     await registry.register(
-        RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=1, batch_size=32, max_batch_delay_ms=LONG_DELAY_MS)
+        RegisterSpec(
+            url="tiny.pt", synchronous=True, initial_workers=1, batch_size=32, max_batch_delay_ms=LONG_DELAY_MS
+        )
     )
     queue = registry.get("tiny").pool.queue
     assert (queue.policy.adaptive, queue.policy.batch_size, queue.policy.max_delay_s) == (True, 32, 60.0)

@@ -43,7 +43,9 @@ async def test_workers_are_placed_round_robin_over_the_devices(registries: Any, 
         assert torch.allclose(h.as_tensor(answer), h.eager()(rows), atol=1e-6)
 
 
-async def test_the_default_worker_count_is_the_usable_cpus_when_no_gpu_is_listed(registries: Any, tiny_model: Any) -> None:
+async def test_the_default_worker_count_is_the_usable_cpus_when_no_gpu_is_listed(
+    registries: Any, tiny_model: Any
+) -> None:
     registry: ModelRegistry = registries.new(devices=("cpu",), cpus=3)
     assert registry.default_workers == 3
     await registry.register(RegisterSpec(url="tiny.pt", synchronous=True, initial_workers=0))

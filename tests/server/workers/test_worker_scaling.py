@@ -36,7 +36,9 @@ async def scale(registry: ModelRegistry, low: int, high: int = 0, *, synchronous
     await registry.scale("tiny", None, min_workers=low, max_workers=high, synchronous=synchronous, timeout_s=h.WAIT_S)
 
 
-async def test_scaling_up_runs_that_many_requests_at_once(registries: Any, tiny_model: Any, handler_module: Any) -> None:
+async def test_scaling_up_runs_that_many_requests_at_once(
+    registries: Any, tiny_model: Any, handler_module: Any
+) -> None:
     handler = handler_module(h.HOLDING_HANDLER)
     registry = await holding_registry(registries, handler)
     await scale(registry, 3, 4)

@@ -105,7 +105,7 @@ def parse_manifest(raw: bytes, *, origin: str) -> Manifest:
         raise unsupported(f"{origin}: {MANIFEST_PATH} is not valid UTF-8 JSON ({exc})") from None
     model = doc.get("model") if isinstance(doc, dict) else None
     if not isinstance(model, dict):
-        raise unsupported(f"{origin}: {MANIFEST_PATH} has no \"model\" object")
+        raise unsupported(f'{origin}: {MANIFEST_PATH} has no "model" object')
     runtime = doc.get("runtime")
     return Manifest(
         model_name=_text(model, "modelName", origin),
@@ -190,9 +190,7 @@ def read_mar_manifest(path: Path) -> Manifest:
             try:
                 info = archive.getinfo(MANIFEST_PATH)
             except KeyError:
-                raise unsupported(
-                    f"{origin}: not a TorchServe model archive (no {MANIFEST_PATH})"
-                ) from None
+                raise unsupported(f"{origin}: not a TorchServe model archive (no {MANIFEST_PATH})") from None
             if info.file_size > MAX_MANIFEST_BYTES:
                 raise unsupported(f"{origin}: {MANIFEST_PATH} is larger than {MAX_MANIFEST_BYTES} bytes")
             raw = archive.read(info)

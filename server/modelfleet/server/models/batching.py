@@ -93,9 +93,7 @@ def queue_full(capacity: int) -> ModelFleetError:
 class JobQueue:
     """Thread-safe bounded FIFO shared by a version's workers."""
 
-    def __init__(
-        self, *, capacity: int, policy: BatchPolicy, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, *, capacity: int, policy: BatchPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = capacity
         self.policy = policy
         self._clock = clock

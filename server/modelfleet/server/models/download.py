@@ -89,9 +89,7 @@ class _CheckedRedirects(HTTPRedirectHandler):
             fp.close()
             raise
 
-    def http_error_302(
-        self, req: Request, fp: IO[bytes], code: int, msg: str, headers: http.client.HTTPMessage
-    ) -> Any:
+    def http_error_302(self, req: Request, fp: IO[bytes], code: int, msg: str, headers: http.client.HTTPMessage) -> Any:
         location = headers.get("location") or headers.get("uri")
         if location is not None:
             self._checked(fp, urljoin(req.full_url, location))

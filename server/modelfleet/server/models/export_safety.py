@@ -105,8 +105,10 @@ def _check_archive(path: Path, archive: zipfile.ZipFile) -> None:
         constants = _read_json(path, archive, entries, f"data/constants/{model}_constants_config.json")
         for fqn, meta in _payloads(path, constants):
             path_name = meta.get("path_name")
-            if meta.get("use_pickle") or not isinstance(path_name, str) or not path_name.startswith(
-                _TENSOR_CONSTANT_PREFIX
+            if (
+                meta.get("use_pickle")
+                or not isinstance(path_name, str)
+                or not path_name.startswith(_TENSOR_CONSTANT_PREFIX)
             ):
                 raise refused(path, f"constant {fqn!r} is a pickled or custom object")
         sample = entries.get(f"data/sample_inputs/{model}.pt")

@@ -173,7 +173,9 @@ class GenerationEngine:
             for index, request, out in active:
                 if index in failed:
                     continue
-                if len(out) >= request.max_new_tokens or (request.eos_token is not None and out[-1] == request.eos_token):
+                if len(out) >= request.max_new_tokens or (
+                    request.eos_token is not None and out[-1] == request.eos_token
+                ):
                     results[index] = json.dumps({"tokens": out}).encode()
                 else:
                     still.append((index, request, out))
@@ -333,9 +335,7 @@ class GenerationHandler:
     `place(device)` gives the module on a device (the loader's placement).
     """
 
-    def __init__(
-        self, place: Callable[[str], Any], *, name: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    ) -> None:
+    def __init__(self, place: Callable[[str], Any], *, name: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
         self._place = place
         self._name = name
         self._max_new_tokens = max_new_tokens

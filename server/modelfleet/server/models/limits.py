@@ -73,7 +73,9 @@ class Limits:
     def check_values(self, *, batch_size: int, max_batch_delay_ms: int, response_timeout_s: int) -> None:
         """A model's batch_size, max_batch_delay and response_timeout, as requested."""
         if batch_size > self.batch_size:
-            raise limit_exceeded(f"batch_size {batch_size} is too large", field="batch_size_limit", limit=self.batch_size)
+            raise limit_exceeded(
+                f"batch_size {batch_size} is too large", field="batch_size_limit", limit=self.batch_size
+            )
         if max_batch_delay_ms > self.batch_delay_ms:
             raise limit_exceeded(
                 f"max_batch_delay {max_batch_delay_ms} ms is too long", field="batch_delay_limit_ms",

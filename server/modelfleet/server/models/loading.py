@@ -94,9 +94,7 @@ class ModelLoader:
         path = source.path
         origin = path.name
         if not path.exists():
-            raise ModelFleetError(
-                ErrorKind.NOT_FOUND, Reason.SOURCE_NOT_FOUND, f"model source not found: {source.url}"
-            )
+            raise ModelFleetError(ErrorKind.NOT_FOUND, Reason.SOURCE_NOT_FOUND, f"model source not found: {source.url}")
         suffix = path.suffix.lower()
         if path.is_dir():
             layout, manifest = FOLDER, archive.read_folder_manifest(path)
@@ -171,7 +169,9 @@ class ModelLoader:
             return names.check_model_name(default_name)
         except ModelFleetError as exc:
             raise ModelFleetError(
-                exc.kind, exc.reason, f"{exc.message} (taken from {origin}); pass model_name to choose one",
+                exc.kind,
+                exc.reason,
+                f"{exc.message} (taken from {origin}); pass model_name to choose one",
                 metadata=exc.metadata,
             ) from None
 

@@ -53,8 +53,7 @@ class MarFiles:
     def names(self) -> list[str]:
         with zipfile.ZipFile(self._path) as mar:
             return sorted(
-                n for n in mar.namelist()
-                if not n.endswith("/") and not n.startswith("MAR-INF/") and n != self._skip
+                n for n in mar.namelist() if not n.endswith("/") and not n.startswith("MAR-INF/") and n != self._skip
             )
 
     def read(self, name: str) -> bytes:

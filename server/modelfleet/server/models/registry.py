@@ -297,8 +297,7 @@ class ModelRegistry:
             raise ModelFleetError(
                 ErrorKind.FAILED_PRECONDITION,
                 Reason.DEFAULT_VERSION_IN_USE,
-                f"Cannot remove default version {model.default} for model {name}; "
-                "set another default version first",
+                f"Cannot remove default version {model.default} for model {name}; set another default version first",
                 metadata={"model": name, "version": model.default},
             )
         self._remove(target)

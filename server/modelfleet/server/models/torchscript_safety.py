@@ -91,12 +91,51 @@ _ENV_ROOTS = frozenset({"torch", "ops", "__torch__", "CONSTANTS", "math"})
 _CLASS_BASES = frozenset({"Module", "Interface", "Enum", "NamedTuple", "object"})
 
 _NODES: tuple[type[ast.AST], ...] = (
-    ast.Module, ast.ClassDef, ast.FunctionDef, ast.arguments, ast.arg, ast.Return, ast.Assign, ast.AugAssign,
-    ast.AnnAssign, ast.For, ast.While, ast.If, ast.With, ast.withitem, ast.Raise, ast.Assert, ast.Expr, ast.Pass,
-    ast.Break, ast.Continue, ast.Delete, ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.IfExp, ast.Dict, ast.List,
-    ast.Tuple, ast.ListComp, ast.DictComp, ast.comprehension, ast.Compare, ast.Call, ast.keyword, ast.Constant,
-    ast.Attribute, ast.Subscript, ast.Slice, ast.Name, ast.Starred, ast.expr_context, ast.operator, ast.unaryop,
-    ast.cmpop, ast.boolop,
+    ast.Module,
+    ast.ClassDef,
+    ast.FunctionDef,
+    ast.arguments,
+    ast.arg,
+    ast.Return,
+    ast.Assign,
+    ast.AugAssign,
+    ast.AnnAssign,
+    ast.For,
+    ast.While,
+    ast.If,
+    ast.With,
+    ast.withitem,
+    ast.Raise,
+    ast.Assert,
+    ast.Expr,
+    ast.Pass,
+    ast.Break,
+    ast.Continue,
+    ast.Delete,
+    ast.BoolOp,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.IfExp,
+    ast.Dict,
+    ast.List,
+    ast.Tuple,
+    ast.ListComp,
+    ast.DictComp,
+    ast.comprehension,
+    ast.Compare,
+    ast.Call,
+    ast.keyword,
+    ast.Constant,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Slice,
+    ast.Name,
+    ast.Starred,
+    ast.expr_context,
+    ast.operator,
+    ast.unaryop,
+    ast.cmpop,
+    ast.boolop,
 )
 """Syntax TorchScript's printer writes; anything else (lambda, import, global, yield, ...) is refused."""
 
@@ -115,8 +154,10 @@ _PICKLE_GLOBALS = frozenset(
         ("torch.jit._pickle", "restore_type_tag"),
     }
 )
-_STORAGE_TYPES = re.compile(r"(Byte|Char|Short|Int|Long|Half|Float|Double|ComplexFloat|ComplexDouble|Bool|BFloat16)"
-                            r"Storage|UntypedStorage")
+_STORAGE_TYPES = re.compile(
+    r"(Byte|Char|Short|Int|Long|Half|Float|Double|ComplexFloat|ComplexDouble|Bool|BFloat16)"
+    r"Storage|UntypedStorage"
+)
 
 
 def refused(origin: str, why: str) -> ModelFleetError:
@@ -165,7 +206,9 @@ def _check(archive: zipfile.ZipFile, allow: OperatorAllowList, origin: str) -> N
         elif entry in ("data.pkl", "constants.pkl") or entry in _OPTIONAL_PICKLES or entry.endswith(".debug_pkl"):
             pickles.append(info)
         elif not (
-            entry in _FIXED_ENTRIES or entry in _INFO_ENTRIES or _STORAGE_ENTRY.fullmatch(entry)
+            entry in _FIXED_ENTRIES
+            or entry in _INFO_ENTRIES
+            or _STORAGE_ENTRY.fullmatch(entry)
             or entry.startswith("extra/")
         ):
             raise refused(origin, f"unexpected entry {entry!r}")
@@ -238,7 +281,9 @@ def _member_names(node: ast.AST) -> Iterator[str]:
                 yield target.attr
         if any(isinstance(t, ast.Name) and t.id in ("__parameters__", "__buffers__") for t in node.targets):
             if isinstance(node.value, (ast.List, ast.Tuple)):
-                yield from (e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str))
+                yield from (
+                    e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                )
 
 
 def _is_annotation_entry(node: ast.expr) -> bool:

@@ -214,7 +214,11 @@ class Worker:
             self.warmed_up = warm_up()
         except Exception as exc:
             log.warning(
-                "warm-up of worker %s of %s on %s failed (serving anyway): %s", self.id, self.pool.name, self.device, exc
+                "warm-up of worker %s of %s on %s failed (serving anyway): %s",
+                self.id,
+                self.pool.name,
+                self.device,
+                exc,
             )
 
     def _run_batch(self, runner: ModelRunner, batch: list[Job], now: float) -> None:
@@ -270,7 +274,6 @@ class Worker:
                 inference_us=sum(finished - job.enqueued for job in live) * 1e6,
             )
             self.pool.post(self.pool.deliver, live, results)
-
 
     def _run_action(self, job: Job) -> None:
         assert job.action is not None
@@ -466,9 +469,12 @@ class WorkerPool:
             self.on_worker_gone(worker.id)
         left = self.queue.drop_pinned(worker.id)
         if left:
-            self._settle(left, ModelFleetError(
-                ErrorKind.UNAVAILABLE, Reason.NO_WORKERS, f"The worker of this sequence of {self.name} stopped"
-            ))
+            self._settle(
+                left,
+                ModelFleetError(
+                    ErrorKind.UNAVAILABLE, Reason.NO_WORKERS, f"The worker of this sequence of {self.name} stopped"
+                ),
+            )
 
     def _flush(self) -> None:
         """Hand every request staged during this loop iteration to the workers at once.
@@ -595,7 +601,9 @@ class WorkerPool:
                 continue
             log.error(
                 "worker %s of %s exceeded response timeout %gs; replacing it",
-                worker.id, self.name, self.response_timeout_s,
+                worker.id,
+                self.name,
+                self.response_timeout_s,
             )
             worker.abandoned = True
             jobs = worker.current

@@ -52,9 +52,7 @@ def pretty_json(value: Any) -> str:
 
 # ---- inference ---------------------------------------------------------------------------------
 def ping_reply(healthy: bool) -> inference_pb2.TorchServeHealthResponse:
-    return inference_pb2.TorchServeHealthResponse(
-        health=pretty_json({"status": "Healthy" if healthy else "Unhealthy"})
-    )
+    return inference_pb2.TorchServeHealthResponse(health=pretty_json({"status": "Healthy" if healthy else "Unhealthy"}))
 
 
 def prediction_target(request: inference_pb2.PredictionsRequest) -> tuple[str, str | None]:

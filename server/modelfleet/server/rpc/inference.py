@@ -38,9 +38,7 @@ class InferenceServicer:
         self, request: inference_pb2.PredictionsRequest, context: aio.ServicerContext
     ) -> inference_pb2.PredictionResponse:
         name, version = convert.prediction_target(request)
-        prediction = await self._registry.predict(
-            name, version, request.input, deadline=convert.deadline(context)
-        )
+        prediction = await self._registry.predict(name, version, request.input, deadline=convert.deadline(context))
         return _Response(prediction=prediction)
 
     async def StreamPredictions(

@@ -38,9 +38,7 @@ class ManagementServicer:
                 metadata={"hint": "start the server with --enable-model-api"},
             )
 
-    async def RegisterModel(
-        self, request: management_pb2.RegisterModelRequest, context: aio.ServicerContext
-    ) -> _Reply:
+    async def RegisterModel(self, request: management_pb2.RegisterModelRequest, context: aio.ServicerContext) -> _Reply:
         self._check_model_api()
         spec = convert.register_spec(request, negative_is_unset=self._torchserve)
         result = await self._registry.register(spec)
@@ -58,9 +56,7 @@ class ManagementServicer:
         await self._registry.unregister(name, request.model_version or None)
         return convert.reply(convert.unregistered_sentence(name))
 
-    async def ScaleWorker(
-        self, request: management_pb2.ScaleWorkerRequest, context: aio.ServicerContext
-    ) -> _Reply:
+    async def ScaleWorker(self, request: management_pb2.ScaleWorkerRequest, context: aio.ServicerContext) -> _Reply:
         name = convert.required("model_name", request.model_name)
         version = request.model_version or None
         low, high = convert.scale_bounds(request)
@@ -74,24 +70,18 @@ class ManagementServicer:
         )
         return convert.reply(convert.scaled_sentence(name, version, low, synchronous=request.synchronous))
 
-    async def DescribeModel(
-        self, request: management_pb2.DescribeModelRequest, context: aio.ServicerContext
-    ) -> _Reply:
+    async def DescribeModel(self, request: management_pb2.DescribeModelRequest, context: aio.ServicerContext) -> _Reply:
         name = convert.required("model_name", request.model_name)
         # `customized` (TorchServe's describe_handle) runs archive handler code, which we never
         # run; the standard description is returned instead.
         described = self._registry.describe(name, request.model_version or None)
         return convert.json_reply(torchserve_json.describe_json(described))
 
-    async def ListModels(
-        self, request: management_pb2.ListModelsRequest, context: aio.ServicerContext
-    ) -> _Reply:
+    async def ListModels(self, request: management_pb2.ListModelsRequest, context: aio.ServicerContext) -> _Reply:
         page = self._registry.list_models(limit=request.limit, offset=request.next_page_token)
         return convert.json_reply(torchserve_json.page_json(page))
 
-    async def SetDefault(
-        self, request: management_pb2.SetDefaultRequest, context: aio.ServicerContext
-    ) -> _Reply:
+    async def SetDefault(self, request: management_pb2.SetDefaultRequest, context: aio.ServicerContext) -> _Reply:
         name = convert.required("model_name", request.model_name)
         if self._torchserve and not request.model_version:
             self._registry.get(name)  # TorchServe looks the model up first: "Model not found: <name>"

@@ -123,9 +123,7 @@ def _decode_safetensors(data: bytes, *, max_bytes: int) -> torch.Tensor:
     return next(iter(tensors.values()))
 
 
-def _decode_raw(
-    data: bytes, dtype_entry: bytes | None, shape_entry: bytes | None, *, max_bytes: int
-) -> torch.Tensor:
+def _decode_raw(data: bytes, dtype_entry: bytes | None, shape_entry: bytes | None, *, max_bytes: int) -> torch.Tensor:
     if dtype_entry is None or shape_entry is None:
         raise bad_input("a raw tensor needs both 'dtype' and 'shape' input entries")
     if len(shape_entry) > MAX_SHAPE_CHARS or len(dtype_entry) > MAX_SHAPE_CHARS:
@@ -142,9 +140,7 @@ def _decode_raw(
     itemsize = dtype.itemsize
     numel = check_shape(shape, dtype_name=dtype_name, itemsize=itemsize, max_bytes=max_bytes)
     if numel * itemsize != len(data):
-        raise bad_input(
-            f"raw input has {len(data)} bytes but shape {shape} of {dtype_name} needs {numel * itemsize}"
-        )
+        raise bad_input(f"raw input has {len(data)} bytes but shape {shape} of {dtype_name} needs {numel * itemsize}")
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
     # bytearray: torch.frombuffer wants a writable buffer (and the copy is cheap next to the model).
@@ -164,7 +160,6 @@ def _parse_shape(text: str) -> list[int]:
     ):
         raise bad_input(f"shape {text[:80]!r} must list non-negative integers")
     return shape
-
 
 
 def clip(message: str) -> str:

@@ -55,7 +55,9 @@ class HooksHandler:
     def make_runner(self, device: str) -> ModelRunner:
         module = self.context.place(device)
         if self.hooks.handle is not None:
-            return CallRunner(self.hooks, module, device=device, max_response_bytes=self.context.state.max_response_bytes)
+            return CallRunner(
+                self.hooks, module, device=device, max_response_bytes=self.context.state.max_response_bytes
+            )
         return TensorRunner(module, device=device, state=self.context.state, hooks=self.hooks)
 
     def open_stream(self, request: StreamRequest) -> AsyncIterator[bytes] | None:
@@ -122,7 +124,9 @@ class CallRunner:
         except Exception as exc:
             log.warning("handler %r failed: %s", self._name, clip(f"{type(exc).__name__}: {exc}"))
             raise ModelFleetError(
-                ErrorKind.INTERNAL, Reason.INTERNAL, clip(f"handler {self._name!r} handle failed: {type(exc).__name__}: {exc}")
+                ErrorKind.INTERNAL,
+                Reason.INTERNAL,
+                clip(f"handler {self._name!r} handle failed: {type(exc).__name__}: {exc}"),
             ) from None
 
     def _nothing(self) -> ModelFleetError:

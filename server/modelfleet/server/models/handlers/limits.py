@@ -123,9 +123,7 @@ def safetensors_header(data: bytes, *, max_bytes: int) -> None:
     dtype = SAFETENSORS_DTYPES.get(dtype_name)
     if dtype is None:
         shown = quoted(dtype_name) if isinstance(named, str) else "missing"
-        raise bad_input(
-            f"safetensors dtype {shown} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}"
-        )
+        raise bad_input(f"safetensors dtype {shown} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}")
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(_is_size(size) for size in shape):
         raise bad_input("safetensors shape must list non-negative integers")

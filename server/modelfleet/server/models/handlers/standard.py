@@ -67,7 +67,9 @@ def read_capped(files: ModelFiles, name: str, *, max_bytes: int) -> bytes:
     """An archive member that must be small (labels, vocabularies): a bigger one fails the load."""
     data = files.read(name)
     if len(data) > max_bytes:
-        raise ModelFleetError(ErrorKind.INVALID_ARGUMENT, Reason.LOAD_FAILED, f"{name} is larger than {max_bytes} bytes")
+        raise ModelFleetError(
+            ErrorKind.INVALID_ARGUMENT, Reason.LOAD_FAILED, f"{name} is larger than {max_bytes} bytes"
+        )
     return data
 
 

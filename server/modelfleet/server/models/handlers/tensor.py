@@ -65,9 +65,7 @@ class _OutputError(Exception):
 class TensorRunner:
     """Runs one module on one device for one worker thread (see module docstring for the wire forms)."""
 
-    def __init__(
-        self, module: Any, *, device: str, state: ModelState, hooks: TrustedHooks | None = None
-    ) -> None:
+    def __init__(self, module: Any, *, device: str, state: ModelState, hooks: TrustedHooks | None = None) -> None:
         self.module = module
         self.device = torch.device(device)
         self._state = state
@@ -315,7 +313,8 @@ class TensorRunner:
                 encoded = value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
         except Exception as exc:  # e.g. a dtype JSON or safetensors cannot write: the model's output, not the input
             return ModelFleetError(
-                ErrorKind.INTERNAL, Reason.INTERNAL,
+                ErrorKind.INTERNAL,
+                Reason.INTERNAL,
                 _clip(f"cannot encode the model's {str(value.dtype).removeprefix('torch.')} output: {exc}"),
             )
         return self._sized(encoded, shape=lambda: value.shape)
@@ -394,8 +393,10 @@ def _join(parts: list[Rows]) -> torch.Tensor:
 
 def _rejected(exc: Exception, rows: Rows) -> ModelFleetError:
     return bad_input(
-        _clip(f"the model rejected input of shape {list(rows.shape)} ({str(rows.dtype).removeprefix('torch.')}): "
-              f"{summarize_error(exc)}")
+        _clip(
+            f"the model rejected input of shape {list(rows.shape)} ({str(rows.dtype).removeprefix('torch.')}): "
+            f"{summarize_error(exc)}"
+        )
     )
 
 

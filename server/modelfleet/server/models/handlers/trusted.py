@@ -127,6 +127,4 @@ def read_hooks(source: ModuleType | object, module_name: str) -> TrustedHooks:
 
 
 def _bad_module(module_name: str, why: str) -> ModelFleetError:
-    return ModelFleetError(
-        ErrorKind.INTERNAL, Reason.LOAD_FAILED, f"trusted handler module {module_name!r}: {why}"
-    )
+    return ModelFleetError(ErrorKind.INTERNAL, Reason.LOAD_FAILED, f"trusted handler module {module_name!r}: {why}")
