@@ -31,13 +31,7 @@ class ClassifierPipeline:
     name: str = "image_classifier"
 
     def preprocess(self, request: Mapping[str, bytes]) -> torch.Tensor:
-        image = vision.open_rgb(
-            vision.image_entry(request),
-            max_pixels=self.max_pixels,
-            handler=self.name,
-            short_side=vision.RESIZE_SHORT_SIDE,
-        )
-        return vision.imagenet_crop(image, max_pixels=self.max_pixels)
+        return vision.imagenet_sample(request, max_pixels=self.max_pixels, handler=self.name)
 
     def batch_key(self, sample: torch.Tensor) -> Hashable:
         return tuple(sample.shape)

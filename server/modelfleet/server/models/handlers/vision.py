@@ -172,3 +172,9 @@ _MODE_NAMES = {
 def _clip(exc: BaseException, limit: int = 200) -> str:
     text = str(exc)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def imagenet_sample(request: Mapping[str, bytes], *, max_pixels: int, handler: str) -> torch.Tensor:
+    """One request's image as TorchServe's vision handlers prepare it: RGB, resized, centre-cropped, normalised."""
+    image = open_rgb(image_entry(request), max_pixels=max_pixels, handler=handler, short_side=RESIZE_SHORT_SIDE)
+    return imagenet_crop(image, max_pixels=max_pixels)
