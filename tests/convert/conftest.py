@@ -353,7 +353,7 @@ def zoo(tmp_path: Path) -> Callable[..., Archive]:
         (work / "index_to_name.json").write_text(json.dumps({str(i): f"class_{i}" for i in range(labels)}))
         extra.append(work / "index_to_name.json")
         if kind == "text":
-            (work / "fake_torchtext.py").write_text(TORCHTEXT_LIKE_VOCAB)
+            (work / "torchtext.py").write_text(TORCHTEXT_LIKE_VOCAB)
             vocab_cls = import_vocab(work)
             tokens = ["<unk>", "the", "movie", "was", "great", "bad", "plot", "actors", "a", "an", "is", "not"]
             torch.save(vocab_cls(tokens, 0), work / "source_vocab.pt")
@@ -390,10 +390,10 @@ def import_vocab(folder: Path) -> Any:
     """The stand-in vocabulary class, importable by its module name (as a pickle needs) for this session."""
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-    sys.modules.pop("fake_torchtext", None)
-    import fake_torchtext  # type: ignore[import-not-found]
+    sys.modules.pop("torchtext", None)
+    import torchtext  # type: ignore[import-not-found]  # the stand-in: torchtext itself cannot be installed
 
-    return fake_torchtext.Vocab
+    return torchtext.Vocab
 
 
 @dataclass

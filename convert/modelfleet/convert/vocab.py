@@ -1,15 +1,19 @@
 """Turn a pickled vocabulary (text_classifier's `source_vocab.pt`) into JSON the server can read safely.
 
-Called by the pipeline, in the user's environment: it UNPICKLES the file (torch.load with
-weights_only=False), which runs whatever the pickle names, so it is only for archives the user
-trusts. A torchtext Vocab needs torchtext importable here. The JSON written is
+Called by the pipeline, in the user's environment. The file is read with torch's restricted
+loader (`weights_only=True`); a plain dict or list of tokens needs nothing more. A torchtext Vocab
+is a Python object, so its classes (and only classes from the `torchtext` package, checked by
+name before anything is loaded) are allowed for that one load: a pickle that names anything else
+is refused, even in the user's environment. A torchtext Vocab needs torchtext importable here. The JSON written is
 `{"stoi": {token: index, ...}, "default_index": int | null}` (default_index: the index of unknown
 tokens, null when the vocabulary had none and unknown tokens were an error).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import pickle
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,13 +22,17 @@ import torch
 
 from .errors import ConvertError
 
+VOCAB_PACKAGES = ("torchtext",)
+"""Packages whose classes a pickled vocabulary may name."""
 PICKLED_VOCAB = "source_vocab.pt"
 JSON_VOCAB = "source_vocab.json"
 
 
 def vocab_to_json(path: Path) -> dict[str, Any]:
     try:
-        vocab = torch.load(str(path), map_location="cpu", weights_only=False)
+        vocab = _load(path)
+    except ConvertError:
+        raise
     except ModuleNotFoundError as exc:
         raise ConvertError(
             f"{path.name}: reading it needs the module {exc.name!r}, which pickled it (a torchtext Vocab needs "
@@ -43,6 +51,24 @@ def vocab_to_json(path: Path) -> dict[str, Any]:
     if bad:
         raise ConvertError(f"{path.name}: entries that are not token -> index, e.g. {bad[0]!r}")
     return {"stoi": {token: int(index) for token, index in stoi.items()}, "default_index": default}
+
+
+def _load(path: Path) -> Any:
+    """torch.load with weights_only=True, allowing only the vocabulary package's classes the file names."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # it names Python classes: see which, before any of them is imported or run
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    foreign = sorted(name for name in names if name.split(".", 1)[0] not in VOCAB_PACKAGES)
+    if foreign:
+        raise ConvertError(
+            f"{path.name}: the pickle names {', '.join(foreign[:3])}, which is not a vocabulary class of "
+            f"{', '.join(VOCAB_PACKAGES)}; refused (save the vocabulary as a dict of token -> index instead)"
+        )
+    classes = [getattr(importlib.import_module(module), attr) for module, _, attr in (n.rpartition(".") for n in names)]
+    with torch.serialization.safe_globals(classes):
+        return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def to_bytes(vocab: dict[str, Any]) -> bytes:
