@@ -21,7 +21,7 @@ def test_a_configmap_in_a_missing_namespace_is_refused_as_not_found(core: kubern
 
 def test_kubectl_says_the_namespace_is_not_found(kubectl) -> None:
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "nowhere"}}
-    result = kubectl("create", "--validate=false", "-f", "-", stdin=json.dumps(configmap), check=False)
+    result = kubectl("create", "-f", "-", stdin=json.dumps(configmap), check=False)
     assert result.returncode != 0
     assert 'namespaces "nowhere" not found' in result.stderr
 
