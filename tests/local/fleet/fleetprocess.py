@@ -13,6 +13,9 @@ from pathlib import Path
 
 from modelfleet.local.fleet import run_fleet
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))  # run as a script: find mf_polling
+import mf_polling as polling  # noqa: E402
+
 
 def _pod(index: int) -> dict:
     return {
@@ -38,14 +41,12 @@ async def main(state: Path, count: int) -> None:
         pods = fleet.client.type("", "pods")
         for index in range(count):
             fleet.client.create(pods, "default", _pod(index))
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:
+
+        def addresses() -> list[str] | None:
             ips = [(p.get("status") or {}).get("podIP") for p in fleet.client.list(pods, "default")]
-            if len(ips) == count and all(ips):
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                raise SystemExit(f"pods got no addresses within 60 s: {ips}")
-            await asyncio.sleep(0.05)
+            return ips if len(ips) == count and all(ips) else None
+
+        ips = await polling.eventually(addresses, timeout=60, what="every pod to get an address")
         print(json.dumps({"pods": ips}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 

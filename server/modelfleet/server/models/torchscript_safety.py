@@ -13,7 +13,7 @@ refused with UNSUPPORTED_FORMAT naming the method and the operator. docs/model-s
 from __future__ import annotations
 
 import ast
-import pickletools
+import pickletools  # a disassembler: reads opcodes, never unpickles (see _check_pickle)
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
