@@ -1,4 +1,4 @@
-"""Regenerate the committed Python stubs from inference.proto and management.proto.
+"""Regenerate the committed Python stubs from the .proto files in PROTO_FILES.
 
 Run `python protos/generate.py` after changing a .proto; tests/protos/test_stubs_are_fresh.py
 calls `generate(out_dir)` into a temporary folder and fails when the committed files differ.
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 PROTOS_DIR = Path(__file__).resolve().parent
-PROTO_FILES = ("inference.proto", "management.proto")
+PROTO_FILES = ("inference.proto", "management.proto", "open_inference.proto", "torchserve_open_inference.proto")
 
 
 def generate(out_dir: Path) -> None:
