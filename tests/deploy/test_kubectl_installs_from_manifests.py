@@ -68,13 +68,41 @@ def test_examples_apply_and_get_the_crd_defaults(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
     kubectl("apply", "-f", str(ROOT / "examples"))
     names = {
-        doc["metadata"]["name"] for doc in (yaml.safe_load(p.read_text()) for p in (ROOT / "examples").glob("*.yaml"))
+        doc["metadata"]["name"]
+        for p in (ROOT / "examples").glob("*.yaml")
+        for doc in yaml.safe_load_all(p.read_text())
+        if doc and doc["kind"] == "ModelDeployment"
     }
     listed = _get(kubectl, "modeldeployments")
     assert {item["metadata"]["name"] for item in listed["items"]} == names
     cpu = _get(kubectl, "mdep", "cpu-tiny")  # the short name works
     model = cpu["spec"]["models"][0]
     assert model["responseTimeoutS"] == 120 and cpu["spec"]["modelLoadTimeoutSeconds"] == 600  # CRD defaults
+    # The object-store example's Secret went in with it (stringData folded into data) and its storage
+    # section and signature were stored as written.
+    secret = _get(kubectl, "secret", "model-store-credentials")
+    assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    s3 = _get(kubectl, "mdep", "s3-tiny")
+    written = yaml.safe_load_all((ROOT / "examples" / "s3.yaml").read_text())
+    example = [doc for doc in written if doc["kind"] == "ModelDeployment"][0]
+    assert s3["spec"]["storage"] == example["spec"]["storage"]
+    assert s3["spec"]["models"][0]["signature"] == example["spec"]["models"][0]["signature"]
+
+
+def test_kubectl_refuses_a_storage_section_the_crd_does_not_allow(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(ROOT / "manifests" / "00-crds.yaml"))
+    *_, good = yaml.safe_load_all((ROOT / "examples" / "s3.yaml").read_text())
+    for field, value, said in [
+        ("addressingStyle", "sideways", "spec.storage.addressingStyle"),
+        ("endpoint", "ftp://minio:9000", "spec.storage.endpoint"),
+        ("endpoint", "http://user:password@minio:9000", "spec.storage.endpoint"),
+        ("credentialsSecret", {"name": "Not_A_Name"}, "spec.storage.credentialsSecret.name"),
+    ]:
+        broken = json.loads(json.dumps(good))
+        broken["spec"]["storage"][field] = value
+        result = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(broken), check=False)
+        assert result.returncode != 0 and said in result.stderr, (field, value, result.stderr)
+    assert kubectl("get", "mdep", "-o", "name").stdout == ""
 
 
 def test_a_broken_modeldeployment_is_refused_by_the_api(kubectl: Kubectl) -> None:

@@ -8,8 +8,10 @@ ContainerRunner per container (runtime.py: process, probes, restarts) and writes
 (phase, conditions with stable lastTransitionTime, containerStatuses) whenever it changes. A deleted
 pod (deletionTimestamp) gets SIGTERM, then SIGKILL after its grace period, and is then removed from
 the API with grace 0, as the kubelet does. ConfigMap and Secret changes rewrite mounted volumes
-(atomic `..data` swap). Container output goes to `<state>/pods/<ns>_<pod>/logs/<container>.log`
-(served as `kubectl logs`). Init containers run one after another before the containers.
+(atomic `..data` swap); a volume that cannot be set up yet (a missing Secret) leaves the pod
+ContainerCreating with a Warning event FailedMount (one per distinct message), retried every second.
+Container output goes to `<state>/pods/<ns>_<pod>/logs/<container>.log` (served as `kubectl logs`).
+Init containers run one after another before the containers.
 """
 
 from __future__ import annotations
@@ -157,7 +159,9 @@ class PodWorker:
                 break
             except VolumeError as exc:
                 if self.mount_error != str(exc):
+                    # As a real kubelet: the pod stays ContainerCreating and only an Event says why.
                     self.mount_error = str(exc)
+                    self.kubelet.warn(self.pod, "FailedMount", self.mount_error)
                     self.publish()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)
@@ -218,10 +222,8 @@ class PodWorker:
             [runner.status_entry(images.get(runner.name, "")) for runner in self.runners] if self.init_done else []
         )
         if not statuses:
-            reason = "ContainerCreating" if self.mount_error is None else "FailedMount"
-            waiting: JSON = {"reason": reason}
-            if self.mount_error:
-                waiting["message"] = self.mount_error
+            # A failed mount shows only in the FailedMount Event and PodReadyToStartContainers, as in a cluster.
+            waiting: JSON = {"reason": "ContainerCreating"}
             statuses = [
                 {
                     "name": c["name"],

@@ -32,6 +32,9 @@ def _state(entry: JSON) -> str:
 def describe_pod(pod: JSON, kubelet: Kubelet, *, lines: int = 20) -> str:
     meta, status = pod["metadata"], pod.get("status") or {}
     out = [f"pod {meta['namespace']}/{meta['name']}: {status.get('phase', 'Pending')} at {status.get('podIP', '-')}"]
+    worker = kubelet.workers.get(str(meta.get("uid")))
+    if worker is not None and worker.mount_error:  # in a cluster: the pod's FailedMount event
+        out.append(f"  FailedMount: {worker.mount_error}")
     for entry in status.get("containerStatuses") or []:
         last = (entry.get("lastState") or {}).get("terminated")
         out.append(

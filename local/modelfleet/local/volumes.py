@@ -198,22 +198,28 @@ class PodVolumes:
     def materialize(self, lookup: Lookup) -> None:
         """Set up every volume; raises VolumeError when one cannot be set up yet."""
         for volume in (self.pod.get("spec") or {}).get("volumes") or []:
-            folder = folder_volume(
-                volume,
-                pod_dir=self.pod_dir,
-                state_dir=self.state_dir,
-                namespace=self.pod["metadata"]["namespace"],
-                lookup=lookup,
-            )
-            if folder is not None:
-                self.paths[volume["name"]] = folder
-                continue
-            payload = payload_of(self.pod, volume, lookup)
-            if payload is None:
-                continue  # an unsupported volume kind: nothing to mount (documented)
-            writer = self._atomic.setdefault(volume["name"], AtomicVolume(self.pod_dir / "volumes" / volume["name"]))
-            writer.write(payload)
-            self.paths[volume["name"]] = writer.folder
+            try:
+                self._materialize(volume, lookup)
+            except VolumeError as exc:  # the kubelet's words, which `kubectl describe pod` shows
+                raise VolumeError(f'MountVolume.SetUp failed for volume "{volume["name"]}" : {exc}') from None
+
+    def _materialize(self, volume: JSON, lookup: Lookup) -> None:
+        folder = folder_volume(
+            volume,
+            pod_dir=self.pod_dir,
+            state_dir=self.state_dir,
+            namespace=self.pod["metadata"]["namespace"],
+            lookup=lookup,
+        )
+        if folder is not None:
+            self.paths[volume["name"]] = folder
+            return
+        payload = payload_of(self.pod, volume, lookup)
+        if payload is None:
+            return  # an unsupported volume kind: nothing to mount (documented)
+        writer = self._atomic.setdefault(volume["name"], AtomicVolume(self.pod_dir / "volumes" / volume["name"]))
+        writer.write(payload)
+        self.paths[volume["name"]] = writer.folder
 
     def refresh(self, lookup: Lookup) -> bool:
         """Rewrite ConfigMap/Secret volumes whose data changed; True when any did."""

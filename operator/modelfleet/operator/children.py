@@ -37,6 +37,9 @@ DESIRED_STATE_KEY = "models.json"
 TOKENS_DIR = f"{MOUNT_ROOT}/tokens"
 MANAGEMENT_TOKEN_FILE = "management"
 INFERENCE_TOKEN_FILE = "inference"
+STORAGE_CREDENTIALS_DIR = f"{MOUNT_ROOT}/storage-credentials"
+"""spec.storage.credentialsSecret, mounted whole (no subPath, which the kubelet never updates), so a
+rotated key reaches the server's --storage-credentials-dir without a restart."""
 LIVENESS_SERVICE = "modelfleet.liveness"
 POD_UID_ENV = "MODELFLEET_POD_UID"
 """The server's --pod-uid as an environment variable (its CLI reads MODELFLEET_<FLAG>)."""
@@ -133,7 +136,23 @@ def server_args(spec: DeploymentSpec) -> list[str]:
         f"--inference-token-file={TOKENS_DIR}/{INFERENCE_TOKEN_FILE}",
     ]
     args += [f"--allowed-sources={pattern}" for pattern in spec.allowed_sources]
+    args += storage_args(spec)
     args.append(f"--log-level={spec.log_level}")
+    return args
+
+
+def storage_args(spec: DeploymentSpec) -> list[str]:
+    """The server's --storage-* flags for spec.storage; none when unset (the server's defaults apply)."""
+    storage = spec.storage
+    args = []
+    if storage.endpoint:
+        args.append(f"--storage-endpoint-url={storage.endpoint}")
+    if storage.region:
+        args.append(f"--storage-region={storage.region}")
+    if storage.addressing_style:
+        args.append(f"--storage-addressing-style={storage.addressing_style}")
+    if storage.credentials_secret:
+        args.append(f"--storage-credentials-dir={STORAGE_CREDENTIALS_DIR}")
     return args
 
 
@@ -196,6 +215,10 @@ def _container(spec: DeploymentSpec) -> Json:
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    if spec.storage.credentials_secret:
+        container["volumeMounts"].append(
+            {"name": "storage-credentials", "mountPath": STORAGE_CREDENTIALS_DIR, "readOnly": True}
+        )
     if resources:
         container["resources"] = resources
     return container
@@ -231,6 +254,14 @@ def _pod_spec(spec: DeploymentSpec, child_names: Mapping[str, str]) -> Json:
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
     }
+    if spec.storage.credentials_secret:
+        # Not optional: a pod without its credentials would only fail later, on every download.
+        pod["volumes"].append(
+            {
+                "name": "storage-credentials",
+                "secret": {"secretName": spec.storage.credentials_secret, "defaultMode": 0o440},
+            }
+        )
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:

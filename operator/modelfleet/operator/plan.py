@@ -9,6 +9,7 @@ old) falls out of the rules below; the ConfigMap's default flips only once every
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -352,17 +353,18 @@ def desired_document(
             continue
         if default not in {e.get("version") for e in entries}:
             default = entries[0].get("version", target)
-        models.append(
-            {
-                "name": model.name,
-                "defaultVersion": default,
-                "versions": entries,
-                "minWorkers": model.min_workers,
-                "maxWorkers": model.max_workers,
-                "batchSize": model.batch_size,
-                "maxBatchDelayMs": model.max_batch_delay_ms,
-                "responseTimeoutS": model.response_timeout_s,
-                "handler": model.handler,
-            }
-        )
+        entry: DesiredModelEntry = {
+            "name": model.name,
+            "defaultVersion": default,
+            "versions": entries,
+            "minWorkers": model.min_workers,
+            "maxWorkers": model.max_workers,
+            "batchSize": model.batch_size,
+            "maxBatchDelayMs": model.max_batch_delay_ms,
+            "responseTimeoutS": model.response_timeout_s,
+            "handler": model.handler,
+        }
+        if model.signature is not None:  # absent, not null: the server then derives the signature itself
+            entry["signature"] = copy.deepcopy(model.signature)
+        models.append(entry)
     return {"models": models}

@@ -88,7 +88,7 @@ def _container_cause(container: ContainerStatus, *, memory_limit: str | None) ->
         return IMAGE, short(f"container {name}: {reason}: {message or container.get('image', '')}")
     if reason in _CONFIG_WAITING:
         return CONFIG, short(f"container {name}: {reason}: {message}")
-    if reason == "FailedMount":  # the local kubelet says it here; a real one only in an Event
+    if reason == "FailedMount":  # no kubelet we know says it here (they post an Event); kept in case one does
         return VOLUME, short(message or "a volume cannot be mounted")
     last = (container.get("lastState") or {}).get("terminated") or (container.get("state") or {}).get("terminated")
     restarting = reason == "CrashLoopBackOff" or (

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from . import children, dispatch, events, failures, podcauses, status, tokens, unreachable
+from . import children, dispatch, events, failures, podcauses, status, storage, tokens, unreachable
 from .actions import Action, Register, SetDefault
-from .bodies import ConfigMap, ModelDeployment, ObjectMeta, Pod
+from .bodies import ConfigMap, ModelDeployment, ObjectMeta, Pod, Secret
 from .conditions import Condition, merge, notices
 from .events import EventRecorder
 from .kube import Kube, KubeError
@@ -81,6 +81,8 @@ class _Fleet:
     causes: tuple[podcauses.PodCause, ...]
     stuck: float | None
     """When to look at pods that are not Ready again (None: all are Ready)."""
+    storage_problem: storage.StorageProblem | None = None
+    """What is wrong with spec.storage.credentialsSecret (None: nothing, or none is named)."""
 
 
 def _now_iso() -> str:
@@ -224,7 +226,23 @@ class Reconciler:
             observed = [ObservedPod(pod_ref(p), None, error=read.error) for p in running]
         drivable = {pod_ref(p).name for p in running if has_started(p)} if read.token else set()
         causes, stuck = await self._pod_causes(spec.namespace, pods)
-        return _Fleet(read.token, read.error, refs, observed, frozenset(drivable), tuple(causes), stuck)
+        problem = await self._storage_problem(spec)
+        if problem is not None and spec.replicas and stuck is None:
+            stuck = self.settings.reconcile.stuck_pod_poll_s  # a fixed Secret starts no pass by itself
+        return _Fleet(read.token, read.error, refs, observed, frozenset(drivable), tuple(causes), stuck, problem)
+
+    async def _storage_problem(self, spec: DeploymentSpec) -> storage.StorageProblem | None:
+        """The credentials Secret as read now (a Secret the operator may not read is no finding:
+        the pods' own FailedMount events still tell)."""
+        name = spec.storage.credentials_secret
+        if not name:
+            return None
+        try:
+            secret = cast(Secret | None, await self.kube.get("Secret", spec.namespace, name))
+        except KubeError as exc:
+            log.warning("Reading Secret %s/%s (spec.storage.credentialsSecret) failed: %s", spec.namespace, name, exc)
+            return None
+        return storage.problem_of(spec, secret)
 
     async def _report(
         self,
@@ -248,6 +266,7 @@ class Reconciler:
             causes=fleet.causes,
             settling=settled.settling,
             served_before=memory.served,
+            storage=fleet.storage_problem,
         )
         memory.served = status.serving_pods(spec, plan, seen=seen)
         return await self._write_status(

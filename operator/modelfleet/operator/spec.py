@@ -32,6 +32,18 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _HANDLER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)?$")
 _INT_OR_PERCENT = re.compile(r"^[0-9]+%?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_ENDPOINT = re.compile(
+    r"^https?://([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
+    r"(:[0-9]{1,5})?(/[^\s?#]*)?$"
+)
+_REGION = re.compile(r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$")
+ADDRESSING_STYLES = ("auto", "virtual", "path")
+DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
+)  # fmt: skip
+"""Open Inference Protocol tensor datatypes (a signature's `datatype`)."""
 OPERATOR_MOUNT_ROOT = "/etc/modelfleet"
 
 Json = dict[str, Any]
@@ -62,6 +74,8 @@ class ModelSpec:
     max_batch_delay_ms: int = 100
     response_timeout_s: int = 120
     handler: str = ""
+    signature: contract.SignatureEntry | None = None
+    """{"inputs": [{"name", "datatype", "shape"}], "outputs": [...]}, checked; passed to the desired state."""
 
     def version(self, version: str) -> ModelVersionSpec | None:
         return next((v for v in self.versions if v.version == version), None)
@@ -89,6 +103,17 @@ class ModelStoreSpec:
     mount_path: str = "/models"
     read_only: bool = False
     volume: Json = field(default_factory=lambda: {"emptyDir": {}})
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """spec.storage: how servers reach an object store (each field set becomes a --storage-* flag)."""
+
+    credentials_secret: str | None = None
+    """Secret mounted read-only for the server's --storage-credentials-dir; None: botocore's default chain."""
+    endpoint: str | None = None
+    region: str | None = None
+    addressing_style: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +150,7 @@ class DeploymentSpec:
     token: TokenRef = field(default_factory=lambda: TokenRef(secret_name=""))
     model_store: ModelStoreSpec = field(default_factory=ModelStoreSpec)
     allowed_sources: tuple[str, ...] = ()
+    storage: StorageSpec = field(default_factory=StorageSpec)
     strategy: StrategySpec = field(default_factory=StrategySpec)
     pdb_max_unavailable: int | str = 1
     network_policy_enabled: bool = True
@@ -237,6 +263,7 @@ def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> Deploymen
     pull_secrets = _pull_secrets(check, spec)
     placement = _placement(check, spec)
     allowed = _allowed_sources(check, spec)
+    storage = _storage(check, spec.get("storage"))
     metrics_namespaces = _metrics_namespaces(check, netpol)
 
     result = DeploymentSpec(
@@ -270,6 +297,7 @@ def parse_spec(body: Mapping[str, Any], *, default_image: str = "") -> Deploymen
         token=token,
         model_store=store,
         allowed_sources=tuple(allowed),
+        storage=storage,
         strategy=_strategy(check, strategy),
         pdb_max_unavailable=_or_default(
             check.int_or_percent(pdb.get("maxUnavailable"), "spec.disruptionBudget.maxUnavailable"), 1
@@ -468,6 +496,7 @@ def _models(check: _Checker, raw: Any) -> tuple[ModelSpec, ...]:
                     obj.get("responseTimeoutS"), f"{path}.responseTimeoutS", default=120, minimum=1, maximum=86400
                 ),
                 handler=check.string(obj.get("handler"), f"{path}.handler", default="", pattern=_HANDLER) or "",
+                signature=_signature(check, obj.get("signature"), f"{path}.signature"),
             )
         )
     return tuple(models)
@@ -498,6 +527,73 @@ def _versions(check: _Checker, raw: Any, path: str) -> tuple[ModelVersionSpec, .
             continue
         versions.append(ModelVersionSpec(version=version, url=url))
     return tuple(versions)
+
+
+def _signature(check: _Checker, raw: Any, path: str) -> contract.SignatureEntry | None:
+    """A clean copy (only the known keys), so nothing unchecked reaches the desired-state file."""
+    if raw is None:
+        return None
+    obj = check.obj(raw, path)
+    for key in obj:
+        if key not in ("inputs", "outputs"):
+            check.fail(f"{path}.{key}", "unknown field (use inputs or outputs)")
+    sides: dict[str, list[contract.SignatureTensorEntry]] = {}
+    for side in ("inputs", "outputs"):
+        tensors: list[contract.SignatureTensorEntry] = []
+        seen: set[str] = set()
+        entries = check.array(obj.get(side), f"{path}.{side}", max_items=64)
+        if not entries:
+            check.fail(f"{path}.{side}", "must list at least one tensor (the server refuses a signature without)")
+        for i, entry in enumerate(entries):
+            where = f"{path}.{side}[{i}]"
+            tensor = check.obj(entry, where)
+            name = check.string(tensor.get("name"), f"{where}.name", max_length=128)
+            datatype = check.string(tensor.get("datatype"), f"{where}.datatype", enum=DATATYPES)
+            shape = check.array(tensor.get("shape"), f"{where}.shape", max_items=32)
+            for key, value in (("name", name), ("datatype", datatype)):
+                if not value:
+                    check.fail(f"{where}.{key}", "is required")
+            if name and not name.isprintable():
+                check.fail(f"{where}.name", "must be printable (no control characters)")
+            if tensor.get("shape") is None:
+                check.fail(f"{where}.shape", "is required")
+            dims = [
+                check.integer(d, f"{where}.shape[{j}]", default=-1, minimum=-1, maximum=2**63 - 1)
+                for j, d in enumerate(shape)
+            ]
+            if name in seen:
+                check.fail(f"{where}.name", f"{name!r} appears more than once")
+            seen.add(name or "")
+            tensors.append({"name": name or "", "datatype": datatype or "", "shape": dims})
+        sides[side] = tensors
+    return {"inputs": sides["inputs"], "outputs": sides["outputs"]}
+
+
+def _storage(check: _Checker, raw: Any) -> StorageSpec:
+    obj = check.obj(raw, "spec.storage")
+    secret: str | None = None
+    if obj.get("credentialsSecret") is not None:
+        ref = check.obj(obj.get("credentialsSecret"), "spec.storage.credentialsSecret")
+        secret = check.string(ref.get("name"), "spec.storage.credentialsSecret.name", pattern=_DNS_SUBDOMAIN)
+        if not secret:
+            check.fail("spec.storage.credentialsSecret.name", "is required (a Secret in this namespace)")
+    endpoint = check.string(obj.get("endpoint"), "spec.storage.endpoint", max_length=2048)
+    if endpoint and not _ENDPOINT.fullmatch(endpoint):
+        # Not the pattern itself: the message says what a user typed wrong (a scheme, a password).
+        check.fail(
+            "spec.storage.endpoint",
+            f"{endpoint!r} must be an http:// or https:// URL with a host, an optional port and path, and no "
+            "user name, password, query or fragment (credentials belong in credentialsSecret)",
+        )
+    return StorageSpec(
+        credentials_secret=secret or None,
+        endpoint=endpoint or None,
+        region=check.string(obj.get("region"), "spec.storage.region", pattern=_REGION, max_length=64) or None,
+        addressing_style=check.string(
+            obj.get("addressingStyle"), "spec.storage.addressingStyle", enum=ADDRESSING_STYLES
+        )
+        or None,
+    )
 
 
 def _resources(check: _Checker, raw: Any) -> Json:

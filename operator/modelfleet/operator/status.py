@@ -15,6 +15,7 @@ from .observed import ObservedPod, PodRef
 from .plan import Failure, FailureKey, ModelProgress, Plan
 from .podcauses import PodCause, short, summarize
 from .spec import DeploymentSpec
+from .storage import StorageProblem
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Observation:
     unreachable, and still counted as serving if they served on the previous pass."""
     served_before: frozenset[str] = frozenset()
     """Pods counted as serving on the previous pass."""
+    storage: StorageProblem | None = None
+    """What is wrong with spec.storage.credentialsSecret (storage.py), if anything."""
 
 
 def current_defaults(plan: Plan) -> dict[str, str]:
@@ -81,6 +84,9 @@ def _degraded(plan: Plan, seen: Observation) -> Condition:
     explained = {c.pod for c in seen.causes}
     if seen.child_error:
         return Condition(DEGRADED, True, "ChildWriteFailed", short(seen.child_error))
+    if seen.storage is not None:
+        # Before pod causes and load failures: it is what they come from (FailedMount, refused downloads).
+        return Condition(DEGRADED, True, seen.storage.reason, short(seen.storage.message))
     if unverified := [o for o in seen.observed if o.unverified]:
         # Before the rest: whatever else is wrong, the operator cannot manage a pod it cannot verify.
         return Condition(DEGRADED, True, "PodUnverified", short(_pods_text(unverified)))
@@ -117,6 +123,7 @@ def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condi
     degraded = _degraded(plan, seen)
 
     pending = [a.describe() for a in plan.actions]
+    stalled = seen.storage is not None and (bool(starting) or len(seen.live_pods) != spec.replicas)
     if blocked:
         progressing = Condition(
             PROGRESSING,
@@ -129,6 +136,9 @@ def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condi
                 )
             ),
         )
+    elif stalled and seen.storage is not None:
+        # Pods cannot start (or load) until the Secret is fixed: no progress, and the reason says why.
+        progressing = Condition(PROGRESSING, False, seen.storage.reason, short(seen.storage.message))
     elif pending:
         more = f" (+{len(pending) - 3} more)" if len(pending) > 3 else ""
         progressing = Condition(PROGRESSING, True, "RolloutInProgress", short("; ".join(pending[:3]) + more))
@@ -151,6 +161,13 @@ def decide(spec: DeploymentSpec, plan: Plan, *, seen: Observation) -> list[Condi
     elif len(serving) == spec.replicas == len(seen.live_pods) and not unservable:
         ready = Condition(
             READY, True, "AllPodsServing", f"{len(serving)} pods serve the current default of every model"
+        )
+    elif seen.storage is not None:
+        ready = Condition(
+            READY,
+            False,
+            seen.storage.reason,
+            short(f"{len(serving)} of {spec.replicas} pods serve every model: {seen.storage.message}"),
         )
     elif unservable:
         ready = Condition(

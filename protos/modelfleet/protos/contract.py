@@ -132,6 +132,21 @@ class DesiredVersionEntry(TypedDict):
     """Checked against what the source holds; absent: the manifest's, else the `#version=` fragment's."""
 
 
+class SignatureTensorEntry(TypedDict):
+    """One tensor of a declared signature (Open Inference Protocol metadata)."""
+
+    name: str
+    datatype: str
+    """An OIP datatype: BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BF16 or BYTES."""
+    shape: list[int]
+    """-1 for a dimension of any size."""
+
+
+class SignatureEntry(TypedDict):
+    inputs: list[SignatureTensorEntry]
+    outputs: list[SignatureTensorEntry]
+
+
 class DesiredModelEntry(TypedDict):
     """One model; the per-model fields are non-negative integers (0: the server's default)."""
 
@@ -144,6 +159,9 @@ class DesiredModelEntry(TypedDict):
     maxBatchDelayMs: NotRequired[int]
     responseTimeoutS: NotRequired[int]
     handler: NotRequired[str]
+    signature: NotRequired[SignatureEntry]
+    """Declared tensors, reported by the Open Inference ModelMetadata RPC when the model file cannot
+    say (a .pt2 program's own specs win); a malformed one refuses the document."""
 
 
 class DesiredStateDocument(TypedDict):

@@ -85,6 +85,10 @@ FULL_SPEC: dict[str, Any] = {
             "maxBatchDelayMs": 5,
             "responseTimeoutS": 30,
             "handler": "modelfleet_handlers.vision",
+            "signature": {
+                "inputs": [{"name": "input__0", "datatype": "FP32", "shape": [-1, 3, 224, 224]}],
+                "outputs": [{"name": "output__0", "datatype": "FP32", "shape": [-1, 1000]}],
+            },
         },
         {"name": "tiny", "versions": [{"version": "1.0", "url": "tiny.pt#version=1.0"}]},
     ],
@@ -114,7 +118,13 @@ FULL_SPEC: dict[str, Any] = {
         "readOnly": True,
         "volume": {"persistentVolumeClaim": {"claimName": "models"}},
     },
-    "allowedSources": ["https://m\\.example/.*"],
+    "allowedSources": ["https://m\\.example/.*", "s3://models/prod/.*"],
+    "storage": {
+        "credentialsSecret": {"name": "model-store.credentials"},
+        "endpoint": "http://minio.minio:9000",
+        "region": "us-east-1",
+        "addressingStyle": "path",
+    },
     "strategy": {"type": "RollingUpdate", "maxSurge": 0, "maxUnavailable": 1},
     "disruptionBudget": {"maxUnavailable": "25%"},
     "networkPolicy": {"enabled": True, "metricsNamespaces": ["monitoring"]},
@@ -142,6 +152,9 @@ def _model(**fields: Any) -> list[dict[str, Any]]:
     model.update(fields)
     return [model]
 
+
+IN = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 16]}]}
+OUT = {"outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 4]}]}
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("bad-model-name", {"models": _model(name="-tiny")}, "models[0].name"),
@@ -184,6 +197,40 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("token-ref-without-name", {"tokenSecretRef": {"managementKey": "m"}}, "tokenSecretRef.name"),
     ("bad-pull-policy", {"imagePullPolicy": "Sometimes"}, "imagePullPolicy"),
     ("bad-batch-size", {"models": _model(batchSize=0)}, "batchSize"),
+    ("bad-addressing-style", {"storage": {"addressingStyle": "sideways"}}, "storage.addressingStyle"),
+    ("endpoint-without-scheme", {"storage": {"endpoint": "minio:9000"}}, "storage.endpoint"),
+    ("endpoint-with-password", {"storage": {"endpoint": "http://k:s@minio:9000"}}, "storage.endpoint"),
+    ("endpoint-with-query", {"storage": {"endpoint": "https://s3.example.com/?a=b"}}, "storage.endpoint"),
+    ("secret-not-a-dns-name", {"storage": {"credentialsSecret": {"name": "My_Secret"}}}, "credentialsSecret.name"),
+    ("secret-without-name", {"storage": {"credentialsSecret": {}}}, "credentialsSecret.name"),
+    ("bad-region", {"storage": {"region": "us east 1"}}, "storage.region"),
+    (
+        "bad-datatype",
+        {"models": _model(signature={"inputs": [{"name": "x", "datatype": "float32", "shape": [1]}], **OUT})},
+        "signature.inputs[0].datatype",
+    ),
+    (
+        "dimension-below-minus-one",
+        {"models": _model(signature={**IN, "outputs": [{"name": "y", "datatype": "FP32", "shape": [-2]}]})},
+        "signature.outputs[0].shape[0]",
+    ),
+    (
+        "tensor-without-shape",
+        {"models": _model(signature={"inputs": [{"name": "x", "datatype": "FP32"}], **OUT})},
+        "signature.inputs[0].shape",
+    ),
+    (
+        "duplicate-tensor",
+        {"models": _model(signature={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}] * 2, **OUT})},
+        "more than once",
+    ),
+    ("signature-without-inputs", {"models": _model(signature=OUT)}, "signature.inputs"),
+    ("signature-with-no-outputs", {"models": _model(signature={**IN, "outputs": []})}, "signature.outputs"),
+    (
+        "control-character-in-a-tensor-name",
+        {"models": _model(signature={"inputs": [{"name": "a\nb", "datatype": "FP32", "shape": [1]}], **OUT})},
+        "signature.inputs[0].name",
+    ),
 ]
 
 

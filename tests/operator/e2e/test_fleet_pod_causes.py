@@ -1,8 +1,9 @@
 """Pod-level causes reach the ModelDeployment on the local fleet: a missing volume, a crash loop, a
 command that cannot start and an image without a local entrypoint each show as `Degraded` with a
 reason of their own and a message naming the pod, with one Warning Event per transition (a repeat
-is counted on the first Event). The local kubelet posts no pod events; causes a real kubelet tells
-only in events are covered by tests/operator/status/test_pod_causes_from_recorded_pods.py."""
+is counted on the first Event). The missing volume is told, as by a real kubelet, only in the pod's
+FailedMount event; other causes a real kubelet tells only in events are covered by
+tests/operator/status/test_pod_causes_from_recorded_pods.py."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ async def test_a_missing_volume_is_named_with_its_pod(product: Any, poll: Callab
     await poll(lambda: _reason_is(product, "VolumeMountFailed"), timeout=60)
     (pod,) = await product.pods()
     _, _, message = await _degraded(product)
-    assert message == f'{pod["metadata"]["name"]}: persistentvolumeclaim "no-such-claim" not found'
+    assert message == (
+        f'{pod["metadata"]["name"]}: MountVolume.SetUp failed for volume "model-store" : '
+        'persistentvolumeclaim "no-such-claim" not found'
+    )  # the kubelet's FailedMount event, read as a real cluster reports it
     assert (await product.condition("Ready"))["status"] == "False"
     (event,) = await _events(product, "VolumeMountFailed")
     assert (event["type"], event["message"]) == ("Warning", message)
