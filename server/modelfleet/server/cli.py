@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelfleet.server.errors import ModelFleetError
 from modelfleet.server.models.desired_state import parse_startup_models
@@ -36,6 +37,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _POD_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 # ---- value parsers (raise ValueError/argparse.ArgumentTypeError with a readable message) ----------
@@ -132,6 +134,39 @@ def pod_uid(text: str) -> str:
     return text
 
 
+def endpoint_url(text: str) -> str:
+    """An http(s) URL with a host and nothing after the authority but an optional path (no query, no user)."""
+    parts = urlsplit(text)
+    try:
+        _ = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port in {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"expected an http(s)://HOST[:PORT] URL, got {text!r}")
+    if parts.username is not None or parts.password is not None:
+        raise argparse.ArgumentTypeError("credentials do not belong in the endpoint URL; use --storage-credentials-dir")
+    return text
+
+
+def region(text: str) -> str:
+    if not _REGION.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a region name such as us-east-1, got {text!r}")
+    return text
+
+
+def addressing_style(text: str) -> str:
+    if text not in ("auto", "virtual", "path"):
+        raise argparse.ArgumentTypeError(f"expected auto, virtual or path, got {text!r}")
+    return text
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return path
+
+
 def log_level(text: str) -> str:
     level = text.upper()
     if level not in LOG_LEVELS:
@@ -189,8 +224,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("inference-token-file", "inference tokens, one per line; re-read on change", existing_file,
          metavar="FILE"),
     Flag("key-file", "where generated tokens are written (0600)", Path, AuthSettings().key_file, metavar="FILE"),
-    Flag("allowed-sources", "full-match regex for allowed file:// and http(s):// URLs; repeatable", regex, (),
-         many=True, metavar="REGEX"),
+    Flag("allowed-sources", "full-match regex for allowed file://, http(s)://, s3:// and gs:// URLs; repeatable",
+         regex, (), many=True, metavar="REGEX"),
     Flag("trusted-handlers", "importable handler module installed in the image; repeatable", module_name, (),
          many=True, metavar="MODULE"),
     Flag("tls-cert", "PEM certificate chain (TLS on both API ports)", existing_file, metavar="FILE"),
@@ -229,6 +264,15 @@ FLAGS: tuple[Flag, ...] = (
          positive_seconds, _SOURCES.download_rate_grace_s, metavar="S"),
     Flag("max-concurrent-downloads", "http(s) downloads running at once; more wait for a slot within their "
          "--download-timeout", positive_int, _SOURCES.max_concurrent_downloads, metavar="N"),
+    Flag("storage-endpoint-url", "S3 API endpoint for s3:// and gs:// sources (MinIO, Ceph, GCS interoperability); "
+         "default AWS for s3://, https://storage.googleapis.com for gs://", endpoint_url, metavar="URL"),
+    Flag("storage-region", "region object-store requests are signed for (default: botocore's resolution, else "
+         "us-east-1)", region, metavar="REGION"),
+    Flag("storage-addressing-style", "auto, virtual (bucket in the host name) or path (bucket in the path)",
+         addressing_style, _SOURCES.storage_addressing_style, metavar="STYLE"),
+    Flag("storage-credentials-dir", "mounted Secret: a `credentials` file (profile default) or AWS_ACCESS_KEY_ID + "
+         "AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN) files, re-read on change; default botocore's chain",
+         existing_dir, metavar="DIR"),
     Flag("max-archive-ratio", "largest compression ratio of a zip member (.mar, .pt, .pt2) over 1 MiB",
          positive_number, _SOURCES.max_archive_ratio, metavar="RATIO"),
     Flag("extract-size-factor", "a zip may inflate to this many times its size plus --extract-size-allowance",
@@ -366,6 +410,10 @@ def _settings(parser: argparse.ArgumentParser, v: Mapping[str, Any]) -> Settings
             extract_size_factor=v["extract_size_factor"],
             extract_size_allowance_bytes=v["extract_size_allowance"],
             max_archive_entries=v["max_archive_entries"],
+            storage_endpoint_url=v["storage_endpoint_url"],
+            storage_region=v["storage_region"],
+            storage_addressing_style=v["storage_addressing_style"],
+            storage_credentials_dir=v["storage_credentials_dir"],
         ),
         models=ModelSettings(
             default_workers=v["default_workers"],

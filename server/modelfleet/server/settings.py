@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 StatusMode = Literal["torchserve", "conventional"]
+AddressingStyle = Literal["auto", "virtual", "path"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 6_553_500
 """TorchServe's max_request_size; also its gRPC message limit."""
@@ -80,19 +81,21 @@ class SourceSettings:
     model_store: Path = Path("model_store")
     """Folder whose files and subfolders may be registered by bare name; always allowed."""
     allowed_source_patterns: tuple[str, ...] = ()
-    """Regexes (full match) for file:// and http(s):// URLs allowed besides the model store; empty = deny."""
+    """Regexes (full match) for file://, http(s)://, s3:// and gs:// URLs allowed besides the model store;
+    empty = deny."""
     download_dir: Path | None = None
-    """Where http(s) sources are saved; None = <model_store>/.downloads."""
+    """Where http(s), s3:// and gs:// sources are saved (and object-store downloads cached by ETag);
+    None = <model_store>/.downloads."""
     max_download_bytes: int = 2 * 1024**3
-    """Largest http(s) download accepted."""
+    """Largest download (http(s), s3://, gs://) accepted, in bytes."""
     download_timeout_s: float = 60.0
-    """Seconds the WHOLE http(s) download may take (waiting for a slot, connect, redirects, body)."""
+    """Seconds the WHOLE download may take (waiting for a slot, connect, redirects, body); all schemes."""
     min_download_rate_bytes_s: int = 64 * 1024
     """Bytes/s a download must average once the grace period is over, else it is refused; 0 = no minimum."""
     download_rate_grace_s: float = 10.0
     """Seconds from a download's start before min_download_rate_bytes_s applies (slow starts, TLS)."""
     max_concurrent_downloads: int = 4
-    """http(s) downloads running at once, on their own threads; more wait for a slot within their deadline."""
+    """Downloads (all schemes) running at once, on their own threads; more wait for a slot within their deadline."""
     max_archive_ratio: float = 100.0
     """Largest compression ratio (inflated/compressed) of a zip member (.mar, .pt, .pt2) over 1 MiB."""
     extract_size_factor: float = 4.0
@@ -101,6 +104,16 @@ class SourceSettings:
     """Bytes added to extract_size_factor x the archive size, so small archives are not held to tiny caps."""
     max_archive_entries: int = 10_000
     """Most entries a zip (.mar, .pt, .pt2) may list; a huge central directory is itself a bomb."""
+    storage_endpoint_url: str | None = None
+    """S3 API endpoint for s3:// and gs:// URLs (MinIO, Ceph, GCS interoperability); None = AWS for s3://
+    (botocore's resolution), https://storage.googleapis.com for gs://."""
+    storage_region: str | None = None
+    """Region requests are signed for; None = botocore's resolution (AWS_REGION, config file), else us-east-1."""
+    storage_addressing_style: AddressingStyle = "auto"
+    """Bucket in the host name (virtual), in the path (path), or botocore's choice (auto)."""
+    storage_credentials_dir: Path | None = None
+    """Mounted Secret with `credentials` (INI, profile default) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+    (+ AWS_SESSION_TOKEN) files, re-read before each download; None = botocore's default chain."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ CONTRACT_FLAGS = [
     "model-limit", "version-limit", "pod-uid", "min-download-rate", "download-rate-grace",
     "max-concurrent-downloads", "max-archive-ratio", "extract-size-factor", "extract-size-allowance",
     "max-archive-entries", "max-image-pixels", "sequence-idle-timeout", "max-sequences",
+    "storage-endpoint-url", "storage-region", "storage-addressing-style", "storage-credentials-dir",
 ]  # fmt: skip
 
 

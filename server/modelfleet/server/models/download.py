@@ -44,6 +44,10 @@ def fetch_failed(kind: ErrorKind, url: str, why: str, **metadata: str) -> ModelF
     return ModelFleetError(kind, Reason.SOURCE_FETCH_FAILED, message, metadata={"url": url, **metadata})
 
 
+def source_too_large(url: str, max_bytes: int) -> ModelFleetError:
+    return fetch_failed(ErrorKind.INVALID_ARGUMENT, url, f"the source is larger than {max_bytes} bytes")
+
+
 def checksum_mismatch(url: str, *, expected: str, actual: str) -> ModelFleetError:
     return ModelFleetError(
         ErrorKind.INVALID_ARGUMENT,
@@ -134,6 +138,19 @@ class Downloader:
         check_redirect: Callable[[str], None],
     ) -> Path:
         """Fetch `url` (no fragment) to `target`; returns target. Raises ModelFleetError only."""
+        return await self.run(
+            url,
+            limits,
+            lambda guard: _fetch(
+                url, target, max_bytes=max_bytes, guard=guard, sha256=sha256, check_redirect=check_redirect
+            ),
+        )
+
+    async def run(self, url: str, limits: TransferLimits, work: Callable[[TransferGuard], Path]) -> Path:
+        """Run `work(guard)` on the pool once a slot is free, bounded by `limits` (any scheme's download).
+
+        `work` must call guard.begin() first and guard.check() between reads; it returns the local path.
+        """
         guard = TransferGuard(url, limits)
         try:
             await asyncio.wait_for(self._slots.acquire(), guard.remaining())
@@ -145,12 +162,7 @@ class Downloader:
             ) from None
         self.active.add(guard)
         try:
-            future = asyncio.get_running_loop().run_in_executor(
-                self._executor,
-                lambda: _fetch(
-                    url, target, max_bytes=max_bytes, guard=guard, sha256=sha256, check_redirect=check_redirect
-                ),
-            )
+            future = asyncio.get_running_loop().run_in_executor(self._executor, work, guard)
         except BaseException:
             self._release(guard)
             raise
@@ -222,7 +234,7 @@ def _stream(
     """Copy the body to `out`; returns its sha256. The guard bounds every socket read (download_guard)."""
     opener = build_opener(_CheckedRedirects(check_redirect), GuardedHTTPHandler(guard), GuardedHTTPSHandler(guard))
     request = Request(url, headers={"User-Agent": "modelfleet-server", "Accept-Encoding": "identity"})
-    too_large = fetch_failed(ErrorKind.INVALID_ARGUMENT, url, f"the source is larger than {max_bytes} bytes")
+    too_large = source_too_large(url, max_bytes)
     digest = hashlib.sha256()
     try:
         with opener.open(request, timeout=max(guard.check(), 0.001)) as response:

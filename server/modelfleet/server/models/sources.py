@@ -1,8 +1,9 @@
 """Model sources: turn RegisterModel.url into a local, allow-listed file or folder (ResolvedSource).
 
 Called by the registry before loading. A bare name is a file or folder in the model store (always
-allowed); `file://` paths outside the store and every `http(s)://` URL must full-match one of the
-`--allowed-sources` regexes (default deny); downloads are in download.py. Never loads or opens a
+allowed); `file://` paths outside the store and every `http(s)://`, `s3://` and `gs://` URL must
+full-match one of the `--allowed-sources` regexes (default deny), checked before any network call;
+downloads are in download.py (http) and object_store.py (S3 API). Never loads or opens a
 model beyond hashing it for a `#sha256=` check. Refusals TorchServe also makes use its words
 (ModelArchive.downloadModel, ArchiveUtils.validateURL), with the URL clipped (echo.py).
 """
@@ -24,6 +25,8 @@ from ..settings import SourceSettings
 from .contracts import ResolvedSource
 from .download import Downloader, checksum_mismatch, download_target, sha256_of
 from .download_guard import TransferLimits
+from .object_store import SCHEMES as OBJECT_SCHEMES
+from .object_store import ObjectStore, parse_object_url
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -140,11 +143,12 @@ class SourceResolver:
     - `file://` (empty host or localhost, no query): inside the store by default, elsewhere only when
       the URL without fragment full-matches a pattern, else PERMISSION_DENIED/SOURCE_NOT_ALLOWED.
     - `http(s)://`: only when a pattern matches; every redirect hop is checked the same way.
+    - `s3://BUCKET/KEY`, `gs://BUCKET/KEY`: only when a pattern matches (object_store.py fetches them).
     - other schemes → INVALID_ARGUMENT/UNSUPPORTED_FORMAT (kept apart from SOURCE_NOT_ALLOWED, which
-      a pattern could fix; no pattern makes s3:// work).
+      a pattern could fix; no pattern makes ftp:// work).
     - `..` anywhere (also %2e%2e, %252e%252e, `\\`) → INVALID_ARGUMENT/PATH_ESCAPE, checked before the
       allow-list so a broad pattern never lets it through.
-    - an allowed http(s) URL, or file:// URL outside the store, whose file name the store already
+    - an allowed http(s), s3 or gs URL, or file:// URL outside the store, whose file name the store already
       has → ALREADY_EXISTS/MODEL_FILE_EXISTS (TorchServe's "Model file already exists").
     - symlinks: the real path must be inside the store's real path, or be the very path an allowed
       file:// URL named, or itself full-match a pattern as `file://<realpath>` (the operator allowed
@@ -168,6 +172,9 @@ class SourceResolver:
             timeout_s=settings.download_timeout_s,
             min_rate_bytes_s=settings.min_download_rate_bytes_s,
             grace_s=settings.download_rate_grace_s,
+        )
+        self.object_store = ObjectStore(
+            settings, download_dir=self._download_dir, downloader=self.downloader, limits=self._transfer_limits
         )
 
     def allowed(self, url_without_fragment: str) -> bool:
@@ -193,6 +200,14 @@ class SourceResolver:
                 check_redirect=self._check_redirect,
             )
             path = Path(os.path.realpath(path))
+        elif scheme in OBJECT_SCHEMES:
+            obj = parse_object_url(base, shown=url)
+            if has_dot_dot(obj.key):
+                raise relative_path(url, "object keys")
+            if not self.allowed(base):
+                raise not_allowed(url)
+            await asyncio.to_thread(self._check_file_name_free, url, base)
+            path = await self.object_store.fetch(obj, base, sha256=fragment.sha256)
         elif scheme == "file":
             local = self._file_path(url, base)
             path = await asyncio.to_thread(
@@ -203,7 +218,7 @@ class SourceResolver:
                 ErrorKind.INVALID_ARGUMENT,
                 Reason.UNSUPPORTED_FORMAT,
                 f"model source {quoted(url)}: unsupported scheme {quoted(scheme)}; use a model store name, "
-                "a file:// path or an http(s):// URL",
+                "a file:// path, an http(s):// URL or an s3:// or gs:// object URL",
                 metadata={"url": url},
             )
         else:
