@@ -15,9 +15,16 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
-from grpc import aio
+from grpc import StatusCode, aio
 
-from modelfleet.protos import inference_pb2_grpc, management_pb2_grpc
+from modelfleet.protos import (
+    inference_pb2_grpc,
+    management_pb2_grpc,
+    open_inference_pb2,
+    open_inference_pb2_grpc,
+    torchserve_open_inference_pb2,
+    torchserve_open_inference_pb2_grpc,
+)
 from modelfleet.server.errors import ModelFleetError
 from modelfleet.server.metrics import MetricsServer
 from modelfleet.server.models.archive import ZipLimits
@@ -32,11 +39,12 @@ from modelfleet.server.models.devices import visible_devices
 from modelfleet.server.models.loading import ModelLoader
 from modelfleet.server.models.registry import ModelRegistry
 from modelfleet.server.models.sources import SourceResolver
-from modelfleet.server.rpc import inference, management, status
+from modelfleet.server.rpc import inference, management, open_inference, status
 from modelfleet.server.rpc.auth import INFERENCE, MANAGEMENT, TokenAuthInterceptor, TokenFileError, TokenStore
 from modelfleet.server.rpc.decoding import DecodingInterceptor
 from modelfleet.server.rpc.health import OVERALL_SERVICE, HealthServicer
 from modelfleet.server.rpc.health import SERVICE_NAME as HEALTH_SERVICE
+from modelfleet.server.rpc.health import SERVING as HEALTH_SERVING
 from modelfleet.server.rpc.reflection import REFLECTION_SERVICES, enable_reflection
 from modelfleet.server.rpc.transport import TransportError, bind, server_credentials, server_options
 from modelfleet.server.settings import Settings
@@ -126,15 +134,22 @@ class App:
         )
         registry.subscribe(self._sync_health)
         interceptors: list[aio.ServerInterceptor] = []
+        oip_services = (open_inference.SERVICE.full_name, open_inference.TORCHSERVE_SERVICE.full_name)
         if settings.auth.enabled:
             self.tokens = TokenStore(settings.auth)
             self.tokens.start()
             interceptors.append(
                 TokenAuthInterceptor(
                     self.tokens,
-                    {inference.SERVICE.full_name: INFERENCE, management.SERVICE.full_name: MANAGEMENT},
+                    {
+                        inference.SERVICE.full_name: INFERENCE,
+                        management.SERVICE.full_name: MANAGEMENT,
+                        **{name: INFERENCE for name in oip_services},
+                    },
                     (HEALTH_SERVICE, *REFLECTION_SERVICES),
                     code=status.token_denied_code(mode),
+                    # Open Inference clients get gRPC's usual code whatever --status-mode says.
+                    codes={name: StatusCode.UNAUTHENTICATED for name in oip_services},
                 )
             )
         # After auth on purpose: a refused call is never parsed, so garbage without a token gets
@@ -152,6 +167,27 @@ class App:
             service=inference.SERVICE,
             mode=mode,
         )
+        # The Open Inference Protocol under both package names, over the same registry and queues.
+        for pb, add, service in (
+            (
+                open_inference_pb2,
+                open_inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+                open_inference.SERVICE,
+            ),
+            (
+                torchserve_open_inference_pb2,
+                torchserve_open_inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+                open_inference.TORCHSERVE_SERVICE,
+            ),
+        ):
+            servicer = open_inference.OpenInferenceServicer(
+                registry,
+                pb,
+                ready=lambda: self.health.status(OVERALL_SERVICE) == HEALTH_SERVING,
+                max_request_bytes=network.max_receive_message_bytes,
+                max_response_bytes=network.max_send_message_bytes,
+            )
+            status.add_servicer(inference_server, servicer, add, service=service, mode=open_inference.STATUS_MODE)
         management_server = aio.server(interceptors=interceptors, options=options)
         status.add_servicer(
             management_server,
@@ -160,10 +196,13 @@ class App:
             service=management.SERVICE,
             mode=mode,
         )
-        for server, service in ((inference_server, inference.SERVICE), (management_server, management.SERVICE)):
+        for server, names in (
+            (inference_server, (inference.SERVICE.full_name, *oip_services)),
+            (management_server, (management.SERVICE.full_name,)),
+        ):
             self.health.add_to_server(server)
             if network.reflection:
-                enable_reflection(server, (service.full_name,))
+                enable_reflection(server, names)
             self._servers.append(server)
         self.inference_port = bind(inference_server, network.inference_address, credentials)
         self.management_port = bind(management_server, network.management_address, credentials)

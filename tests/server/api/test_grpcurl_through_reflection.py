@@ -41,7 +41,8 @@ async def test_grpcurl_lists_describes_and_calls_without_proto_files(
         assert rc == 0, err
         assert out.split() == sorted(
             [INFERENCE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
-             "grpc.reflection.v1alpha.ServerReflection"]
+             "grpc.reflection.v1alpha.ServerReflection", "inference.GRPCInferenceService",
+             "org.pytorch.serve.grpc.openinference.GRPCInferenceService"]
         )  # fmt: skip
         rc, out, err = await grpcurl(management, "list")
         assert rc == 0 and MANAGEMENT in out.split() and INFERENCE not in out.split(), err

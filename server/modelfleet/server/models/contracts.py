@@ -39,6 +39,9 @@ class RegisterSpec:
     synchronous: bool = False
     expected_version: str | None = None
     """When set (desired-state file, operator), loading fails unless the source's version equals it."""
+    signature: ModelSignature | None = None
+    """Declared tensors (the desired-state entry's `signature`); the Open Inference metadata's source
+    when the model file cannot say (see signature.py for the order)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,27 @@ class ResolvedSource:
     """A local file or folder inside an allowed location (downloads land in the server's cache)."""
     version_hint: str | None = None
     """From a `#version=<v>` fragment; only used for bare .pt/.pt2/.safetensors files."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of a model's signature, in Open Inference Protocol terms."""
+
+    name: str
+    datatype: str
+    """An OIP datatype ("FP32", "INT64", "BYTES", ...)."""
+    shape: tuple[int, ...]
+    """-1 for a dimension of any size (the batch dimension when it is dynamic)."""
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """The tensors a model version takes and gives, as ModelMetadata reports them."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    origin: str
+    """Where it came from: "model" (a .pt2 program), "desired-state", "archive" (signature.json) or "default"."""
 
 
 # ---- what handlers are given -----------------------------------------------------------------
@@ -253,6 +277,10 @@ class LoadedModel:
     """"torchscript", "export" or "safetensors"."""
     handler: ModelHandler
     info: LoadInfo | None = None
+    signature: ModelSignature | None = None
+    """What the model, or a declaration, says about its tensors (None: signature.py's defaults)."""
+    state: ModelState | None = None
+    """The handlers' shared knowledge (the sample rank learned from the first request)."""
 
     def make_runner(self, device: str) -> ModelRunner:
         return self.handler.make_runner(device)

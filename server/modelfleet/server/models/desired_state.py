@@ -21,7 +21,8 @@ from modelfleet.protos.contract import DesiredIntField
 
 from ..errors import ErrorKind, ModelFleetError, Reason
 from ..names import check_model_name, check_version
-from .contracts import RegisterSpec
+from . import signature as signatures
+from .contracts import ModelSignature, RegisterSpec
 
 if TYPE_CHECKING:
     from .registry import ModelRegistry
@@ -46,6 +47,8 @@ class DesiredModel:
     max_batch_delay_ms: int = 0
     response_timeout_s: int = 0
     handler: str = ""
+    signature: ModelSignature | None = None
+    """Declared tensors for the Open Inference metadata (signature.py checks it here, at read)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,14 @@ def parse_desired_state(document: Any) -> DesiredState:
         handler = entry.get("handler", "")
         if not isinstance(handler, str):
             raise _invalid(f"{where}.handler must be a string")
+        signature = None
+        if entry.get("signature") is not None:
+            try:
+                signature = signatures.parse(
+                    entry["signature"], where=f"{where}.signature", origin=signatures.DESIRED_STATE
+                )
+            except ModelFleetError as exc:
+                raise _invalid(exc.message) from None
         models.append(
             DesiredModel(
                 name=name,
@@ -111,6 +122,7 @@ def parse_desired_state(document: Any) -> DesiredState:
                 max_batch_delay_ms=_int(entry, "maxBatchDelayMs", where),
                 response_timeout_s=_int(entry, "responseTimeoutS", where),
                 handler=handler,
+                signature=signature,
             )
         )
     return DesiredState(tuple(models))
@@ -201,6 +213,7 @@ async def _apply_model(registry: ModelRegistry, model: DesiredModel) -> None:
             response_timeout_s=model.response_timeout_s,
             synchronous=True,
             expected_version=version.version,
+            signature=model.signature,
         )
         try:
             result = await registry.register(spec, at_startup=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import tempfile
 import threading
 import warnings
@@ -22,10 +23,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import names
-from ..errors import ErrorKind, ModelFleetError, Reason, load_failed
+from ..echo import clip
+from ..errors import ErrorKind, ModelFleetError, Reason, bad_input, load_failed
 from ..settings import DEFAULT_MAX_MESSAGE_BYTES, ModelSettings
-from . import archive, handlers
-from .contracts import LoadedModel, LoadInfo, ModelContext, ModelFiles, ModelState, RegisterSpec, ResolvedSource
+from . import archive, handlers, signature
+from .contracts import (
+    LoadedModel,
+    LoadInfo,
+    ModelContext,
+    ModelFiles,
+    ModelSignature,
+    ModelState,
+    RegisterSpec,
+    ResolvedSource,
+)
 from .export_safety import check_export_archive
 from .model_files import FolderFiles, MarFiles, NoFiles
 from .torchscript_safety import check_loaded_module, check_torchscript_archive
@@ -177,8 +188,10 @@ class ModelLoader:
 
     def load(self, source: ResolvedSource, spec: RegisterSpec, identity: ModelIdentity) -> LoadedModel:
         handler = handlers.load_handler(identity.handler_name, trusted=self._settings.trusted_handlers)
+        files = _model_files(source.path, identity)
+        declared = _declared_signature(spec, files, identity)  # before the model: a bad one fails fast
         with self._local_file(source.path, identity) as model_path:
-            module, sample_ndim = _load_module(
+            module, sample_ndim, program_signature = _load_module(
                 model_path, identity, handler, origin=source.path.name, zip_limits=self._zip_limits
             )
         state = ModelState(
@@ -195,12 +208,14 @@ class ModelLoader:
             module=module,
             place=placement.module_for,
             state=state,
-            files=_model_files(source.path, identity),
+            files=files,
             manifest=identity.manifest,
             settings=self._settings,
         )
         # Every handler, built in or trusted, becomes a ModelHandler the same way: no special case here.
         model_handler = _guarded(source.path.name, f"handler {handler.name!r}", lambda: handler.create(context))
+        # The program knows its tensors best, but only the tensor handler puts them on the wire.
+        tensors_on_wire = identity.handler_name == signature.TENSOR_HANDLER
         return LoadedModel(
             name=identity.name,
             version=identity.version,
@@ -214,6 +229,8 @@ class ModelLoader:
                 layout=identity.layout,
                 serialized_file=identity.serialized_file,
             ),
+            signature=program_signature if program_signature is not None and tensors_on_wire else declared,
+            state=state,
         )
 
     @contextlib.contextmanager
@@ -288,6 +305,35 @@ def _model_files(path: Path, identity: ModelIdentity) -> ModelFiles:
     return NoFiles(path.name)
 
 
+MAX_SIGNATURE_BYTES = 1024 * 1024
+"""A signature.json bigger than this is refused (a real one is a few hundred bytes)."""
+
+
+def _declared_signature(spec: RegisterSpec, files: ModelFiles, identity: ModelIdentity) -> ModelSignature | None:
+    """The desired state's signature, else the archive's signature.json; both checked for the handler.
+
+    The archive's file is validated even when the desired state overrides it, so a broken archive
+    fails wherever it is registered.
+    """
+    member = str(PurePosixPath(identity.serialized_file).parent / signature.SIGNATURE_FILE)
+    packaged = None
+    if member in files.names():
+        raw = files.read(member)
+        where = f"{member} of the model"
+        if len(raw) > MAX_SIGNATURE_BYTES:
+            raise bad_input(f"signature: {where} has {len(raw)} bytes; at most {MAX_SIGNATURE_BYTES} are allowed")
+        try:
+            document = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise bad_input(clip(f"signature: {where} is not valid JSON: {exc}")) from None
+        packaged = signature.parse(document, where=where, origin=signature.ARCHIVE)
+        signature.check_for_handler(packaged, identity.handler_name, where=where)
+    if spec.signature is not None:
+        signature.check_for_handler(spec.signature, identity.handler_name, where="the desired state's signature")
+        return spec.signature
+    return packaged
+
+
 def format_of(file_name: str, *, origin: str) -> str:
     lowered = file_name.lower()
     suffix = PurePosixPath(lowered).suffix
@@ -350,8 +396,8 @@ def _not_a_zip(path: Path, origin: str) -> ModelFleetError:
 
 def _load_module(
     path: Path, identity: ModelIdentity, handler: handlers.Handler, *, origin: str, zip_limits: archive.ZipLimits
-) -> tuple[Any, int | None]:
-    """The module on the CPU, and the sample rank when the file says it."""
+) -> tuple[Any, int | None, ModelSignature | None]:
+    """The module on the CPU, and the sample rank and signature when the file says them."""
     fmt = identity.serialized_format
     if fmt in (TORCHSCRIPT, EXPORT):
         # torch inflates deflated members in memory: a small file could make it allocate gigabytes.
@@ -360,17 +406,19 @@ def _load_module(
         check_torchscript_file(path, origin=origin)
         # Before torch.jit.load: loading runs the archive's __setstate__ methods.
         check_torchscript_archive(path, origin=origin)
-        return _guarded(origin, "TorchScript model", lambda: _load_torchscript(path, origin)), None
+        return _guarded(origin, "TorchScript model", lambda: _load_torchscript(path, origin)), None, None
     if fmt == EXPORT:
         check_export_archive(path)
-        loaded: tuple[Any, int | None] = _guarded(origin, "torch.export program", lambda: _load_export(path))
+        loaded: tuple[Any, int | None, ModelSignature | None] = _guarded(
+            origin, "torch.export program", lambda: _load_export(path)
+        )
         return loaded
     build_model = handler.hooks.build_model if handler.hooks else None
     if build_model is None:
         raise archive.unsupported(
             f"{origin}: trusted handler {handler.name!r} has no build_model(), which .safetensors weights need"
         )
-    return _guarded(origin, "safetensors weights", lambda: _load_safetensors(path, build_model)), None
+    return _guarded(origin, "safetensors weights", lambda: _load_safetensors(path, build_model)), None, None
 
 
 def _check_zip_limits(path: Path, limits: archive.ZipLimits, *, origin: str) -> None:
@@ -403,7 +451,7 @@ def _load_torchscript(path: Path, origin: str) -> Any:
     return module
 
 
-def _load_export(path: Path) -> tuple[Any, int | None]:
+def _load_export(path: Path) -> tuple[Any, int | None, ModelSignature | None]:
     import torch
 
     program = torch.export.load(str(path))
@@ -415,7 +463,7 @@ def _load_export(path: Path) -> tuple[Any, int | None]:
     if len(values) == 1 and isinstance(values[0], torch.Tensor) and values[0].dim() >= 1:
         sample_ndim = values[0].dim() - 1
     # No .eval(): exported programs are already specialised and refuse train()/eval().
-    return program.module(), sample_ndim
+    return program.module(), sample_ndim, signature.from_export(program)
 
 
 def _load_safetensors(path: Path, build_model: Callable[[], Any]) -> Any:

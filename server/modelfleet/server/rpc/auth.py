@@ -210,6 +210,7 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         open_services: Iterable[str],
         *,
         code: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED,
+        codes: Mapping[str, grpc.StatusCode] | None = None,
     ) -> None:
         unknown = set(scope_by_service.values()) - set(SCOPES)
         if unknown:
@@ -218,20 +219,37 @@ class TokenAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         self._scope_by_service = dict(scope_by_service)
         self._open = frozenset(open_services)
         self._code = code  # PERMISSION_DENIED as TorchServe; the app passes status.py's choice
+        self._codes = dict(codes or {})  # per-service overrides (Open Inference: always UNAUTHENTICATED)
 
-    async def intercept_service(
+    def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Awaitable[grpc.RpcMethodHandler | None]:
+        """The continuation's own awaitable when the call may pass, else one that builds the refusal.
+
+        A plain method, not a coroutine: grpc awaits what it returns, so a call that passes costs no
+        coroutine frame of its own (this runs on the event loop for every request).
+        """
         method: str = handler_call_details.method
         service = method[1 : method.rfind("/")]  # "/pkg.Service/Method" → "pkg.Service"
         if service in self._open:
-            return await continuation(handler_call_details)
+            return continuation(handler_call_details)
         scope = self._scope_by_service.get(service)
         metadata = handler_call_details.invocation_metadata
         if scope is not None and self._store.check(scope, metadata):
-            return await continuation(handler_call_details)
-        handler = await continuation(handler_call_details)
-        return _denying_handler(handler, self._code, *_denial(scope, metadata))
+            return continuation(handler_call_details)
+        return self._refuse(continuation, handler_call_details, service=service, scope=scope, metadata=metadata)
+
+    async def _refuse(
+        self,
+        continuation: Continuation,
+        details: grpc.HandlerCallDetails,
+        *,
+        service: str,
+        scope: str | None,
+        metadata: Metadata,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        return _denying_handler(handler, self._codes.get(service, self._code), *_denial(scope, metadata))
 
 
 def _denial(scope: str | None, metadata: Metadata) -> tuple[str, dict[str, str]]:

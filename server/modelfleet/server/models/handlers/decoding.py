@@ -23,7 +23,11 @@ from ...settings import DEFAULT_MAX_MESSAGE_BYTES
 from .limits import MAX_SHAPE_CHARS, check_json_depth, check_shape, safetensors_header
 
 JSON, SAFETENSORS, RAW = 0, 1, 2
-"""Answer forms: each request is answered in the form it was sent in."""
+"""Answer forms: each request is answered in the form it was sent in, unless it asks (ACCEPT)."""
+ACCEPT = "accept"
+"""Input entry naming the answer's form; its one value, `safetensors`, gets a safetensors answer
+(dtype and shape included) whatever the input's form."""
+_ACCEPTED = {b"safetensors": SAFETENSORS}
 _NUMERIC_KINDS = frozenset("biuf")
 _MAX_MESSAGE = 300
 """Characters of a decoder's message (they quote library errors, which may quote the input)."""
@@ -44,6 +48,21 @@ DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool,
 }
 """Names accepted in the `dtype` entry of a raw tensor (also with a `torch.` prefix)."""
+NUMPY_DTYPES: dict[torch.dtype, np.dtype[Any]] = {
+    dtype: np.dtype(name).newbyteorder("<")
+    for dtype, name in {
+        torch.float32: "float32",
+        torch.float16: "float16",
+        torch.float64: "float64",
+        torch.int8: "int8",
+        torch.int16: "int16",
+        torch.int32: "int32",
+        torch.int64: "int64",
+        torch.uint8: "uint8",
+        torch.bool: "bool",
+    }.items()
+}
+"""Raw dtypes decoded as numpy views (little-endian, as the wire); bfloat16 has no numpy dtype."""
 
 
 Rows: TypeAlias = "torch.Tensor | np.ndarray[Any, Any]"
@@ -62,13 +81,26 @@ def decode_rows(request: Mapping[str, bytes], *, max_bytes: int = DEFAULT_MAX_ME
                 "no input tensor: send it in the 'data' (or 'body') input entry as a JSON number array, "
                 "a safetensors tensor, or raw bytes with 'dtype' and 'shape' entries"
             )
+    accept = request.get(ACCEPT)
+    answer = None if accept is None else _answer_form(accept)
     if "dtype" in request or "shape" in request:
-        return _decode_raw(data, request.get("dtype"), request.get("shape"), max_bytes=max_bytes), RAW
-    if len(data) > 9 and data[8] == 0x7B and int.from_bytes(data[:8], "little") <= len(data) - 8:
+        rows: Rows = _decode_raw(data, request.get("dtype"), request.get("shape"), max_bytes=max_bytes)
+        form = RAW
+    elif len(data) > 9 and data[8] == 0x7B and int.from_bytes(data[:8], "little") <= len(data) - 8:
         # safetensors: 8-byte little-endian header length, then a JSON header; JSON text never
         # starts with a length that fits the payload.
-        return _decode_safetensors(data, max_bytes=max_bytes), SAFETENSORS
-    return _decode_json(data), JSON
+        rows, form = _decode_safetensors(data, max_bytes=max_bytes), SAFETENSORS
+    else:
+        rows, form = _decode_json(data), JSON
+    return rows, form if answer is None else answer
+
+
+def _answer_form(accept: bytes) -> int:
+    form = _ACCEPTED.get(bytes(accept).strip().lower())
+    if form is None:
+        shown = quoted(bytes(accept[:40]).decode("ascii", "replace"))
+        raise bad_input(f"unknown {ACCEPT!r} entry {shown}; its one value is 'safetensors'")
+    return form
 
 
 def _decode_json(data: bytes) -> np.ndarray[Any, Any]:
@@ -123,7 +155,7 @@ def _decode_safetensors(data: bytes, *, max_bytes: int) -> torch.Tensor:
     return next(iter(tensors.values()))
 
 
-def _decode_raw(data: bytes, dtype_entry: bytes | None, shape_entry: bytes | None, *, max_bytes: int) -> torch.Tensor:
+def _decode_raw(data: bytes, dtype_entry: bytes | None, shape_entry: bytes | None, *, max_bytes: int) -> Rows:
     if dtype_entry is None or shape_entry is None:
         raise bad_input("a raw tensor needs both 'dtype' and 'shape' input entries")
     if len(shape_entry) > MAX_SHAPE_CHARS or len(dtype_entry) > MAX_SHAPE_CHARS:
@@ -143,11 +175,20 @@ def _decode_raw(data: bytes, dtype_entry: bytes | None, shape_entry: bytes | Non
         raise bad_input(f"raw input has {len(data)} bytes but shape {shape} of {dtype_name} needs {numel * itemsize}")
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
+    numpy_dtype = NUMPY_DTYPES.get(dtype)
+    if numpy_dtype is not None:
+        # A read-only view of the request's bytes, no copy: joining a batch copies it once (tensor.py
+        # copies a lone request, so a model writing to its input never writes into the request).
+        return np.frombuffer(data, dtype=numpy_dtype).reshape(shape)
     # bytearray: torch.frombuffer wants a writable buffer (and the copy is cheap next to the model).
     return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
 
 
 def _parse_shape(text: str) -> list[int]:
+    if text.startswith("[") and text.endswith("]"):  # the common case, without json.loads
+        parts = text[1:-1].split(",")
+        if all(part.strip().isdigit() for part in parts):
+            return [int(part) for part in parts]
     try:
         if text.startswith("["):
             shape = json.loads(text)

@@ -5,7 +5,10 @@ Called by the workers through ModelRunner.run_batch. Input entry `data` (else `b
   * a safetensors-encoded tensor (one tensor, any key); answered as safetensors with key `output`.
   * raw little-endian bytes, with entries `dtype` (float32, float16, bfloat16, float64, int8/16/32/64,
     uint8, bool) and `shape` (`[2, 16]` or `2,16`); answered with raw little-endian bytes in the output's
-    dtype (its shape is not sent: use safetensors when the client cannot know it).
+    dtype (its shape is not sent: add `accept` below when the client cannot know it).
+An optional entry `accept` = `safetensors` asks for a safetensors answer (one tensor, key `output`,
+with its dtype and shape) whatever the input's form; any other value is BAD_INPUT. The Open Inference
+API sends raw tensors with it, and a TorchServe client sending raw bytes learns the output shape so.
 One-sample rule: a tensor with the model's sample rank is one sample (a batch dimension is added for
 the forward pass and dropped from the answer); one more dimension is a batch of samples. The rank comes
 from the model (.pt2), a trusted handler's SAMPLE_NDIM, or the first request that runs: a 1-D tensor is
@@ -15,9 +18,10 @@ are retried one by one so only a bad request fails (BAD_INPUT); its neighbours s
 Each request is checked while it is decoded, before it joins a batch (limits.py: JSON depth, dtypes,
 dimensions and element counts against the request size), and each answer's size is bounded from its
 shape before it is encoded (MESSAGE_TOO_LARGE), so a small request cannot build a huge answer.
-JSON inputs stay numpy arrays until the batch is joined: every torch call releases the GIL, and while
-the event loop is busy each release costs this worker a GIL hand-off (two context switches), so a
-batch makes two torch calls (one tensor, one forward) instead of two per request.
+JSON and raw inputs (bfloat16 aside: numpy lacks it) stay numpy arrays until the batch is joined:
+every torch call releases the GIL, and while the event loop is busy each release costs this worker a
+GIL hand-off (two context switches), so a batch makes two torch calls (one tensor, one forward)
+instead of two per request.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from safetensors.torch import save as safetensors_save
 
 from ...errors import ErrorKind, ModelFleetError, Reason, bad_input
 from ..contracts import ModelRunner, ModelState, Request
-from .decoding import DTYPES, Rows, decode_rows
+from .decoding import DTYPES, NUMPY_DTYPES, Rows, decode_rows
 from .decoding import JSON as _JSON
 from .decoding import RAW as _RAW
 from .decoding import SAFETENSORS as _SAFETENSORS
 from .decoding import clip as _clip
-from .limits import RESPONSE_OVERHEAD, answer_floor, too_large
+from .limits import RESPONSE_OVERHEAD, SAFETENSORS_DTYPES, answer_floor, too_large
 from .trusted import TrustedHooks
 
 __all__ = ["DTYPES", "TensorRunner", "decode_rows", "example_rows", "summarize_error"]
@@ -168,7 +172,7 @@ class TensorRunner:
                     continue
                 item = _Item(index, rows, single, form)
                 # torch.Size is a tuple, so numpy and torch rows of one shape share a key; JSON is float32.
-                key = (rows.shape[1:], torch.float32 if isinstance(rows, np.ndarray) else rows.dtype)
+                key = (rows.shape[1:], _TORCH_DTYPES[rows.dtype] if isinstance(rows, np.ndarray) else rows.dtype)
                 group = groups.get(key)
                 if group is None:
                     groups[key] = [item]
@@ -237,12 +241,20 @@ class TensorRunner:
                 results[item.index], refused = error, True
             start = stop
         listed: list[Any] | None = None
+        array: np.ndarray[Any, Any] | None = None
         for item, start, stop in kept:
             if item.form == _JSON and self._postprocess is None and not refused:
                 if listed is None:
                     listed = out.tolist()
                 encoded = json.dumps(listed[start] if item.single else listed[start:stop]).encode()
                 results[item.index] = self._sized(encoded, shape=lambda: _rows_shape(out, item, stop - start))  # noqa: B023
+            elif item.form != _JSON and self._postprocess is None and out.dtype in _SAFETENSORS_NAMES:
+                # Binary answers slice one numpy view of the batch output: no torch call per request.
+                if array is None:
+                    array = _numpy_of(out)
+                rows = array[start, ...] if item.single else array[start:stop]
+                encoded = _safetensors_bytes(rows, out.dtype) if item.form == _SAFETENSORS else rows.tobytes()
+                results[item.index] = self._sized(encoded, shape=lambda: rows.shape)  # noqa: B023
             else:
                 results[item.index] = self._encode(out[start] if item.single else out[start:stop], item.form)
 
@@ -308,7 +320,7 @@ class TensorRunner:
             if form == _JSON:
                 encoded = json.dumps(value.tolist()).encode()
             elif form == _SAFETENSORS:
-                encoded = safetensors_save({"output": value.contiguous()})
+                encoded = safetensors_answer(value)
             else:
                 encoded = value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
         except Exception as exc:  # e.g. a dtype JSON or safetensors cannot write: the model's output, not the input
@@ -347,6 +359,36 @@ class TensorRunner:
         return self._state.max_response_bytes - RESPONSE_OVERHEAD
 
 
+_TORCH_DTYPES: dict[np.dtype[Any], torch.dtype] = {numpy: dtype for dtype, numpy in NUMPY_DTYPES.items()}
+"""numpy rows' dtype -> torch's, for batch grouping (JSON rows are float32, raw rows as decoded)."""
+
+_SAFETENSORS_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
+
+
+def safetensors_answer(value: torch.Tensor) -> bytes:
+    """`value` as safetensors with key `output`, written here: the library's save() costs ~35 us per
+    call (a third of a small model's forward pass) for what is a one-line header and the raw bytes.
+    The header is padded with spaces to 8 bytes, as the library does; other dtypes go to the library."""
+    if value.dtype not in _SAFETENSORS_NAMES:
+        return safetensors_save({"output": value.contiguous()})
+    return _safetensors_bytes(_numpy_of(value), value.dtype)
+
+
+def _numpy_of(value: torch.Tensor) -> np.ndarray[Any, Any]:
+    """A C-contiguous numpy view of a CPU tensor of a _SAFETENSORS_NAMES dtype (bfloat16 as its bits)."""
+    value = value.contiguous()
+    return (value.view(torch.int16) if value.dtype == torch.bfloat16 else value).numpy()
+
+
+def _safetensors_bytes(rows: np.ndarray[Any, Any], dtype: torch.dtype) -> bytes:
+    shape = ",".join(map(str, rows.shape))
+    header = (
+        f'{{"output":{{"dtype":"{_SAFETENSORS_NAMES[dtype]}","shape":[{shape}],"data_offsets":[0,{rows.nbytes}]}}}}'
+    )
+    encoded = header.encode() + b" " * (-len(header) % 8)
+    return b"".join((len(encoded).to_bytes(8, "little"), encoded, np.ascontiguousarray(rows).data))
+
+
 _SAFETENSORS_HEADER_FLOOR = 8 + len('{"output":{"dtype":"U8","shape":[],"data_offsets":[0,0]}}')
 """Fewest bytes of a safetensors answer besides its data (length prefix and the smallest header)."""
 
@@ -381,7 +423,10 @@ def _rows_shape(out: torch.Tensor, item: _Item, count: int) -> list[int]:
 
 
 def _as_tensor(rows: Rows) -> torch.Tensor:
-    return torch.from_numpy(rows) if isinstance(rows, np.ndarray) else rows
+    if not isinstance(rows, np.ndarray):
+        return rows
+    # Raw inputs are read-only views of the request's bytes; a model may write to its input in place.
+    return torch.from_numpy(rows if rows.flags.writeable else rows.copy())
 
 
 def _join(parts: list[Rows]) -> torch.Tensor:
