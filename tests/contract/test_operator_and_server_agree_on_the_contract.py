@@ -78,6 +78,12 @@ def test_a_name_or_version_the_operator_accepts_the_server_accepts(name: str) ->
     assert (model_ok, version_ok) == (server_accepts(names.check_model_name), server_accepts(names.check_version))
 
 
+SIGNATURE = {
+    "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [-1, 3, 8, 8]}],
+    "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 10]}],
+}
+
+
 def test_the_document_the_operator_writes_is_the_one_the_server_reads() -> None:
     """Every per-model field set away from its default, so a key spelled differently on one side shows."""
     spec = operator_spec.parse_spec(
@@ -91,6 +97,7 @@ def test_the_document_the_operator_writes_is_the_one_the_server_reads() -> None:
             maxBatchDelayMs=5,
             responseTimeoutS=6,
             handler="my_handler.Handle",
+            signature=SIGNATURE,
         )
     )
     document = desired_document(spec, [], failures={}, previous_document=None)
@@ -100,6 +107,10 @@ def test_the_document_the_operator_writes_is_the_one_the_server_reads() -> None:
 
     parsed = parse_desired_state(json.loads(json.dumps(document)))
 
+    signature = parsed.models[0].signature
+    assert signature is not None
+    assert [(t.name, t.datatype, list(t.shape)) for t in signature.inputs] == [("pixels", "FP32", [-1, 3, 8, 8])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in signature.outputs] == [("scores", "FP32", [-1, 10])]
     assert parsed.models == (
         DesiredModel(
             name="tiny",
@@ -111,6 +122,7 @@ def test_the_document_the_operator_writes_is_the_one_the_server_reads() -> None:
             max_batch_delay_ms=5,
             response_timeout_s=6,
             handler="my_handler.Handle",
+            signature=signature,
         ),
     )
 
