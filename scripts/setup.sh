@@ -8,7 +8,11 @@
 #      and the summary warns if that is CUDA); the CUDA build only when asked (--torch cuda);
 #   3. the pinned test/dev set (requirements-test.txt) and torch's own dependencies, from your pip
 #      configuration's index (torch itself is already there, so nothing else comes from the CPU index);
-#   4. the four distributions in editable mode;  5. kubectl and helm into .tools/bin;  6. pip check.
+#   4. the four distributions in editable mode;  5. kubectl and helm into .tools/bin;  6. pip check;
+#   7. two venvs beside it (each reused when there): .venv-protoc, the pinned stub generator
+#      (protos/requirements-protoc.txt), which is also the oldest protobuf modelfleet-protos claims, with
+#      modelfleet-protos installed; and .venv-clients, tritonclient and KServe (requirements-clients.txt).
+#      tests/clients run client scripts in them; each ends with its own pip check.
 # It ends with the torch build it installed (torch.__version__, torch.version.cuda).
 # Usage: bash scripts/setup.sh [--torch cpu|cuda] [--dry-run]
 #   --torch / MODELFLEET_TORCH           cpu (default) or cuda
@@ -75,11 +79,16 @@ compact() {
   done
 }
 
-pip_install() {
-  show "${PIP[@]}" "$@"
+pip_install() { pip_install_into "$VENV_PY" "$@"; }
+
+# pip install into the venv whose python is $1.
+pip_install_into() {
+  local pip=("$1" -m pip install --disable-pip-version-check --progress-bar off)
+  shift
+  show "${pip[@]}" "$@"
   [ "$DRY_RUN" = 1 ] && return 0
   local status=0
-  "${PIP[@]}" "$@" 2>&1 | tee -a "$LOG" | compact || status=${PIPESTATUS[0]}
+  "${pip[@]}" "$@" 2>&1 | tee -a "$LOG" | compact || status=${PIPESTATUS[0]}
   if [ "$status" != 0 ]; then
     echo "setup: pip failed (exit $status); the last 30 lines of $LOG:" >&2
     tail -n 30 "$LOG" >&2
@@ -178,6 +187,26 @@ run env PYTHON="$VENV_PY" bash scripts/install-k8s-tools.sh .tools/bin
 
 phase "checking the installed set (pip check) ..."
 run "$VENV_PY" -m pip check
+
+# A venv of its own beside .venv (made when missing, kept otherwise), its packages, and pip check.
+side_venv() {
+  local venv=$1; shift
+  if [ "$DRY_RUN" = 0 ] && [ -x "$venv/bin/python" ]; then
+    phase "$venv exists: reused"
+  else
+    run python3 -m venv "$venv"
+  fi
+  pip_install_into "$venv/bin/python" "$@"
+}
+
+phase "the stub generator's venv (.venv-protoc: also the oldest protobuf modelfleet-protos claims) ..."
+side_venv .venv-protoc -r protos/requirements-protoc.txt
+pip_install_into .venv-protoc/bin/python --no-deps -e ./protos
+run .venv-protoc/bin/python -m pip check
+
+phase "the Open Inference clients' venv (.venv-clients: tritonclient, KServe) ..."
+side_venv .venv-clients -r requirements-clients.txt
+run .venv-clients/bin/python -m pip check
 
 if [ "$DRY_RUN" = 1 ]; then
   phase "dry run done: nothing was run"
