@@ -3,7 +3,9 @@
 serving.py runs it as its own process per point (so its CPU is not the server's): warm-up, then a
 measured window whose edges are also where the server's process tree and the machine are sampled
 (procstats.py). Every reply is checked against the expected output from the pool file (payloads.py),
-or only for its shape (--check shape, for the echo server). Prints one JSON object on stdout.
+or only for its shape (--check shape, for the echo server). `--protocol oip` sends Open Inference
+Protocol ModelInfer calls with raw FP32 tensors instead (oip_messages.py; `--check echo` for the OIP
+echo floor, whose reply must hold the input's bytes). Prints one JSON object on stdout.
 It never retries a failed call (a failure is an error of the point) and never runs unbounded.
 """
 
@@ -20,8 +22,9 @@ from typing import Any
 
 import grpc
 
-from modelfleet.protos import inference_pb2, inference_pb2_grpc
+from modelfleet.protos import inference_pb2, inference_pb2_grpc, open_inference_pb2_grpc
 
+import oip_messages
 import procstats
 
 ATOL = 1e-4
@@ -67,6 +70,10 @@ class Load:
         self.expected: list[list[float]] | list[None] = (
             pool["expected"] if args.check == "exact" else [None] * len(self.payloads)
         )
+        # OIP requests are built once per payload (client-side work, kept out of the hot loop).
+        self.oip_requests = (
+            [oip_messages.infer_request(args.model, p) for p in pool["payloads"]] if args.protocol == "oip" else []
+        )
         self.width = int(pool["width"])
         self.next_index = args.offset
         self.measuring = False
@@ -82,6 +89,28 @@ class Load:
         self.errors += 1
         if len(self.error_samples) < MAX_ERROR_SAMPLES:
             self.error_samples.append(message)
+
+    async def oip_caller(self, stub: Any) -> None:
+        args = self.args
+        echo = args.check == "echo"
+        while not self.stopping:
+            index = self.next_index % len(self.oip_requests)
+            self.next_index += 1
+            request = self.oip_requests[index]
+            started = time.perf_counter()
+            try:
+                reply = await stub.ModelInfer(request, metadata=self.metadata, timeout=args.call_timeout)
+            except grpc.aio.AioRpcError as exc:
+                self.calls += 1
+                self._error(f"{exc.code().name}: {(exc.details() or '')[:200]}")
+                continue
+            elapsed = time.perf_counter() - started
+            self.calls += 1
+            problem = oip_messages.check_reply(reply, request, self.expected[index], self.width, echo=echo)
+            if problem is not None:
+                self._error(problem)
+            elif self.measuring:
+                self.latencies.append(elapsed)
 
     async def caller(self, stub: Any) -> None:
         args = self.args
@@ -110,8 +139,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load = Load(args, pool)
     async with grpc.aio.insecure_channel(args.target) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=args.connect_timeout)
-        stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
-        callers = [asyncio.create_task(load.caller(stub)) for _ in range(args.concurrency)]
+        if args.protocol == "oip":
+            stub = open_inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+            callers = [asyncio.create_task(load.oip_caller(stub)) for _ in range(args.concurrency)]
+        else:
+            stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
+            callers = [asyncio.create_task(load.caller(stub)) for _ in range(args.concurrency)]
         try:
             await asyncio.sleep(args.warmup)
             tree0 = procstats.sample_tree(args.server_pid, memory=False) if args.server_pid else None
@@ -167,13 +200,18 @@ def main() -> int:
     parser.add_argument("--concurrency", "-c", type=int, default=1, help="calls in flight on one channel")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the window")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the measured window")
-    parser.add_argument("--check", choices=("exact", "shape"), default="exact")
+    parser.add_argument(
+        "--protocol", choices=("predictions", "oip"), default="predictions", help="TorchServe JSON or OIP raw tensors"
+    )
+    parser.add_argument("--check", choices=("exact", "shape", "echo"), default="exact", help="echo: OIP only")
     parser.add_argument("--token-file", default=None, help="file whose first word is the inference token")
     parser.add_argument("--server-pid", type=int, default=0, help="root of the server's process tree")
     parser.add_argument("--offset", type=int, default=0, help="first payload index (varies between points)")
     parser.add_argument("--call-timeout", type=float, default=30.0)
     parser.add_argument("--connect-timeout", type=float, default=30.0)
     args = parser.parse_args()
+    if args.check == "echo" and args.protocol != "oip":
+        parser.error("--check echo is for --protocol oip")
     result = asyncio.run(run(args))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
