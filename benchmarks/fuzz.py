@@ -1,5 +1,9 @@
 """Seeded fuzzer against a real `python -m modelfleet.server`: every RPC, garbage bodies, churn.
 
+Every RPC: TorchServe's inference and management APIs, the Open Inference API under both package
+names (inference.GRPCInferenceService, org.pytorch.serve.grpc.openinference.GRPCInferenceService;
+messages from fuzz_oip.py), health and reflection.
+
 Short mode is a test (tests/server/attack/test_seeded_fuzzer.py: 5,000 messages, fixed seed);
 long mode runs from here: `.venv/bin/python benchmarks/fuzz.py --messages 200000 --seed 7`.
 Phases: warm-up (first-use costs, then the start RSS), concurrent (fuzz workers plus a churn task
@@ -9,6 +13,10 @@ server stays alive and answers health at the end, every call ends before its dea
 INTERNAL/UNKNOWN for client input (torchserve mode: only status.py's documented quirks), bad
 tokens are refused, undecodable bodies get INVALID_ARGUMENT, well-formed predictions on the base
 models succeed whatever their batch-mates, no "Traceback" in the log, RSS bounded (see RssBound).
+Open Inference RPCs answer only the codes fuzz_oip.ALLOWED (UNAUTHENTICATED for bad tokens in either
+mode), in-band stream errors are never INTERNAL nor echoes of megabytes, and in the sequential phase a
+probe on each package after every message must get the answer it got at the start. The server's
+thread count is bounded like its RSS (THREAD_GROWTH).
 Every failure names its seed and message index: `--replay INDEX` resends that one message.
 """
 
@@ -16,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import random
 import shutil
 import socket
@@ -37,7 +47,8 @@ from modelfleet.server.rpc import status
 from modelfleet.server.rpc.error_details import error_info_from_trailer
 
 import fuzz_messages as fm
-from server_process import ServerProcess
+import fuzz_oip as oip
+from server_process import ServerProcess, read_kib
 
 C = grpc.StatusCode
 DEFAULT_SEED = 20240610
@@ -56,10 +67,18 @@ SERVER_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 allocator keeps what the last big requests needed and RSS swings by ±100 MiB between checkpoints
 of one campaign while Python's traced memory stays flat (measured with tracemalloc): the bound
 would measure the allocator's cache, not leaks. With it, 20,000 messages: start 271, end 285 MiB."""
+THREAD_GROWTH = 24
+"""Threads the server may have above its start count at a checkpoint (fuzz models removed): the base
+models' workers, the executor's threads that registering starts once (up to min(32, cores + 4)), gRPC's.
+A thread leaked per call or per stream crosses it within a quarter of a campaign."""
+STREAM_WRITE_S = 2.0
+"""How long a ModelStreamInfer client that reads nothing keeps writing before it cancels."""
 CLIENT_LOST_STATUS = "Internal error from Core"
 """What the grpc aio *client* reports when a server ends a request stream while the client is still
 writing (grpc's AioCall.set_internal_error; the server never sends this text). Such an outcome says
-nothing about the server's code, so for request-streaming calls it is counted, not judged."""
+nothing about the server's code, so for request-streaming calls it is counted, not judged. fuzz.py also
+puts it on a ModelStreamInfer whose write the server cut off and that the grpc client then cancelled
+itself (CANCELLED without the server's status)."""
 CLIENT_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -104,6 +123,12 @@ class Report:
     rss_peak_kib: int = 0
     rss_checkpoints_kib: list[int] = field(default_factory=list)
     """RSS after each quarter of the concurrent phase (fuzz models removed): a leak rises steadily."""
+    threads_start: int = 0
+    threads_end: int = 0
+    threads_checkpoints: list[int] = field(default_factory=list)
+    """Server threads after each quarter of the concurrent phase (fuzz models removed)."""
+    probes: int = 0
+    """Open Inference probes answered correctly in the sequential phase (one after every message)."""
     health_latency_s: float = 0.0
     log_tracebacks: int = 0
     log_errors: int = 0
@@ -120,6 +145,8 @@ class Report:
             f"{self.churn_cycles} churn cycles",
             f"RSS MiB: start {mib(self.rss_start_kib)}  end {mib(self.rss_end_kib)}  peak {mib(self.rss_peak_kib)}"
             f"  (after each quarter: {', '.join(mib(k) for k in self.rss_checkpoints_kib)})",
+            f"threads: start {self.threads_start}  end {self.threads_end}  (after each quarter: "
+            f"{', '.join(map(str, self.threads_checkpoints))}); {self.probes} probes answered correctly",
             f"health at the end: {self.health_latency_s * 1000:.1f} ms; log: {self.log_tracebacks} tracebacks, "
             f"{self.log_errors} ERROR lines, {self.log_undecodable_warnings} undecodable-body warnings; "
             f"{self.client_lost_status} stream statuses lost by the grpc client",
@@ -205,6 +232,8 @@ class Campaign:
         self.channels: dict[str, aio.Channel] = {}
         self.phase = "setup"
         self.started = time.monotonic()
+        self.reference: dict[str, list[float]] = {}
+        """Base model → its answer to the probe request, taken at the start."""
 
     # ---- setup and teardown ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -239,6 +268,49 @@ class Campaign:
             )
             if reply.code != C.OK:
                 raise RuntimeError(f"cannot register base model {model}: {outcome_text(reply)}")
+        # The first request teaches each model its sample rank (one-sample rule), so it is a plain
+        # one-sample probe, not whatever fuzz message comes first; its answer is the reference for
+        # the probes of the sequential phase.
+        for model in self.target.base:
+            for prefix in oip.PACKAGES:
+                outcome = await self.probe(model, prefix)
+                if outcome.code != C.OK:
+                    raise RuntimeError(f"the first Open Inference probe of {model} failed: {outcome_text(outcome)}")
+                self.reference.setdefault(model, self.probe_values(prefix, outcome))
+
+    def probe_request(self, model: str, prefix: str) -> bytes:
+        width = self.target.base[model]
+        request = oip.PACKAGES[prefix].ModelInferRequest(model_name=model, id="probe")
+        tensor = request.inputs.add(name="input__0", datatype="FP32", shape=[width])
+        tensor.contents.fp32_contents.extend([(i % 7) / 7 - 0.5 for i in range(width)])
+        return bytes(request.SerializeToString())
+
+    async def probe(self, model: str, prefix: str) -> Outcome:
+        message = fm.Message(-3, prefix + "ModelInfer", (self.probe_request(model, prefix),), timeout_s=10.0)
+        return await self.send(message, self.metadata("inference"))
+
+    def probe_values(self, prefix: str, outcome: Outcome) -> list[float]:
+        reply = oip.PACKAGES[prefix].ModelInferResponse.FromString(outcome.responses[0])
+        return [float(v) for v in reply.outputs[0].contents.fp32_contents] if reply.outputs else []
+
+    async def check_probe(self, index: int, message: fm.Message) -> None:
+        """A good request after `message` gets the answer the first one got (the server is not damaged)."""
+        model = sorted(self.target.base)[index % len(self.target.base)]
+        prefix = list(oip.PACKAGES)[index // len(self.target.base) % len(oip.PACKAGES)]
+        outcome = await self.probe(model, prefix)
+        values = self.probe_values(prefix, outcome) if outcome.code == C.OK else []
+        expected = self.reference[model]
+        if len(values) != len(expected) or not all(
+            math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) for a, b in zip(values, expected)
+        ):
+            self.fail(
+                index,
+                message.describe(),
+                f"probe {prefix}ModelInfer on {model}: {outcome_text(outcome)} values {values[:4]}",
+                f"a good request after this one did not get the right answer (want {expected[:4]}...)",
+            )
+        else:
+            self.report.probes += 1
 
     async def close(self) -> None:
         for channel in self.channels.values():
@@ -264,7 +336,9 @@ class Campaign:
         started = time.monotonic()
         outcome = Outcome(C.OK)
         try:
-            if request_streaming:
+            if message.method == oip.OIP + "ModelStreamInfer":
+                await self.oip_stream(channel, message, metadata, outcome)
+            elif request_streaming:
                 call = channel.stream_stream(message.method)(
                     iter(message.bodies), timeout=message.timeout_s, metadata=metadata
                 )
@@ -291,6 +365,49 @@ class Campaign:
         outcome.elapsed_s = time.monotonic() - started
         return outcome
 
+    async def oip_stream(
+        self, channel: aio.Channel, message: fm.Message, metadata: list[tuple[str, str]], outcome: Outcome
+    ) -> None:
+        """ModelStreamInfer as its clients use it: writes and reads at once; or it reads `read_limit`
+        answers and cancels (0: it writes for STREAM_WRITE_S, reading nothing, then cancels)."""
+        call = channel.stream_stream(message.method)(timeout=message.timeout_s, metadata=metadata)
+
+        wrote_all = asyncio.Event()
+
+        async def write() -> None:
+            # A write fails (an error, or CancelledError from grpc) once the server ended the call.
+            with contextlib.suppress(Exception):
+                for body in message.bodies:
+                    await call.write(body)
+                await call.done_writing()
+                wrote_all.set()
+
+        writer = asyncio.get_running_loop().create_task(write())
+        try:
+            if message.read_limit is None:
+                outcome.responses = [reply async for reply in call]
+                return
+            while len(outcome.responses) < message.read_limit:
+                reply = await call.read()
+                if reply is aio.EOF:
+                    return
+                outcome.responses.append(reply)
+            if message.read_limit == 0:
+                await asyncio.wait([writer], timeout=STREAM_WRITE_S)
+            refused = writer.done() and not wrote_all.is_set()  # the server ended the call (bad token, bad request)
+            if call.done() or refused:  # its status, not our cancel
+                outcome.code = await asyncio.wait_for(call.code(), timeout=message.timeout_s)
+                outcome.details = await call.details() or ""
+                if outcome.code == C.CANCELLED:  # grpc's client cancels its own call when a write is cut off
+                    outcome.details = CLIENT_LOST_STATUS
+                return
+            call.cancel()
+            outcome.code, outcome.details = C.CANCELLED, "cancelled by the client"
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
     # ---- checks ---------------------------------------------------------------------------------
     def documented_quirk(self, method: str, code: grpc.StatusCode, reason: str | None) -> bool:
         """torchserve mode only: INTERNAL/UNKNOWN that status.py's table maps this reason to."""
@@ -306,7 +423,7 @@ class Campaign:
         found: list[str] = []
         code = outcome.code
         if (
-            code == C.INTERNAL
+            code in (C.INTERNAL, C.CANCELLED)
             and outcome.details == CLIENT_LOST_STATUS
             and fm.METHODS.get(message.method, (None, False))[1]
         ):
@@ -314,6 +431,10 @@ class Campaign:
             return found
         if code in (C.INTERNAL, C.UNKNOWN) and not self.documented_quirk(message.method, code, outcome.reason):
             found.append(f"{code.name} for client input")
+        elif oip.is_oip(message.method) and code not in oip.ALLOWED:
+            found.append(f"{code.name} is not an Open Inference code for client input")
+        if message.method == oip.OIP + "ModelStreamInfer":
+            found += oip.check_in_band(outcome.responses, MAX_DETAILS)
         if code == C.DEADLINE_EXCEEDED and outcome.elapsed_s >= message.timeout_s - HANG_MARGIN_S:
             found.append(f"no answer within the {message.timeout_s:g} s deadline")
         if len(outcome.details) > MAX_DETAILS:
@@ -321,8 +442,10 @@ class Campaign:
         # gRPC refuses a message over --max-request-size before any interceptor or decoder sees it.
         oversized = any(len(body) > MAX_REQUEST_BYTES for body in message.bodies)
         if message.auth != "good":
-            if code != self.denied and not (oversized and code == C.RESOURCE_EXHAUSTED):
-                found.append(f"bad token ({message.auth}) answered {code.name}, not {self.denied.name}")
+            # Open Inference clients get gRPC's usual code whatever --status-codes says.
+            denied = C.UNAUTHENTICATED if oip.is_oip(message.method) else self.denied
+            if code != denied and not (oversized and code == C.RESOURCE_EXHAUSTED):
+                found.append(f"bad token ({message.auth}) answered {code.name}, not {denied.name}")
             return found
         if message.undecodable and oversized and code != C.RESOURCE_EXHAUSTED:
             found.append(f"oversized undecodable body answered {code.name}, not RESOURCE_EXHAUSTED")
@@ -346,6 +469,8 @@ class Campaign:
         if message.control:
             if code != C.OK:
                 found.append(f"well-formed prediction on a base model failed with {code.name}")
+            elif oip.is_oip(message.method):
+                found += oip.check_control(message.method, message.bodies, outcome.responses, self.target.outputs)
             else:
                 found += self.check_predictions(message, outcome)
         if message.method == fm.MGMT + "RegisterModel" and code == C.OK:
@@ -457,14 +582,15 @@ class Campaign:
         outcome = await self.send(message, metadata)
         self.report.messages += 1
         self.report.codes[outcome.code.name] = self.report.codes.get(outcome.code.name, 0) + 1
-        short = message.method.rsplit("/", 1)[-1] if message.method in fm.METHODS else "unknown"
-        self.report.methods[short] = self.report.methods.get(short, 0) + 1
+        path = message.method.lstrip("/") if message.method in fm.METHODS else "unknown"  # both OIP packages apart
+        self.report.methods[path] = self.report.methods.get(path, 0) + 1
         for problem in self.problems(message, outcome):
             self.fail(index, message.describe(), outcome_text(outcome), problem)
         if not self.server.alive():
             self.fail(index, message.describe(), outcome_text(outcome), "the server process died")
             raise RuntimeError("server died")
         if sequential:
+            await self.check_probe(index, message)
             changed_ok = outcome.code == C.OK and message.mutating
             after = await (self.settled() if changed_ok else self.snapshot())
             if not changed_ok and after != before:
@@ -575,6 +701,7 @@ class Campaign:
         await self.run_indices(range(0, warm), workers=self.concurrency)
         await self.cleanup()
         self.report.rss_start_kib = self.server.rss_kib()
+        self.report.threads_start = read_kib(self.server.pid, "Threads")  # a plain count, read the same way
         self.phase = "concurrent"
         bounds = [warm + (self.count - sequential - warm) * part // 4 for part in range(5)]
         for first, end in zip(bounds, bounds[1:]):
@@ -587,6 +714,7 @@ class Campaign:
                 await churn
             await self.cleanup()
             self.report.rss_checkpoints_kib.append(self.server.rss_kib())
+            self.report.threads_checkpoints.append(read_kib(self.server.pid, "Threads"))
         self.phase = "sequential"
         await self.run_indices(range(self.count - sequential, self.count), workers=1, sequential=True)
         self.phase = "end"
@@ -605,6 +733,18 @@ class Campaign:
             self.fail(-1, "health Check at the end", outcome_text(outcome), "health did not answer within 1 s")
         report = self.report
         report.rss_end_kib, report.rss_peak_kib = self.server.rss_kib(), self.server.hwm_kib()
+        report.threads_end = read_kib(self.server.pid, "Threads")
+        for where, count in [
+            *zip(("first", "second", "third", "fourth"), report.threads_checkpoints),
+            ("end", report.threads_end),
+        ]:
+            if count > report.threads_start + THREAD_GROWTH:
+                self.fail(
+                    -1,
+                    f"threads after the {where} quarter" if where != "end" else "threads at the end",
+                    f"start {report.threads_start}, then {count}",
+                    f"the server's thread count grew by more than {THREAD_GROWTH}",
+                )
         # The baseline is the RSS after the first quarter of the concurrent phase: by then every kind
         # of message, the churn and the biggest bodies have run at full concurrency, so what the
         # allocator and gRPC keep as capacity is in it; what grows after that grows with traffic.

@@ -1,4 +1,5 @@
-"""Seeded fuzz messages for every RPC of ModelFleet: both TorchServe APIs, health and reflection.
+"""Seeded fuzz messages for every RPC of ModelFleet: both TorchServe APIs, the Open Inference API under
+both package names (fuzz_oip.py builds those), health and reflection.
 
 fuzz.py asks for message `index` of campaign `seed` and sends it; the same (seed, index) always
 gives the same bytes, so a failure is replayed with `fuzz.py --seed S --replay INDEX`. Messages are
@@ -21,6 +22,8 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from modelfleet.protos import inference_pb2, management_pb2
+
+import fuzz_oip as oip
 
 INF = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/"
 MGMT = "/org.pytorch.serve.grpc.management.ManagementAPIsService/"
@@ -46,9 +49,11 @@ METHODS: dict[str, tuple[Any, bool, bool, str | None]] = {
     HEALTH + "List": (health_pb2.HealthListRequest, False, False, None),
     HEALTH + "Watch": (health_pb2.HealthCheckRequest, False, True, None),
     **{path: (reflection_pb2.ServerReflectionRequest, True, True, None) for path in REFLECTION},
+    **oip.METHODS,
 }
 MUTATING = frozenset(MGMT + m for m in ("RegisterModel", "ScaleWorker", "SetDefault", "UnregisterModel"))
 UNKNOWN_METHODS = (INF + "Nope", MGMT + "DeleteEverything", "/grpc.health.v1.Health/Kill", "/x.Y/Z", "/")
+UNKNOWN_METHODS += oip.UNKNOWN_METHODS
 BAD_AUTH = ("none", "wrong", "other-scope", "malformed", "huge")
 INT32_EDGES = (0, 1, -1, 2, 4, 8, 16, 100, 1024, 1025, 3600, 3601, 60_000, 60_001, 2**31 - 1, -(2**31), 2**31 - 2)
 INT64_EDGES = (0, -1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64, -(2**63), -(2**63) - 1, 10**30)
@@ -102,21 +107,24 @@ UNICODE = ("モデル", "😀", "tiny\u202e", "ti\u0301ny", "\x00", "tiny\x00", 
 
 # Weights of each kind of message in a campaign (they sum to 100).
 KINDS: tuple[tuple[str, int], ...] = (
-    ("Predictions", 20),
-    ("StreamPredictions", 5),
-    ("StreamPredictions2", 8),
+    ("Predictions", 15),
+    ("StreamPredictions", 4),
+    ("StreamPredictions2", 6),
     ("Ping", 2),
-    ("DescribeModel", 6),
-    ("ListModels", 4),
-    ("RegisterModel", 8),
-    ("ScaleWorker", 6),
-    ("SetDefault", 4),
-    ("UnregisterModel", 5),
-    ("Check", 5),
+    ("DescribeModel", 5),
+    ("ListModels", 3),
+    ("RegisterModel", 7),
+    ("ScaleWorker", 5),
+    ("SetDefault", 3),
+    ("UnregisterModel", 4),
+    ("Check", 4),
     ("List", 1),
     ("Watch", 2),
-    ("reflection", 5),
-    ("garbage", 18),
+    ("reflection", 4),
+    ("ModelInfer", 10),
+    ("ModelStreamInfer", 5),
+    ("OipMetadata", 4),
+    ("garbage", 15),
     ("unknown", 1),
 )
 
@@ -129,6 +137,8 @@ class Target:
     closed_port: int = 9
     base: dict[str, int] = field(default_factory=lambda: {"tiny": 16, "mlp": 256})
     """Base model name → input width; registered before the campaign, never changed by it."""
+    outputs: dict[str, int] = field(default_factory=lambda: {"tiny": 4, "mlp": 10})
+    """Base model name → output width (demo.SHAPES), to check Open Inference answers."""
     owned: tuple[str, ...] = ("fz0", "fz1", "fz2")
     churn: tuple[str, ...] = ("churn",)
     files: tuple[str, ...] = ("tiny.pt", "mlp.pt", "bad.pt", "empty.pt", "bad.mar", "notes.txt", "folder")
@@ -150,6 +160,8 @@ class Message:
     """A well-formed prediction on a base model: it must succeed, whatever its batch-mates are."""
     note: str = ""
     timeout_s: float = 10.0
+    read_limit: int | None = None
+    """ModelStreamInfer: None reads every answer; N reads N, then cancels (0: sends all, reads none)."""
 
     @property
     def scope(self) -> str | None:
@@ -161,7 +173,10 @@ class Message:
 
     def describe(self) -> str:
         sizes = ",".join(str(len(body)) for body in self.bodies)
-        return f"#{self.index} {self.method} auth={self.auth} bytes=[{sizes}] {self.note}"
+        if len(self.bodies) > 8:
+            sizes = f"{len(self.bodies)} bodies, {sum(map(len, self.bodies)):,} bytes"
+        read = "" if self.read_limit is None else f" read_limit={self.read_limit}"
+        return f"#{self.index} {self.method} auth={self.auth} bytes=[{sizes}]{read} {self.note}"
 
 
 def rng_for(seed: int, index: int) -> random.Random:
@@ -434,10 +449,21 @@ def reflection_request(rng: random.Random) -> Any:
     return request
 
 
+def oip_fields(target: Target) -> oip.Fields:
+    return oip.Fields(name=lambda rng: name(rng, target, mutating=False), version=version, text=text)
+
+
 def structured(kind: str, rng: random.Random, target: Target) -> tuple[str, list[Any], bool, str]:
     """(method, requests, control, note) for one well-formed (if unreasonable) message."""
     if kind == "Ping":
         return INF + "Ping", [empty_pb2.Empty()], False, ""
+    if kind == "ModelInfer":
+        return oip.infer_message(rng, target.base, oip_fields(target))
+    if kind == "OipMetadata":
+        return oip.metadata_message(rng, target.base, oip_fields(target))
+    if kind == "ModelStreamInfer":
+        method, requests, control, note, _ = oip.stream_message(rng, target.base, oip_fields(target))
+        return method, requests, control, note
     if kind in ("Predictions", "StreamPredictions"):
         request, control, note = prediction(rng, target)
         return INF + kind, [request], control, note
@@ -544,7 +570,10 @@ def garbage(rng: random.Random, target: Target) -> tuple[str, list[bytes], bool,
         "StreamPredictions2": "Predictions",
         "ServerReflectionInfo": "reflection",
     }.get(method.rsplit("/", 1)[1], method.rsplit("/", 1)[1])
-    _, valid_requests, _, _ = structured(kind if kind in dict(KINDS) else "Ping", rng, target)
+    if oip.is_oip(method):
+        valid_requests = [oip.request_for(method, rng, target.base, oip_fields(target))[0]]
+    else:
+        _, valid_requests, _, _ = structured(kind if kind in dict(KINDS) else "Ping", rng, target)
     valid = [r.SerializeToString() for r in valid_requests if isinstance(r, request_type)] or [b""]
     bad, note = garbage_body(rng, valid[0])
     if not request_streaming:
@@ -560,10 +589,14 @@ def message(seed: int, index: int, target: Target) -> Message:
     kinds = [(k, w) for k, w in KINDS if not target.kinds or k in target.kinds]
     kind = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
     control = undecodable = False
+    read_limit: int | None = None
     if kind == "garbage":
         method, bodies, undecodable, note = garbage(rng, target)
     elif kind == "unknown":
         method, bodies, note = rng.choice(UNKNOWN_METHODS), [rng.randbytes(rng.randint(0, 32))], "unknown method"
+    elif kind == "ModelStreamInfer":
+        method, requests, control, note, read_limit = oip.stream_message(rng, target.base, oip_fields(target))
+        bodies = [request.SerializeToString() for request in requests]
     else:
         method, requests, control, note = structured(kind, rng, target)
         bodies = [request.SerializeToString() for request in requests]
@@ -573,7 +606,9 @@ def message(seed: int, index: int, target: Target) -> Message:
         auth = rng.choice(BAD_AUTH)
         control = False
     timeout = 30.0 if method in (MGMT + "RegisterModel", MGMT + "ScaleWorker") else 10.0
-    return Message(index, method, tuple(bodies), auth, undecodable, control, note, timeout)
+    if method == oip.OIP + "ModelStreamInfer":
+        timeout = 30.0  # up to 400 requests in one call
+    return Message(index, method, tuple(bodies), auth, undecodable, control, note, timeout, read_limit)
 
 
 def bad_metadata(

@@ -22,6 +22,7 @@ from modelfleet.server.rpc.oip_tensors import (
     OIP_DATATYPES,
     TORCH_UNSUPPORTED,
     InputTensor,
+    contents_size,
     decode_inputs,
     encode_output,
     read_safetensors_answer,
@@ -34,6 +35,9 @@ FINAL_RESPONSE = "triton_final_response"
 """ModelStreamInfer response parameter: True on a request's last response (Triton's decoupled mode)."""
 EMPTY_FINAL = "triton_enable_empty_final_response"
 """Request parameter: end each request's responses with an empty one marked final (Triton's opt-in)."""
+STREAM_OVERHEAD = 64
+"""Bytes a ModelStreamInferResponse adds around its ModelInferResponse (the wrapper's tag and length,
+the `triton_final_response` parameter): a streamed answer must fit the limit less these."""
 _LENGTH = struct.Struct("<I")
 
 
@@ -136,9 +140,13 @@ def _as_bytes(data: bytes | memoryview) -> bytes:
 
 
 def infer_response(pb: Any, plan: Plan, answer: bytes, *, max_bytes: int) -> Any:
-    """The ModelInferResponse for one answer of the handler (pb: the package's *_pb2 module)."""
+    """The ModelInferResponse for one answer of the handler (pb: the package's *_pb2 module).
+
+    Its size is computed before it is built: typed contents can take several times the raw size
+    (an INT8 -1 is a 10-byte varint), and the request's id is echoed, so a handler answer under the
+    limit does not make a response under it. Over `max_bytes` is RESOURCE_EXHAUSTED (MESSAGE_TOO_LARGE).
+    """
     response = pb.ModelInferResponse(model_name=plan.name, model_version=plan.version, id=plan.id)
-    output = response.outputs.add()
     data: bytes | memoryview
     if plan.tensor:
         datatype, shape, data = read_safetensors_answer(answer)
@@ -146,18 +154,40 @@ def infer_response(pb: Any, plan: Plan, answer: bytes, *, max_bytes: int) -> Any
     else:
         datatype, shape, data = "BYTES", (1,), _LENGTH.pack(len(answer)) + answer
         raw = plan.raw
-    raw_bytes = encode_output(output, name=plan.output, datatype=datatype, shape=shape, data=data, raw=raw)
-    if raw_bytes is not None:
-        response.raw_output_contents.append(raw_bytes)
-    elif response.ByteSize() > max_bytes:
-        # Typed contents can take several times the raw size (an INT8 -1 is a 10-byte varint).
+    size = _response_size(pb, response, plan.output, datatype, shape, data, raw=raw)
+    if size > max_bytes:
+        advice = "" if raw else " as typed contents; send the input in raw_input_contents to get it raw"
         raise ModelFleetError(
             ErrorKind.RESOURCE_EXHAUSTED,
             Reason.MESSAGE_TOO_LARGE,
-            f"the answer takes {response.ByteSize():,} bytes as typed contents, more than the "
-            f"{max_bytes:,}-byte response limit; send the input in raw_input_contents to get it raw",
+            f"the answer takes {size:,} bytes{advice}, more than the {max_bytes:,}-byte response limit",
+            metadata={"estimatedBytes": str(size), "limitBytes": str(max_bytes)},
         )
+    output = response.outputs.add()
+    raw_bytes = encode_output(output, name=plan.output, datatype=datatype, shape=shape, data=data, raw=raw)
+    if raw_bytes is not None:
+        response.raw_output_contents.append(raw_bytes)
     return response
+
+
+def _response_size(
+    pb: Any, response: Any, name: str, datatype: str, shape: Sequence[int], data: bytes | memoryview, *, raw: bool
+) -> int:
+    """The exact serialized size `response` will have with this one output, without building the output."""
+    output: int = pb.ModelInferResponse.InferOutputTensor(name=name, datatype=datatype, shape=shape).ByteSize()
+    extra = 0
+    if raw:
+        extra = _field_size(len(data))  # one raw_output_contents entry
+    else:
+        contents = contents_size(datatype, data)
+        output += _field_size(contents) if contents else 0  # the contents message, omitted when empty
+    header: int = response.ByteSize()
+    return header + _field_size(output) + extra
+
+
+def _field_size(length: int) -> int:
+    """A length-delimited field of `length` bytes: one tag byte (field numbers < 16), the length, the bytes."""
+    return 1 + max(1, (length.bit_length() + 6) // 7) + length
 
 
 def final_marked(response: Any, final: bool) -> Any:

@@ -387,6 +387,54 @@ def encode_output(
     return None
 
 
+def contents_size(datatype: str, data: bytes | memoryview) -> int:
+    """Bytes the typed contents of a `datatype` tensor holding `data` take on the wire, computed
+    without building them: a typed answer can be 10x its raw size (an INT8 -1 is a 10-byte varint),
+    so the servicer checks this against the response limit first. `data` as for encode_output;
+    FP16/BF16 (no typed field) and malformed data raise ValueError, as there.
+    """
+    kind = _TYPES.get(datatype)
+    if kind is None or kind.field is None:
+        raise ValueError(f"{quoted(datatype)} has no typed contents field")
+    if datatype == "BYTES":
+        view = memoryview(data).cast("B")
+        total, offset = 0, 0
+        while offset + 4 <= len(view):  # each pass takes >= 4 bytes: at most len(data) // 4 passes
+            (length,) = _LENGTH.unpack_from(view, offset)
+            total += 1 + _varint_size(length) + length  # repeated bytes: tag, length, data per element
+            offset += 4 + length
+        return total
+    if len(data) % kind.itemsize:
+        raise ValueError(f"{len(data):,} bytes are not whole {datatype} elements")
+    numel = len(data) // kind.itemsize
+    if kind.field in ("fp32_contents", "fp64_contents", "bool_contents"):
+        payload = numel * {"fp32_contents": 4, "fp64_contents": 8, "bool_contents": 1}[kind.field]
+    else:
+        payload = _varints_size(np.frombuffer(data, dtype=kind.numpy))
+    return 1 + _varint_size(payload) + payload if payload else 0  # packed: one tag and length
+
+
+def _varint_size(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _varints_size(values: np.ndarray[Any, Any]) -> int:
+    """Bytes of `values` as protobuf varints; a negative integer takes 10 (sign-extended to 64 bits).
+
+    Comparisons on the values' own dtype only (one boolean temporary at a time, numel bytes), so
+    sizing an answer never allocates more than the answer already takes.
+    """
+    info = np.iinfo(values.dtype)
+    total = int(values.size)
+    if info.min < 0:
+        total += 9 * int(np.count_nonzero(values < 0))
+    for bits in range(7, 64, 7):
+        if (1 << bits) > info.max:
+            break
+        total += int(np.count_nonzero(values >= (1 << bits)))
+    return total
+
+
 def read_safetensors_answer(payload: bytes) -> tuple[str, tuple[int, ...], memoryview]:
     """(OIP datatype, shape, data) of the default handler's safetensors answer: one tensor, key "output".
 

@@ -119,19 +119,32 @@ class OpenInferenceServicer:
                 if running:
                     await asyncio.wait(set(running))
             finally:
-                await responses.put(done)
+                # Cancelled means the call is over and nobody reads `responses`: with 64 answers
+                # waiting there, putting the end marker would block this task (and the call's close) forever.
+                current = asyncio.current_task()
+                if current is None or not current.cancelling():
+                    await responses.put(done)
 
+        # Headers first, from this task: an undecodable request makes the reader abort the call
+        # (decoding.py) while this task may be sending an answer; an abort that also carries the
+        # headers collides with that send (grpc: GRPC_CALL_ERROR_TOO_MANY_OPERATIONS) and the call
+        # never ends. With the headers sent, the abort is the trailers only.
+        await context.send_initial_metadata(())
         reader = asyncio.get_running_loop().create_task(read())
         try:
             while (response := await responses.get()) is not done:
                 yield response
             await reader  # an undecodable request ended the call: its abort is raised here
         finally:
-            for task in (reader, *running):
+            tasks = [reader, *running]
+            for task in tasks:
                 task.cancel()
-            for task in (reader, *running):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Let them finish their own cleanup (queued jobs cancelled) before the call ends. Not
+            # `await task` under suppress(CancelledError): that would swallow a cancel of this call.
+            await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled():
+                    task.exception()  # retrieved: an abort already raised above is not logged again
 
     async def _answers(self, request: Any, context: aio.ServicerContext) -> AsyncGenerator[Any, None]:
         """The responses of one stream request; a failure is one in-band error response."""
@@ -142,7 +155,7 @@ class OpenInferenceServicer:
             empty_final = oip.wants_empty_final(request)
             chunks = self._registry.stream(plan.name, plan.version, plan.inputs, deadline=convert.deadline(context))
             async for chunk in chunks:
-                response = oip.infer_response(pb, plan, chunk, max_bytes=self._max_response)
+                response = oip.infer_response(pb, plan, chunk, max_bytes=self._max_response - oip.STREAM_OVERHEAD)
                 if held is not None:
                     yield pb.ModelStreamInferResponse(infer_response=oip.final_marked(held, False))
                 held = response
