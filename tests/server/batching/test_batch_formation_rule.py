@@ -143,3 +143,72 @@ def test_a_held_worker_is_released_when_the_busy_one_leaves() -> None:
     queue.finished(leaving=True)
     holder.join(timeout=10)
     assert results == [[waiting]]
+
+
+def test_a_free_worker_holds_back_while_more_calls_of_the_version_are_expected() -> None:
+    """In-flight calls not yet queued (inside grpc, or just answered and coming back) grow the batch."""
+    policy = BatchPolicy(batch_size=32, max_delay_s=0.005, adaptive=True)
+    assert policy.decide(pending=3, oldest_enqueued=10.0, now=10.001, coming=5) == pytest.approx(0.004)
+    assert policy.decide(pending=3, oldest_enqueued=10.0, now=10.005, coming=5) == 0.0  # never beyond the delay
+    assert policy.decide(pending=3, oldest_enqueued=10.0, now=10.001, coming=0) == 0.0  # nothing else coming
+    assert policy.decide(pending=16, oldest_enqueued=10.0, now=10.0, coming=20) == 0.0  # half a batch: go
+    assert policy.decide(pending=32, oldest_enqueued=10.0, now=10.0, coming=20) == 0.0
+    fixed = BatchPolicy(batch_size=32, max_delay_s=0.005, adaptive=False)
+    assert fixed.decide(pending=3, oldest_enqueued=10.0, now=10.001, coming=0) == pytest.approx(0.004)
+
+
+def test_a_lone_call_never_waits_and_calls_seen_in_flight_recently_are_waited_for() -> None:
+    now = [50.0]
+    queue = JobQueue(
+        capacity=100, policy=BatchPolicy(batch_size=8, max_delay_s=0.005, adaptive=True), clock=lambda: now[0]
+    )
+    calls = queue.in_flight
+    calls.enter()  # the registry counts a call in before it queues it
+    lone = job(50.0)
+    queue.put(lone)
+    assert queue.try_take(now=50.0) == [lone]  # c=1: taken at once
+    queue.finished()
+    calls.leave()
+    for _ in range(3):  # three calls in flight together ...
+        calls.enter()
+    for _ in range(3):  # ... answered, so their clients send the next three
+        calls.leave()
+    calls.enter()
+    first = job(50.001)
+    queue.put(first)
+    assert queue.try_take(now=50.001) == pytest.approx(0.005)  # two more expected: hold back
+    calls.enter()
+    calls.enter()
+    rest = [job(50.002), job(50.002)]
+    queue.put_many(rest)
+    assert queue.try_take(now=50.002) == [first, *rest]  # all three back: one batch, at once
+    queue.finished()
+    for _ in range(3):
+        calls.leave()
+    now[0] = 50.1  # the peak is forgotten after one to two quiet windows: a lone call again
+    calls.enter()
+    later = job(50.1)
+    queue.put(later)
+    assert queue.try_take(now=50.1) == [later]
+
+
+def test_the_call_that_completes_the_expected_batch_wakes_the_worker_holding_back() -> None:
+    now = [0.0]
+    queue = JobQueue(
+        capacity=10, policy=BatchPolicy(batch_size=8, max_delay_s=3600.0, adaptive=True), clock=lambda: now[0]
+    )
+    queue.in_flight.enter()
+    queue.in_flight.enter()
+    queue.in_flight.leave()  # one of two in flight left: it is expected back
+    first = job(0.0)
+    queue.put(first)
+    results: list[object] = []
+    holder = threading.Thread(target=lambda: results.append(queue.take(lambda: False)))
+    holder.start()
+    eventually_sync(lambda: queue.waiting_workers == 1, timeout=10, what="the holder to block in take()")
+    # held for an hour's max delay; only the second call's put can release it
+    queue.in_flight.enter()
+    second = job(0.0)
+    queue.put(second)
+    holder.join(timeout=10)
+    assert results == [[first, second]]

@@ -2,18 +2,23 @@
 
 The event loop puts jobs (never blocking: a full queue is refused at once); worker threads take
 batches. Batch formation happens in the worker that is free, so it costs no event-loop work:
-- adaptive (default): when no worker is running a batch, a free worker takes everything queued, up
-  to batch_size, at once: a lone request never waits for company that is not coming. While another
-  worker is running a batch, a free worker takes the queue only once half a batch is waiting or
-  the oldest job has waited max_batch_delay; until then the busy worker, back within about one
-  forward pass, takes the queue itself. So batches grow with load instead of being split between
-  workers (mlp, c=32, 2 workers: mean batch 4 -> 8, server CPU per request -9 to -18 %), a second
-  worker still joins as soon as there is a batch's worth of work for it, and no request waits
-  longer than the max_batch_delay its model was registered with.
+- adaptive (default): when no worker is running a batch and no more calls of the version are
+  expected, a free worker takes everything queued, up to batch_size, at once: a lone request never
+  waits for company that is not coming. "Expected" is the version's in-flight count (inflight.py:
+  calls inside registry.predict/stream) against its peak over the last 20-40 ms: grpc.aio hands the
+  servicer one new call per loop wake-up, so under load most calls are still inside grpc while the
+  queue holds a few, and calls answered a moment ago are on their way back from closed-loop
+  clients. While calls are expected, a free worker holds back (never beyond max_batch_delay) until
+  they are queued, so batches at c=32 grow towards batch_size instead of staying at 4-7. While
+  another worker is running a batch, a free worker takes the queue only once half a batch is
+  waiting or the oldest job has waited max_batch_delay; until then the busy worker, back within
+  about one forward pass, takes the queue itself. So batches grow with load instead of being split
+  between workers, a second worker still joins as soon as there is a batch's worth of work for it,
+  and no request waits longer than the max_batch_delay its model was registered with.
 - fixed (TorchServe's behaviour): a free worker waits until batch_size jobs are queued or the
   oldest has waited max_batch_delay.
-`BatchPolicy.decide` is pure and takes the clock reading and the busy-worker count as arguments,
-so tests check the rules with an injected clock and no timing.
+`BatchPolicy.decide` is pure and takes the clock reading, the busy-worker count and the expected
+calls as arguments, so tests check the rules with an injected clock and no timing.
 Jobs of a stateful sequence are *pinned*: they wait in their worker's own deque (put_pinned) and
 only that worker takes them, before anything from the shared queue.
 """
@@ -29,6 +34,7 @@ from typing import Any
 
 from ..errors import ErrorKind, ModelFleetError, Reason
 from .contracts import SequenceContext
+from .inflight import InFlight
 
 
 @dataclass(eq=False)
@@ -70,13 +76,16 @@ class BatchPolicy:
         """Queued jobs at which a free worker starts a batch although another worker is busy."""
         return max(2, -(-self.batch_size // 2))
 
-    def decide(self, pending: int, oldest_enqueued: float, now: float, busy_workers: int = 0) -> float:
-        """0.0 = take a batch now; > 0 = seconds to wait for more; -1.0 = nothing queued, wait for a put."""
+    def decide(self, pending: int, oldest_enqueued: float, now: float, busy_workers: int = 0, coming: int = 0) -> float:
+        """0.0 = take a batch now; > 0 = seconds to wait for more; -1.0 = nothing queued, wait for a put.
+
+        `coming`: calls of the version expected to be queued soon (InFlight.coming); adaptive only.
+        """
         if pending == 0:
             return -1.0
         if pending >= self.batch_size:
             return 0.0
-        if self.adaptive and (busy_workers == 0 or pending >= self.overflow):
+        if self.adaptive and (pending >= self.overflow or (busy_workers == 0 and coming == 0)):
             return 0.0
         remaining = oldest_enqueued + self.max_delay_s - now
         return 0.0 if remaining <= 0 else remaining
@@ -104,6 +113,8 @@ class JobQueue:
         self._closed = False
         self._pinned: dict[str, deque[Job]] = {}
         """Worker id -> jobs only that worker may run (requests and releases of its sequences)."""
+        self.in_flight = InFlight(clock=clock)
+        """This version's calls in the prediction path; the registry counts them, batching reads them."""
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -159,7 +170,9 @@ class JobQueue:
 
     def _try_take_locked(self, now: float) -> list[Job] | float:
         jobs = self._jobs
-        wait = self.policy.decide(len(jobs), jobs[0].enqueued if jobs else now, now, self._busy_workers)
+        if not jobs:
+            return -1.0
+        wait = self.policy.decide(len(jobs), jobs[0].enqueued, now, self._busy_workers, self.in_flight.coming(now))
         if wait != 0.0:
             return wait
         size = min(len(jobs), self.policy.batch_size)
@@ -176,7 +189,11 @@ class JobQueue:
         pending = len(self._jobs)
         if pending == added or pending >= self.policy.batch_size:
             return True
-        return self.policy.adaptive and (self._busy_workers == 0 or pending >= self.policy.overflow)
+        if not self.policy.adaptive:
+            return False
+        return pending >= self.policy.overflow or (
+            self._busy_workers == 0 and self.in_flight.coming(self._clock()) == 0
+        )
 
     def finished(self, *, leaving: bool = False) -> None:
         """The caller ran the batch take() gave it (worker threads only; once per batch, stuck ones too).

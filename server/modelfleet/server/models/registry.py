@@ -23,6 +23,8 @@ from . import devices as devices_mod
 from .batching import BatchPolicy, JobQueue
 from .contracts import LoadedModel, RegisterSpec, ResolvedSource, StreamRequest
 from .describe import ListedModel, ModelPage, VersionDescription, describe_workers
+from .fastpath import LoneCall
+from .inflight import InFlight
 from .limits import Limits
 from .sequences import SequenceRequest, SequenceSession, SequenceTable
 from .workers import WorkerPool
@@ -106,6 +108,10 @@ class ModelRegistry:
         """Registrations between identify and commit → the workers each will start; every limit counts them."""
         self._subscribers: list[Callable[[], None]] = []
         self._threads_for: int | None = None
+        self.in_flight = InFlight()
+        """Calls of every version inside predict/stream (each version's own count is its queue's)."""
+        self.lone_calls = LoneCall(self.in_flight)
+        """Whether a call is the only one in flight server-wide (the fast path's first test, fastpath.py)."""
 
     # ---- observers --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[], None]) -> None:
@@ -424,7 +430,18 @@ class ModelRegistry:
     async def predict(
         self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None
     ) -> bytes:
-        return await self._version(name, version).pool.submit(inputs, deadline)
+        """One request's answer. Counted in flight (server-wide and per version) until it is back here."""
+        pool = self._version(name, version).pool
+        total, calls = self.in_flight, pool.queue.in_flight
+        total.enter()
+        calls.enter()
+        try:
+            if total.now == 1 and pool.inline_ready(inputs) and self.lone_calls.admits():
+                return pool.run_inline(inputs, deadline)
+            return await pool.submit(inputs, deadline)
+        finally:
+            total.leave()
+            calls.leave()
 
     async def stream(
         self,
@@ -441,6 +458,25 @@ class ModelRegistry:
         `sequence` (StreamPredictions2): a stateful handler runs it on the sequence's worker with its state.
         """
         target = self._version(name, version)
+        total, calls = self.in_flight, target.pool.queue.in_flight
+        total.enter()
+        calls.enter()
+        try:
+            async for chunk in self._stream(target, inputs, deadline=deadline, sequence=sequence, session=session):
+                yield chunk
+        finally:
+            total.leave()
+            calls.leave()
+
+    async def _stream(
+        self,
+        target: ModelVersion,
+        inputs: Mapping[str, bytes],
+        *,
+        deadline: float | None,
+        sequence: SequenceRequest | None,
+        session: SequenceSession | None,
+    ) -> AsyncIterator[bytes]:
         handler = target.loaded.handler
         if sequence is not None and target.sequences is not None:
             async for chunk in target.sequences.run(sequence, inputs, deadline=deadline, session=session):

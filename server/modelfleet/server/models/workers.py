@@ -4,6 +4,8 @@ Why threads, not processes: torch releases the GIL inside operators, so a worker
 forward pass while the event loop keeps serving gRPC I/O, and workers share one CPU copy of the
 weights. The registry owns one pool per version; the RPC layer only sees `submit()`.
 Results go back to the loop with one call_soon_threadsafe per batch, not per request.
+The only call in flight, to a cheap `default`-handler model, skips the threads and runs on the loop
+(fastpath.py says when: the hand-off costs more than such a forward pass).
 A watchdog on the loop enforces response_timeout: the stuck batch fails with DEADLINE_EXCEEDED
 and a fresh worker replaces the stuck one (a Python thread cannot be killed; it is abandoned
 and exits when its call returns).
@@ -32,6 +34,8 @@ from typing import Any
 from ..errors import ErrorKind, ModelFleetError, Reason, load_failed
 from .batching import Job, JobQueue, StreamSink, queue_full
 from .contracts import LoadedModel, ModelRunner, Request, SequenceContext
+from .fastpath import InlineGate
+from .handlers import DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -247,21 +251,9 @@ class Worker:
             return
         self.current = live
         started = self.busy_since = time.monotonic()
-        inputs = [job.inputs for job in live]
-        outcome = self._run_inputs(runner, inputs)
-        results: list[bytes | ModelFleetError]
-        if isinstance(outcome, list):
-            results = outcome
-        elif len(inputs) == 1:
-            results = [outcome]
-        else:
-            # The runner failed the whole batch (runners answer bad inputs per slot, so this is a
-            # handler bug one input set off): each runs alone so only that request fails.
-            results = []
-            for one in inputs:
-                alone = self._run_inputs(runner, [one])
-                results.append(alone[0] if isinstance(alone, list) else alone)
+        results = run_inputs(runner, [job.inputs for job in live], self.pool.name)
         finished = time.monotonic()
+        self.pool.inline.observe(finished - started, len(live))
         self.busy_since = None
         self.current = []
         if not self.abandoned:
@@ -317,20 +309,37 @@ class Worker:
             )
             self.pool.post(self.pool.deliver, [job], [result])
 
-    def _run_inputs(
-        self, runner: ModelRunner, inputs: list[Mapping[str, bytes]]
-    ) -> list[bytes | ModelFleetError] | ModelFleetError:
-        """The runner's results, or the one error standing for all of them when it raised."""
-        try:
-            results = runner.run_batch(inputs)
-            if len(results) != len(inputs):
-                raise RuntimeError(f"runner returned {len(results)} results for {len(inputs)} inputs")
-            return list(results)
-        except ModelFleetError as exc:
-            return exc
-        except Exception:
-            log.exception("model %s failed on a batch of %d", self.pool.name, len(inputs))
-            return _unexpected()
+
+def run_inputs(runner: ModelRunner, inputs: list[Mapping[str, bytes]], name: str) -> list[bytes | ModelFleetError]:
+    """One result per input, in order (worker threads, and the loop for an inline request)."""
+    outcome = _run_inputs(runner, inputs, name)
+    if isinstance(outcome, list):
+        return outcome
+    if len(inputs) == 1:
+        return [outcome]
+    # The runner failed the whole batch (runners answer bad inputs per slot, so this is a handler
+    # bug one input set off): each runs alone so only that request fails.
+    results: list[bytes | ModelFleetError] = []
+    for one in inputs:
+        alone = _run_inputs(runner, [one], name)
+        results.append(alone[0] if isinstance(alone, list) else alone)
+    return results
+
+
+def _run_inputs(
+    runner: ModelRunner, inputs: list[Mapping[str, bytes]], name: str
+) -> list[bytes | ModelFleetError] | ModelFleetError:
+    """The runner's results, or the one error standing for all of them when it raised."""
+    try:
+        results = runner.run_batch(inputs)
+        if len(results) != len(inputs):
+            raise RuntimeError(f"runner returned {len(results)} results for {len(inputs)} inputs")
+        return list(results)
+    except ModelFleetError as exc:
+        return exc
+    except Exception:
+        log.exception("model %s failed on a batch of %d", name, len(inputs))
+        return _unexpected()
 
 
 def _run_quietly(action: Callable[[], None]) -> None:
@@ -364,16 +373,26 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self._watchdog: asyncio.TimerHandle | None = None
         self._ready_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._counted: tuple[WorkerStats, ...] = (WorkerStats(),)
-        """[0]: totals of retired workers; then the stats of every worker not yet retired (stopping ones
-        included). Replaced as a whole on the loop, so a scrape from another thread always sums a
-        consistent snapshot and the Prometheus counters never dip (a dip reads as a counter reset)."""
+        self._inline_stats = WorkerStats()
+        """Counters of the requests run on the loop thread (fastpath.py); written on the loop only."""
+        self._counted: tuple[WorkerStats, ...] = (WorkerStats(), self._inline_stats)
+        """[0]: totals of retired workers; [1]: the inline runs'; then the stats of every worker not yet
+        retired (stopping ones included). Replaced as a whole on the loop, so a scrape from another
+        thread always sums a consistent snapshot and the Prometheus counters never dip (a dip reads as
+        a counter reset)."""
         self.rejected = 0
         self.closed = False
         self._staged: list[Job] = []
         self._flush_scheduled = False
         self.on_worker_gone: Callable[[str], None] | None = None
         """Told a worker's id when it stops or is replaced (the sequence table releases its sequences)."""
+        self.inline = InlineGate()
+        """Fed every run's cost; asked whether a lone request may run on the loop (fastpath.py)."""
+        self._inline_runner: ModelRunner | None = None
+        # The built-in tensor pipeline only, and not in TorchServe's fixed mode (fastpath.py).
+        self._inline_allowed = loaded.handler_name == DEFAULT and queue.policy.adaptive
+        self._cpu_only = True
+        """Every worker runs on the CPU (an inline run uses the loop thread's CPU); set by scale()."""
 
     # ---- request path -------------------------------------------------------------------
     def submit(
@@ -449,6 +468,52 @@ class WorkerPool:
             _open_fully(window)  # a worker blocked on a full window sees `cancelled` at once
             if not future.done():
                 future.cancel()  # a worker skips it, or stops it at its next response
+
+    def inline_ready(self, inputs: Mapping[str, bytes]) -> bool:
+        """Whether this request may run on the loop now; the caller has checked it is the only call in flight."""
+        queue = self.queue
+        return (
+            self._inline_allowed
+            and self._cpu_only
+            and bool(self.workers)
+            and not queue.busy_workers
+            and not len(queue)
+            and not self._staged
+            and self.inline.admits(inputs)
+            and self._loop_runner() is not None
+        )
+
+    def _loop_runner(self) -> ModelRunner | None:
+        """The loop thread's own runner, made on first use; None (and the fast path off) if it cannot be."""
+        if self._inline_runner is None and self.inline.enabled:
+            try:
+                self._inline_runner = self.loaded.make_runner("cpu")
+            except Exception:
+                log.exception("no loop-thread runner for %s; its requests all go to the workers", self.name)
+                self.inline.enabled = False
+        return self._inline_runner
+
+    def run_inline(self, inputs: Mapping[str, bytes], deadline: float | None) -> bytes:
+        """Run one request on the loop thread, now (after inline_ready said yes); raises its error."""
+        started = time.monotonic()
+        if deadline is not None and deadline <= started:
+            raise _deadline_passed()
+        runner = self._inline_runner
+        assert runner is not None  # made by inline_ready
+        result = run_inputs(runner, [inputs], self.name)[0]
+        finished = time.monotonic()
+        self.inline.observe(finished - started, 1)
+        self._inline_stats.record(
+            1, int(isinstance(result, ModelFleetError)), queue_us=0.0, inference_us=(finished - started) * 1e6
+        )
+        if isinstance(result, ModelFleetError):
+            raise result
+        return result
+
+    @property
+    def inline_requests(self) -> int:
+        """Requests run on the event-loop thread (fastpath.py) rather than by a worker."""
+        return self._inline_stats.requests
 
     def run_on(self, owner: str, action: Callable[[], None]) -> None:
         """Run `action` on worker `owner`'s thread after the jobs already pinned to it (sequence releases)."""
@@ -543,6 +608,7 @@ class WorkerPool:
             worker = self.workers.pop()
             worker.stop()  # still counted; its stats are folded in when its thread exits (worker_exited)
             self._worker_gone(worker)
+        self._cpu_only = all(worker.device == "cpu" for worker in self.workers)
         self.queue.wake_all()
         self._arm_watchdog()
         self._on_change()

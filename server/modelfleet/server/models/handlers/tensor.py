@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import orjson
 import torch
 from safetensors.torch import save as safetensors_save
 
@@ -48,6 +49,28 @@ from .trusted import TrustedHooks
 __all__ = ["DTYPES", "TensorRunner", "decode_rows", "example_rows", "summarize_error"]
 
 log = logging.getLogger(__name__)
+
+
+ORJSON_MAX_NUMEL = 65_536
+"""Largest answer (in numbers) written by orjson; bigger ones by json.dumps (see _json_answer)."""
+
+
+def _json_answer(value: Any, numel: int) -> bytes:
+    """A JSON answer: orjson's bytes (~10x faster than json.dumps for a 256-number row, 1.5 vs 16.7 us).
+
+    orjson writes no space after `,` and the shortest form of each float (`0.00001` for `1e-05`):
+    the same JSON value. It writes NaN and ±inf as `null`, which a client would read as "missing", so
+    an answer that holds one (only a non-finite float lists as `null`) keeps json.dumps' `NaN` /
+    `Infinity` / `-Infinity`, as before and as TorchServe's json.dumps answers: Python's json.loads
+    reads them back as the same floats. Answers over ORJSON_MAX_NUMEL numbers keep json.dumps too:
+    orjson's growing buffer peaks at ~5x its output (33 MB for a 6 MB answer, json.dumps 13 MB), and
+    the per-answer saving that matters is on small answers.
+    """
+    if numel <= ORJSON_MAX_NUMEL:
+        encoded = orjson.dumps(value)
+        if b"null" not in encoded:
+            return encoded
+    return json.dumps(value).encode()
 
 
 class _Item:
@@ -246,7 +269,7 @@ class TensorRunner:
             if item.form == _JSON and self._postprocess is None and not refused:
                 if listed is None:
                     listed = out.tolist()
-                encoded = json.dumps(listed[start] if item.single else listed[start:stop]).encode()
+                encoded = _json_answer(listed[start] if item.single else listed[start:stop], (stop - start) * row_numel)
                 results[item.index] = self._sized(encoded, shape=lambda: _rows_shape(out, item, stop - start))  # noqa: B023
             elif item.form != _JSON and self._postprocess is None and out.dtype in _SAFETENSORS_NAMES:
                 # Binary answers slice one numpy view of the batch output: no torch call per request.
@@ -318,7 +341,7 @@ class TensorRunner:
                 return _handler_failed(self._handler_name, "postprocess", exc)
         try:
             if form == _JSON:
-                encoded = json.dumps(value.tolist()).encode()
+                encoded = _json_answer(value.tolist(), value.numel())
             elif form == _SAFETENSORS:
                 encoded = safetensors_answer(value)
             else:
