@@ -395,7 +395,9 @@ class Campaign:
             if message.read_limit == 0:
                 await asyncio.wait([writer], timeout=STREAM_WRITE_S)
             refused = writer.done() and not wrote_all.is_set()  # the server ended the call (bad token, bad request)
-            if call.done() or refused:  # its status, not our cancel
+            # A bad token is refused before any request is read, but a short stream may be written in
+            # full before that status arrives: wait for it rather than cancel over it.
+            if call.done() or refused or message.auth != "good":  # its status, not our cancel
                 outcome.code = await asyncio.wait_for(call.code(), timeout=message.timeout_s)
                 outcome.details = await call.details() or ""
                 if outcome.code == C.CANCELLED:  # grpc's client cancels its own call when a write is cut off

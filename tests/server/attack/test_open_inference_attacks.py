@@ -186,12 +186,13 @@ async def test_ten_thousand_requests_on_one_stream_that_is_never_read_keep_one_w
         return running >= STREAM_WINDOW or writer.done()
 
     # Nobody reads: 64 answers wait in the server's queue, 64 more requests wait to put theirs, and
-    # the server stops reading the stream (gRPC's flow control then stops the writer).
+    # the server stops reading the stream. Whether the writer then stops depends on how much gRPC's
+    # transport buffers (its flow-control window grows with BDP probing: 10,000 small requests may
+    # all fit), so the bound asserted is the server's own: never more than one window running.
     await eventually(window_full, timeout=60, what="the stream's window to fill")
     for _ in range(200):  # the server is busy only while it has somewhere to put answers
         window_full()
         await asyncio.sleep(0)
-    assert not writer.done(), "10,000 requests were all taken while no answer was read"
     assert peak <= STREAM_WINDOW, f"{peak} requests of one stream ran at once (window {STREAM_WINDOW})"
 
     ids: list[str] = []
