@@ -10,9 +10,10 @@ refused request changes nothing and concurrent ones cannot overshoot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -432,13 +433,19 @@ class ModelRegistry:
     ) -> bytes:
         """One request's answer. Counted in flight (server-wide and per version) until it is back here."""
         pool = self._version(name, version).pool
+        with self._counted(pool):
+            if self.in_flight.now == 1 and pool.inline_ready(inputs) and self.lone_calls.admits():
+                return pool.run_inline(inputs, deadline)
+            return await pool.submit(inputs, deadline)
+
+    @contextlib.contextmanager
+    def _counted(self, pool: WorkerPool) -> Iterator[None]:
+        """A call in flight, server-wide and for its version (inflight.py), until the block ends."""
         total, calls = self.in_flight, pool.queue.in_flight
         total.enter()
         calls.enter()
         try:
-            if total.now == 1 and pool.inline_ready(inputs) and self.lone_calls.admits():
-                return pool.run_inline(inputs, deadline)
-            return await pool.submit(inputs, deadline)
+            yield
         finally:
             total.leave()
             calls.leave()
@@ -458,15 +465,9 @@ class ModelRegistry:
         `sequence` (StreamPredictions2): a stateful handler runs it on the sequence's worker with its state.
         """
         target = self._version(name, version)
-        total, calls = self.in_flight, target.pool.queue.in_flight
-        total.enter()
-        calls.enter()
-        try:
+        with self._counted(target.pool):
             async for chunk in self._stream(target, inputs, deadline=deadline, sequence=sequence, session=session):
                 yield chunk
-        finally:
-            total.leave()
-            calls.leave()
 
     async def _stream(
         self,
