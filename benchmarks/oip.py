@@ -32,6 +32,7 @@ sys.path.insert(0, str(BENCH))
 import oip_report  # noqa: E402
 import oip_systems  # noqa: E402
 import payloads  # noqa: E402
+import report  # noqa: E402
 import systems  # noqa: E402
 
 SYSTEM_KEYS = ("modelfleet", "mlserver", "kserve", "echo")
@@ -315,12 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     text, _ = oip_report.render(data)
     print(text, flush=True)
-    failed = (
-        bool(data["unavailable"])
-        or any(r.get("failed") for r in data["lifecycle"])
-        or any("failed" in p or p.get("errors") for p in data["points"])
-    )
-    return 1 if failed else 0
+    return 1 if report.any_failure(data) else 0
 
 
 if __name__ == "__main__":

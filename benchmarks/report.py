@@ -304,6 +304,15 @@ def targets_section(data: dict[str, Any]) -> tuple[list[str], int]:
     return lines, missed
 
 
+def any_failure(data: dict[str, Any]) -> bool:
+    """Whether a run is a failure: a system unavailable, a lifecycle step failed, or a point failed or erred."""
+    return (
+        bool(data["unavailable"])
+        or any(r.get("failed") for r in data["lifecycle"])
+        or any("failed" in p or p.get("errors") for p in data["points"])
+    )
+
+
 def render(data: dict[str, Any]) -> tuple[str, int]:
     """The whole report, and the number of targets missed."""
     ts_note = (
