@@ -211,14 +211,7 @@ def render(data: dict[str, Any]) -> tuple[str, int]:
     lines += ratios_table(data)
     lines += ["", "Start (median over runs)"]
     lines += lifecycle_table(data)
-    for system, why in data.get("unavailable", {}).items():
-        lines.append(f"{data['labels'].get(system, system)}: unavailable ({why.splitlines()[0]})")
-    for record in data["lifecycle"]:
-        if record.get("failed"):
-            lines.append(
-                f"run {record['run'] + 1} {data['labels'].get(record['system'], record['system'])}: "
-                f"failed: {record['failed'].splitlines()[0][:200]}"
-            )
+    lines += report.failure_lines(data)
     target_lines, missed = targets_section(data)
     lines += [""] + target_lines
     return "\n".join(lines), missed

@@ -304,6 +304,21 @@ def targets_section(data: dict[str, Any]) -> tuple[list[str], int]:
     return lines, missed
 
 
+def failure_lines(data: dict[str, Any]) -> list[str]:
+    """One line per system that was unavailable and per lifecycle step that failed (first line of each why)."""
+    lines = [
+        f"{data['labels'].get(system, system)}: unavailable ({why.splitlines()[0]})"
+        for system, why in data.get("unavailable", {}).items()
+    ]
+    for record in data["lifecycle"]:
+        if record.get("failed"):
+            lines.append(
+                f"run {record['run'] + 1} {data['labels'].get(record['system'], record['system'])}: "
+                f"failed: {record['failed'].splitlines()[0][:200]}"
+            )
+    return lines
+
+
 def any_failure(data: dict[str, Any]) -> bool:
     """Whether a run is a failure: a system unavailable, a lifecycle step failed, or a point failed or erred."""
     return (
@@ -330,14 +345,7 @@ def render(data: dict[str, Any]) -> tuple[str, int]:
     lines += points_table(data)
     lines += ["", "Lifecycle (median over runs)"]
     lines += lifecycle_table(data)
-    for system, why in data.get("unavailable", {}).items():
-        lines.append(f"{data['labels'].get(system, system)}: unavailable ({why.splitlines()[0]})")
-    for record in data["lifecycle"]:
-        if record.get("failed"):
-            lines.append(
-                f"run {record['run'] + 1} {data['labels'].get(record['system'], record['system'])}: "
-                f"failed: {record['failed'].splitlines()[0][:200]}"
-            )
+    lines += failure_lines(data)
     target_lines, missed = targets_section(data)
     lines += [""] + target_lines
     return "\n".join(lines), missed
