@@ -83,7 +83,9 @@ def safetensors_answer(datatype: str, values: np.ndarray[Any, Any]) -> bytes:
     return len(header).to_bytes(8, "little") + header + values.tobytes()
 
 
-PLAN = oip_convert.Plan(name="m", version="1.0", inputs={}, tensor=True, output="output__0", raw=False, id="r-1")
+PLAN = oip_convert.Plan(
+    target=None, name="m", version="1.0", inputs={}, tensor=True, output="output__0", raw=False, id="r-1"
+)
 
 
 @pytest.mark.parametrize("datatype", ["INT8", "INT64", "UINT64", "FP32", "BOOL", "FP16"])

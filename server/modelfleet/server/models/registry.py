@@ -431,8 +431,13 @@ class ModelRegistry:
     async def predict(
         self, name: str, version: str | None, inputs: Mapping[str, bytes], *, deadline: float | None
     ) -> bytes:
-        """One request's answer. Counted in flight (server-wide and per version) until it is back here."""
-        pool = self._version(name, version).pool
+        """One request's answer (the default version when `version` is None/empty)."""
+        return await self.predict_on(self._version(name, version), inputs, deadline=deadline)
+
+    async def predict_on(self, target: ModelVersion, inputs: Mapping[str, bytes], *, deadline: float | None) -> bytes:
+        """One request's answer from a version the caller already looked up (get) with no await since.
+        Counted in flight (server-wide and per version) until it is back here."""
+        pool = target.pool
         with self._counted(pool):
             if self.in_flight.now == 1 and pool.inline_ready(inputs) and self.lone_calls.admits():
                 return pool.run_inline(inputs, deadline)
@@ -465,6 +470,19 @@ class ModelRegistry:
         `sequence` (StreamPredictions2): a stateful handler runs it on the sequence's worker with its state.
         """
         target = self._version(name, version)
+        async for chunk in self.stream_on(target, inputs, deadline=deadline, sequence=sequence, session=session):
+            yield chunk
+
+    async def stream_on(
+        self,
+        target: ModelVersion,
+        inputs: Mapping[str, bytes],
+        *,
+        deadline: float | None,
+        sequence: SequenceRequest | None = None,
+        session: SequenceSession | None = None,
+    ) -> AsyncIterator[bytes]:
+        """stream() for a version the caller already looked up (get) with no await since."""
         with self._counted(target.pool):
             async for chunk in self._stream(target, inputs, deadline=deadline, sequence=sequence, session=session):
                 yield chunk

@@ -45,9 +45,11 @@ _LENGTH = struct.Struct("<I")
 class Plan:
     """One ModelInfer request, checked and ready for the registry, and how to answer it."""
 
+    target: ModelVersion
+    """The version that runs (the default resolved), looked up once for the whole request."""
     name: str
     version: str
-    """The version that runs (the default resolved), so the answer names it."""
+    """The version's name, so the answer names it."""
     inputs: dict[str, bytes]
     tensor: bool
     """The default handler's safetensors answer; else the handler's bytes as one BYTES element."""
@@ -77,6 +79,7 @@ def plan(request: Any, target: ModelVersion, *, max_bytes: int) -> Plan:
     decoded = decode_inputs(request, max_bytes=max_bytes)
     inputs = _tensor_inputs(decoded, target) if tensor else _bytes_inputs(decoded, target)
     return Plan(
+        target=target,
         name=target.key.name,
         version=target.key.version,
         inputs=inputs,

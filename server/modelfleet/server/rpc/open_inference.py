@@ -2,7 +2,7 @@
 
 One class serves both proto packages (`inference`, and TorchServe's `org.pytorch.serve.grpc.openinference`
 without ModelStreamInfer): app.py makes one instance per package's generated module. Thin: each RPC
-looks the version up, converts (oip_convert.py), calls registry.predict / registry.stream (the same
+looks the version up once, converts (oip_convert.py), calls registry.predict_on / stream_on (the same
 queues and batches as the TorchServe API) and converts back. Registered through status.add_servicer
 in conventional mode whatever --status-mode says; ModelStreamInfer reports failures in-band.
 """
@@ -86,7 +86,7 @@ class OpenInferenceServicer:
 
     async def ModelInfer(self, request: Any, context: aio.ServicerContext) -> Any:
         plan = self._plan(request)
-        answer = await self._registry.predict(plan.name, plan.version, plan.inputs, deadline=convert.deadline(context))
+        answer = await self._registry.predict_on(plan.target, plan.inputs, deadline=convert.deadline(context))
         return oip.infer_response(self._pb, plan, answer, max_bytes=self._max_response)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: aio.ServicerContext) -> AsyncIterator[Any]:
@@ -153,7 +153,7 @@ class OpenInferenceServicer:
         try:
             plan = self._plan(request)
             empty_final = oip.wants_empty_final(request)
-            chunks = self._registry.stream(plan.name, plan.version, plan.inputs, deadline=convert.deadline(context))
+            chunks = self._registry.stream_on(plan.target, plan.inputs, deadline=convert.deadline(context))
             async for chunk in chunks:
                 response = oip.infer_response(pb, plan, chunk, max_bytes=self._max_response - oip.STREAM_OVERHEAD)
                 if held is not None:
